@@ -1,0 +1,3 @@
+from marrowdiff.cli import main
+
+raise SystemExit(main())

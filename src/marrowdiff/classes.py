@@ -1,0 +1,186 @@
+"""Cell-type vocabulary: code, display name, lineage and maturation order, kept as data.
+
+The vocabulary is the single source of truth for which classes exist and in which (clinical)
+order they are listed. Built-in vocabularies live in `vocabularies/*.toml`; users give their own
+as a TOML or JSON file of the same shape (see docs/data.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+LINEAGES = ("erythroid", "myeloid", "lymphoid", "other")
+
+
+class VocabularyError(ValueError):
+    """A vocabulary file is malformed, or labels do not fit the vocabulary."""
+
+
+@dataclass(frozen=True)
+class CellType:
+    code: str  # stable identifier used in files and checkpoints
+    name: str  # display name for reports
+    lineage: str  # one of LINEAGES
+    order: int  # maturation order within the lineage, 1 = most immature
+    abbrev: str = ""  # short label for dense figures
+    aliases: tuple[str, ...] = ()  # other labels data sets use for this class (folder names...)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    name: str
+    classes: tuple[CellType, ...]
+    description: str = ""
+    _lookup: dict[str, str] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        lookup: dict[str, str] = {}
+        for cell in self.classes:
+            if cell.lineage not in LINEAGES:
+                raise VocabularyError(
+                    f"vocabulary {self.name!r}: class {cell.code!r} has lineage {cell.lineage!r}; "
+                    f"use one of {', '.join(LINEAGES)}"
+                )
+            for label in (cell.code, cell.name, *cell.aliases):
+                key = _normalise(label)
+                if lookup.get(key, cell.code) != cell.code:
+                    raise VocabularyError(
+                        f"vocabulary {self.name!r}: label {label!r} names both "
+                        f"{lookup[key]!r} and {cell.code!r}; make it an alias of one only"
+                    )
+                lookup[key] = cell.code
+        if len({c.code for c in self.classes}) != len(self.classes):
+            raise VocabularyError(f"vocabulary {self.name!r}: class codes must be unique")
+        object.__setattr__(self, "_lookup", lookup)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(c.code for c in self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def __getitem__(self, code: str) -> CellType:
+        return self.classes[self.index(code)]
+
+    def index(self, code: str) -> int:
+        """Position of a class code in clinical order."""
+        try:
+            return self.codes.index(code)
+        except ValueError:
+            raise KeyError(f"{code!r} is not a class of vocabulary {self.name!r}") from None
+
+    def resolve(self, label: str) -> str | None:
+        """The class code a label (code, name or alias, any case) stands for, or None."""
+        return self._lookup.get(_normalise(label))
+
+    def map_labels(self, labels: Iterable[str], where: str = "the data set") -> list[str]:
+        """Map raw labels to codes; raise one error listing every label that does not fit."""
+        labels = list(labels)
+        codes = [self.resolve(label) for label in labels]
+        unknown = sorted({lab for lab, code in zip(labels, codes, strict=True) if code is None})
+        if unknown:
+            raise VocabularyError(
+                f"{len(unknown)} label(s) in {where} are not in vocabulary {self.name!r}: "
+                f"{', '.join(map(repr, unknown))}. Known labels: {', '.join(self.codes)}. "
+                "Fix: add them as `aliases` in a vocabulary file and pass --vocab FILE, "
+                "or pass --vocab infer to use the data set's own labels."
+            )
+        return codes
+
+    def adjacent(self, a: str, b: str) -> bool:
+        """True when a and b are the same class or neighbouring stages of one lineage.
+
+        Lineage "other" has no maturation sequence, so its classes neighbour nothing.
+        """
+        ca, cb = self[a], self[b]
+        return a == b or (ca.lineage == cb.lineage != "other" and abs(ca.order - cb.order) == 1)
+
+    def lineage_of(self, code: str) -> str:
+        return self[code].lineage
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "classes": [asdict(c) | {"aliases": list(c.aliases)} for c in self.classes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> Vocabulary:
+        try:
+            classes = tuple(
+                CellType(
+                    code=str(c["code"]),
+                    name=str(c.get("name", c["code"])),
+                    lineage=str(c.get("lineage", "other")),
+                    order=int(c.get("order", i + 1)),
+                    abbrev=str(c.get("abbrev", "")),
+                    aliases=tuple(str(a) for a in c.get("aliases", ())),
+                )
+                for i, c in enumerate(data["classes"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VocabularyError(
+                f"{source}: not a vocabulary ({exc!r}); it needs a `classes` list whose entries "
+                "have at least `code` (see docs/data.md)"
+            ) from None
+        if not classes:
+            raise VocabularyError(f"{source}: the vocabulary has no classes")
+        return cls(
+            name=str(data.get("name", Path(source).stem)),
+            classes=classes,
+            description=str(data.get("description", "")),
+        )
+
+
+def _normalise(label: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(label).strip().lower())
+
+
+def builtin_vocabularies() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files("marrowdiff.vocabularies").iterdir()
+        if p.name.endswith(".toml")
+    )
+
+
+def load_vocabulary(spec: str | Path = "choi2017") -> Vocabulary:
+    """A built-in vocabulary by name, or a .toml/.json vocabulary file."""
+    spec = str(spec)
+    if spec in builtin_vocabularies():
+        text = resources.files("marrowdiff.vocabularies").joinpath(f"{spec}.toml").read_text()
+        return Vocabulary.from_dict(tomllib.loads(text), source=spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise VocabularyError(
+            f"vocabulary {spec!r} is neither a built-in ({', '.join(builtin_vocabularies())}) "
+            "nor an existing .toml/.json file"
+        )
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+        else:
+            data = tomllib.loads(path.read_text())
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise VocabularyError(f"{path}: cannot parse the vocabulary file: {exc}") from None
+    return Vocabulary.from_dict(data, source=str(path))
+
+
+def infer_vocabulary(labels: Iterable[str], name: str = "inferred") -> Vocabulary:
+    """A vocabulary made of the labels found in a data set, sorted, lineage 'other'."""
+    found = sorted(set(labels), key=lambda s: (len(s), s) if s.isdigit() else (1 << 30, s))
+    return Vocabulary(
+        name=name,
+        classes=tuple(
+            CellType(code=lab, name=lab, lineage="other", order=i + 1)
+            for i, lab in enumerate(found)
+        ),
+    )

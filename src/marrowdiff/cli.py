@@ -1,0 +1,216 @@
+"""The `marrowdiff` command: one subcommand per pipeline stage. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from marrowdiff import __version__
+from marrowdiff.audit import AuditConfig, audit_dataset, write_audit
+from marrowdiff.classes import VocabularyError, builtin_vocabularies, load_vocabulary
+from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
+from marrowdiff.fileio import write_json, write_text
+from marrowdiff.images import ImageReadError
+from marrowdiff.splits import SplitConfig, SplitError, check_splits, make_splits, merge_groups
+
+USER_ERRORS = (DatasetError, VocabularyError, SplitError, ImageReadError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except USER_ERRORS as exc:
+        print(f"marrowdiff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("marrowdiff: interrupted; finished outputs were written atomically", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marrowdiff", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"marrowdiff {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="public data sets: fetch, list").add_subparsers(
+        title="data commands", metavar="ACTION"
+    )
+    p = data.add_parser("fetch", help="download a public archive, verified by sha256")
+    p.add_argument("--name", default="wbc_plosone", choices=sorted(PUBLIC_ARCHIVES))
+    p.add_argument("--to", type=Path, required=True, help="folder to put the archive in")
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        help="a local copy to verify and copy instead of downloading",
+    )
+    p.add_argument("--url", help="download from this address instead of the published one")
+    p.set_defaults(run=cmd_fetch)
+    p = data.add_parser("list", help="list the public archives marrowdiff knows")
+    p.set_defaults(run=cmd_data_list)
+
+    vocab = sub.add_parser("vocab", help="cell-type vocabularies: show, init").add_subparsers(
+        title="vocab commands", metavar="ACTION"
+    )
+    p = vocab.add_parser("show", help="print a vocabulary as JSON")
+    p.add_argument("vocab", nargs="?", default="choi2017", help="built-in name or file")
+    p.set_defaults(run=cmd_vocab_show)
+    p = vocab.add_parser("init", help="write a vocabulary template from a data set's labels")
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="the .toml file to write")
+    p.set_defaults(run=cmd_vocab_init)
+
+    p = sub.add_parser("audit", help="counts, sizes, unreadable files, duplicates, conflicts")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="folder for audit.json, audit.md, PNGs")
+    p.set_defaults(run=cmd_audit)
+
+    p = sub.add_parser("split", help="group-aware stratified test split and k-fold CV")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="folder for splits.json")
+    p.add_argument(
+        "--audit", type=Path, help="audit.json of this data set (default: audit it now, into --out)"
+    )
+    defaults = SplitConfig()
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--test-fold",
+        type=int,
+        default=defaults.test_fold,
+        help=f"which of the {defaults.test_folds} outer folds is the test set",
+    )
+    p.add_argument(
+        "--test-folds",
+        type=int,
+        default=defaults.test_folds,
+        help="1/N of the data is the test set (paper: 6, i.e. 5:1)",
+    )
+    p.add_argument("--folds", type=int, default=defaults.folds, help="cross-validation folds")
+    p.set_defaults(run=cmd_split)
+    return parser
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "data",
+        type=Path,
+        help="class-folder tree, zip archive of one, or CSV manifest (path,label[,group])",
+    )
+    p.add_argument(
+        "--vocab",
+        default="choi2017",
+        help=f"built-in ({', '.join(builtin_vocabularies())}), a .toml/.json file, or "
+        "'infer' to use the data set's own labels",
+    )
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def cmd_fetch(args) -> int:
+    path = fetch(args.name, args.to, from_file=args.from_file, url=args.url, progress=_progress())
+    print(f"{path}: verified sha256 {PUBLIC_ARCHIVES[args.name].sha256[:16]}...")
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    for archive in PUBLIC_ARCHIVES.values():
+        print(
+            f"{archive.name}\t{archive.size:,} bytes\tvocabulary {archive.vocabulary}\t"
+            f"{archive.citation}\n\t{archive.url}"
+        )
+    return 0
+
+
+def cmd_vocab_show(args) -> int:
+    print(json.dumps(load_vocabulary(args.vocab).to_dict(), indent=2))
+    return 0
+
+
+def cmd_vocab_init(args) -> int:
+    dataset = open_dataset(args.data, "infer")
+    lines = [f'name = "{args.out.stem}"', 'description = ""', ""]
+    for cell in dataset.vocabulary.classes:
+        lines += [
+            "[[classes]]",
+            f'code = "{cell.code}"',
+            f'name = "{cell.name}"',
+            'lineage = "other"  # erythroid, myeloid, lymphoid or other',
+            f"order = {cell.order}  # maturation order within the lineage",
+            "aliases = []",
+            "",
+        ]
+    write_text(args.out, "\n".join(lines))
+    print(f"{args.out}: {len(dataset.vocabulary)} classes; edit names, lineages and orders")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    dataset = open_dataset(args.data, args.vocab)
+    audit = _run_audit(dataset, args.out)
+    print(
+        f"{audit['n_images']} images, {len(audit['skipped'])} skipped "
+        f"({audit['n_unreadable']} unreadable), {audit['n_duplicate_groups']} duplicate groups, "
+        f"{audit['n_conflicting_groups']} with conflicting labels"
+    )
+    print(f"report: {args.out / 'audit.md'}")
+    return 0
+
+
+def _run_audit(dataset: Dataset, out: Path) -> dict:
+    config = AuditConfig()
+    audit, records, images = audit_dataset(dataset, config, progress=_progress())
+    names = {c.code: c.name for c in dataset.vocabulary.classes}
+    write_audit(audit, records, images, out, names, config)
+    for skipped in audit["skipped"]:
+        if skipped["stage"] == "decode":
+            print(f"skipped unreadable {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    return audit
+
+
+def cmd_split(args) -> int:
+    dataset = open_dataset(args.data, args.vocab)
+    if args.audit:
+        audit = json.loads(args.audit.read_text())
+        if audit.get("fingerprint") != dataset.fingerprint:
+            raise DatasetError(
+                f"{args.audit} was made for another listing of {args.data} "
+                f"(fingerprint differs); run `marrowdiff audit` again"
+            )
+    else:
+        audit = _run_audit(dataset, args.out)
+    unreadable = {s["path"] for s in audit["skipped"]}
+    records = [r for r in dataset.records if r.path not in unreadable]
+    paths = [r.path for r in records]
+    duplicates = [[m["path"] for m in g["members"]] for g in audit["duplicate_groups"]]
+    groups = merge_groups(paths, [r.group for r in records], duplicates)
+    config = SplitConfig(
+        seed=args.seed, test_folds=args.test_folds, test_fold=args.test_fold, folds=args.folds
+    )
+    splits = make_splits(
+        paths, [r.label for r in records], groups, list(dataset.vocabulary.codes), config
+    )
+    splits["dataset"] = {
+        "source": str(dataset.source),
+        "fingerprint": dataset.fingerprint,
+        "vocabulary": dataset.vocabulary.name,
+    }
+    check_splits(splits)
+    write_json(args.out / "splits.json", splits)
+    for warning in splits["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    sizes = ", ".join(f"{len(f['train'])}/{len(f['val'])}" for f in splits["folds"])
+    print(
+        f"{splits['n_images']} images in {splits['n_groups']} groups: test {len(splits['test'])}, "
+        f"folds train/val {sizes}"
+    )
+    print(f"splits: {args.out / 'splits.json'}")
+    return 0

@@ -1,0 +1,349 @@
+"""Data sets of labelled single-cell patches: scan a folder, zip or CSV manifest into records.
+
+Three layouts are accepted, all giving the same `Dataset`:
+- a folder with one sub-folder per class (files below a class folder, at any depth, belong to it);
+- a zip archive of that layout, optionally wrapped in one top folder;
+- a CSV manifest with columns `path,label` and optional `group` (patient, slide or smear id),
+  paths relative to the manifest's folder.
+Stray entries (hidden files, `.git/`, `__MACOSX/`, thumbnails, non-images) are skipped and
+counted. Images are decoded only when read, so a scan never fails on a corrupt file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import urllib.request
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from tqdm import tqdm
+
+from marrowdiff.classes import Vocabulary, infer_vocabulary, load_vocabulary
+from marrowdiff.fileio import atomic_open
+from marrowdiff.images import ImageReadError, decode_rgb, looks_like_image
+
+JUNK_DIRS = {"__macosx", ".git", ".svn", ".thumbnails", "@eadir", ".ipynb_checkpoints"}
+JUNK_FILES = {"thumbs.db", "desktop.ini", ".ds_store"}
+
+
+class DatasetError(ValueError):
+    """A data set cannot be opened as given; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Record:
+    path: str  # as it appears in the data set: zip member, path under the folder, or manifest cell
+    label: str  # class code of the vocabulary
+    group: str | None = None  # user-given patient, slide or smear id
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """The records of one data set, the files skipped while scanning it, and how to read them."""
+
+    source: Path
+    kind: str  # "folder", "zip" or "manifest"
+    vocabulary: Vocabulary
+    records: list[Record]
+    skipped: list[Skipped] = field(default_factory=list)
+    _zip: zipfile.ZipFile | None = field(default=None, repr=False)
+    _zip_pid: int | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Images per class, in the vocabulary's clinical order, zeros included."""
+        found = Counter(r.label for r in self.records)
+        return {code: found.get(code, 0) for code in self.vocabulary.codes}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the sorted listing (path, label, group): names the data set as scanned."""
+        lines = sorted(f"{r.path}\t{r.label}\t{r.group or ''}" for r in self.records)
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    def read_bytes(self, record: Record) -> bytes:
+        if self.kind == "zip":
+            return self._zipfile().read(record.path)
+        return self.file_path(record).read_bytes()
+
+    def file_path(self, record: Record) -> Path:
+        base = self.source if self.kind == "folder" else self.source.parent
+        return base / record.path
+
+    def load(self, record: Record) -> np.ndarray:
+        """(H, W, 3) uint8 RGB; raises ImageReadError naming the file."""
+        try:
+            return decode_rgb(self.read_bytes(record))
+        except ImageReadError as exc:
+            raise ImageReadError(f"{self.describe(record)}: {exc}") from None
+        except (OSError, zipfile.BadZipFile, RuntimeError, KeyError) as exc:
+            raise ImageReadError(f"{self.describe(record)}: cannot read the file ({exc})") from None
+
+    def describe(self, record: Record) -> str:
+        return f"{self.source}:{record.path}" if self.kind == "zip" else str(self.file_path(record))
+
+    def iter_images(
+        self, progress: bool = False, desc: str = "reading images"
+    ) -> Iterator[tuple[Record, np.ndarray | None, str | None]]:
+        """Yield (record, image, None) or (record, None, reason) for every record, in order."""
+        for record in tqdm(self.records, desc=desc, disable=not progress, unit="img"):
+            try:
+                yield record, self.load(record), None
+            except ImageReadError as exc:
+                yield record, None, str(exc).removeprefix(f"{self.describe(record)}: ")
+
+    def load_all(
+        self, progress: bool = False
+    ) -> tuple[list[Record], list[np.ndarray], list[Skipped]]:
+        """Decode every image; unreadable ones are returned as Skipped, never raised."""
+        records, images, skipped = [], [], []
+        for record, image, reason in self.iter_images(progress):
+            if image is None:
+                skipped.append(Skipped(record.path, reason))
+            else:
+                records.append(record)
+                images.append(image)
+        return records, images, skipped
+
+    def _zipfile(self) -> zipfile.ZipFile:
+        # One handle per process: a handle inherited through fork (DataLoader workers,
+        # torchrun ranks) shares its file offset with the parent and must not be reused.
+        if self._zip is None or self._zip_pid != os.getpid():
+            self._zip, self._zip_pid = zipfile.ZipFile(self.source), os.getpid()
+        return self._zip
+
+    def __getstate__(self):
+        return {**self.__dict__, "_zip": None, "_zip_pid": None}
+
+
+def open_dataset(source: str | Path, vocabulary: Vocabulary | str = "choi2017") -> Dataset:
+    """Scan a class-folder tree, a zip of one, or a CSV manifest."""
+    source = Path(source)
+    if not source.exists():
+        raise DatasetError(
+            f"{source}: no such file or folder; give a class-folder tree, "
+            "a .zip of one, or a CSV manifest with columns path,label[,group]"
+        )
+    if source.is_dir():
+        kind, raw, skipped = "folder", *_scan_folder(source)
+    elif zipfile.is_zipfile(source):
+        kind, raw, skipped = "zip", *_scan_zip(source)
+    elif source.suffix.lower() in (".csv", ".tsv", ".txt"):
+        kind, raw, skipped = "manifest", *_read_manifest(source)
+    else:
+        raise DatasetError(f"{source}: not a folder, a zip archive or a .csv manifest")
+    if not raw:
+        raise DatasetError(
+            f"{source}: no labelled images found ({len(skipped)} entries skipped). Expected one "
+            "sub-folder per class with images inside, or a manifest with columns path,label"
+        )
+    if isinstance(vocabulary, str):
+        vocabulary = (
+            infer_vocabulary(label for _, label, _ in raw)
+            if vocabulary == "infer"
+            else load_vocabulary(vocabulary)
+        )
+    codes = vocabulary.map_labels((label for _, label, _ in raw), where=str(source))
+    records = sorted(
+        (Record(path, code, group) for (path, _, group), code in zip(raw, codes, strict=True)),
+        key=lambda r: r.path,
+    )
+    return Dataset(
+        source=source, kind=kind, vocabulary=vocabulary, records=records, skipped=skipped
+    )
+
+
+def _junk_reason(parts: tuple[str, ...]) -> str | None:
+    """Why a path is not a data file, or None if it may be one."""
+    for part in parts[:-1]:
+        if part.lower() in JUNK_DIRS or part.startswith("."):
+            return f"inside {part}/ (not data)"
+    name = parts[-1]
+    if name.lower() in JUNK_FILES or name.startswith("._"):
+        return "system or thumbnail file"
+    if name.startswith("."):
+        return "hidden file"
+    if not looks_like_image(name):
+        return "not an image file (by suffix)"
+    return None
+
+
+def _split_class_paths(paths: list[tuple[str, ...]]) -> tuple[list[tuple[str, str]], list[Skipped]]:
+    """(path, label) for image paths given as parts; strip one shared wrapper folder."""
+    depth = 0
+    while paths and all(len(p) > depth + 2 for p in paths) and len({p[depth] for p in paths}) == 1:
+        depth += 1  # e.g. an archive wrapping the class folders in "data/"
+    labelled, skipped = [], []
+    for parts in paths:
+        path = "/".join(parts)
+        if len(parts) - depth < 2:
+            skipped.append(Skipped(path, "outside a class folder"))
+        else:
+            labelled.append((path, parts[depth]))
+    return labelled, skipped
+
+
+def _scan_folder(root: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
+    candidates, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            parts = PurePosixPath(Path(dirpath, name).relative_to(root).as_posix()).parts
+            reason = _junk_reason(parts)
+            if reason:
+                skipped.append(Skipped("/".join(parts), reason))
+            else:
+                candidates.append(parts)
+    labelled, outside = _split_class_paths(candidates)
+    return [(p, lab, None) for p, lab in labelled], skipped + outside
+
+
+def _scan_zip(path: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
+    candidates, skipped = [], []
+    try:
+        infos = zipfile.ZipFile(path).infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(
+            f"{path}: unreadable zip archive ({exc}); re-download or re-pack it"
+        ) from None
+    for info in infos:
+        if info.is_dir():
+            continue
+        parts = PurePosixPath(info.filename).parts
+        reason = _junk_reason(parts)
+        if reason:
+            skipped.append(Skipped(info.filename, reason))
+        else:
+            candidates.append(parts)
+    labelled, outside = _split_class_paths(candidates)
+    return [(p, lab, None) for p, lab in labelled], skipped + outside
+
+
+def _read_manifest(path: Path) -> tuple[list[tuple[str, str, str | None]], list[Skipped]]:
+    text = path.read_text(encoding="utf-8-sig")
+    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
+    columns = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
+    if not {"path", "label"} <= columns:
+        raise DatasetError(
+            f"{path}: a manifest needs a header with columns path,label "
+            f"(and optionally group); found {sorted(columns) or 'no rows'}"
+        )
+    raw, skipped = [], []
+    for line, row in enumerate(rows, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        rel, label, group = row["path"], row["label"], row.get("group") or None
+        if not rel or not label:
+            skipped.append(Skipped(rel or f"<line {line}>", f"line {line}: empty path or label"))
+        elif not (path.parent / rel).is_file():
+            skipped.append(Skipped(rel, f"line {line}: file not found"))
+        else:
+            raw.append((rel, label, group))
+    return raw, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Public archives with checksums
+
+
+@dataclass(frozen=True)
+class PublicArchive:
+    name: str
+    url: str
+    filename: str
+    sha256: str
+    size: int
+    vocabulary: str
+    citation: str
+
+
+PUBLIC_ARCHIVES = {
+    "wbc_plosone": PublicArchive(
+        name="wbc_plosone",
+        url="https://github.com/JinwooChoi9/wbc_plosone/raw/master/data_WBC_torch.zip",
+        filename="data_WBC_torch.zip",
+        sha256="ff7d4f72b199f2a7827f2875a7ecf7a90177fb7f17a3aab5640d4b69f4d92ace",
+        size=1_732_652,
+        vocabulary="choi2017",
+        citation="Choi JW et al. (2017) PLoS ONE 12(12): e0189259 (CC BY 4.0)",
+    ),
+}
+
+
+class ChecksumError(DatasetError):
+    """A fetched file is not the published archive."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(
+    archive: str | PublicArchive,
+    to: str | Path,
+    from_file: str | Path | None = None,
+    url: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download (or copy `from_file`) a public archive into `to`, verified by sha256.
+
+    The archive is kept zipped: every command reads zips directly, so nothing is unpacked.
+    The file appears under its final name only once its checksum is right.
+    """
+    if isinstance(archive, str):
+        if archive not in PUBLIC_ARCHIVES:
+            raise DatasetError(f"unknown archive {archive!r}; known: {', '.join(PUBLIC_ARCHIVES)}")
+        archive = PUBLIC_ARCHIVES[archive]
+    target = Path(to) / archive.filename
+    if target.is_file() and sha256_file(target) == archive.sha256:
+        return target
+    source = Path(from_file).resolve().as_uri() if from_file is not None else url or archive.url
+    digest = hashlib.sha256()
+    with atomic_open(target, "wb") as out:
+        try:
+            response = urllib.request.urlopen(source, timeout=60)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(
+                f"cannot fetch {source}: {exc}. Without internet, download it "
+                "elsewhere and pass --from FILE"
+            ) from None
+        with (
+            response,
+            tqdm(
+                total=archive.size,
+                unit="B",
+                unit_scale=True,
+                disable=not progress,
+                desc=archive.filename,
+            ) as bar,
+        ):
+            while block := response.read(1 << 16):
+                digest.update(block)
+                out.write(block)
+                bar.update(len(block))
+        if digest.hexdigest() != archive.sha256:
+            raise ChecksumError(
+                f"{source}: sha256 {digest.hexdigest()} does not match the published "
+                f"{archive.sha256}; the file is corrupt, truncated or not {archive.filename}. "
+                "Nothing was written; fetch it again or use a verified copy with --from FILE"
+            )
+    return target

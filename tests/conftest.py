@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny synthetic data sets written on the fly (no image is committed)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from marrowdiff.synthetic import recrop, synthetic_cell
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_ARCHIVE = Path(
+    os.environ.get(
+        "MARROWDIFF_WBC_ARCHIVE", REPO.parent / "shared/data/wbc_plosone/data_WBC_torch.zip"
+    )
+)
+
+
+def encode(image: np.ndarray, fmt: str = "PNG", **params) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def write_image(path: Path, image: np.ndarray, fmt: str | None = None, **params) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = fmt or {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF"}.get(
+        path.suffix.lower(), "PNG"
+    )
+    path.write_bytes(encode(image, fmt, **params))
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def cells(rng):
+    """A factory of distinct 48 px synthetic cells."""
+    return lambda n, size=48: [synthetic_cell(rng, size) for _ in range(n)]
+
+
+@pytest.fixture
+def class_tree(tmp_path, rng):
+    """A folder data set: classes "0".."2" (choi2017 aliases) with 8 distinct cells each."""
+    root = tmp_path / "data"
+    for label in "012":
+        for k in range(8):
+            write_image(root / label / f"{k}.png", synthetic_cell(rng, 48))
+    return root
+
+
+@pytest.fixture
+def with_duplicates(tmp_path, rng):
+    """A folder data set with one cell re-cropped into a second class (a label conflict) and
+    one re-encoded within its class; 6 distinct cells per class otherwise."""
+    root = tmp_path / "dups"
+    base = synthetic_cell(rng, 72)
+    write_image(root / "0" / "cell.png", recrop(base, 0, 0, 64))
+    write_image(root / "1" / "same-cell.png", recrop(base, 5, -4, 64))
+    other = synthetic_cell(rng, 64)
+    write_image(root / "2" / "a.png", other)
+    write_image(root / "2" / "a-again.jpg", other, quality=70)
+    for label in "012":
+        for k in range(6):
+            write_image(root / label / f"distinct{k}.png", synthetic_cell(rng, 64))
+    return root

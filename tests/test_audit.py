@@ -1,0 +1,51 @@
+import json
+
+from marrowdiff.audit import audit_dataset, write_audit
+from marrowdiff.datasets import open_dataset
+
+
+def test_audit_finds_conflicts_and_same_label_duplicates(with_duplicates, tmp_path):
+    dataset = open_dataset(with_duplicates)
+    audit, records, images = audit_dataset(dataset)
+    assert audit["n_images"] == 22
+    assert audit["counts"]["pronormoblast"] == 7
+    groups = audit["duplicate_groups"]
+    assert len(groups) == 2
+    conflict, same = groups  # conflicts are listed first
+    assert conflict["conflicting_labels"] is True
+    assert {(m["path"], m["label"]) for m in conflict["members"]} == {
+        ("0/cell.png", "pronormoblast"),
+        ("1/same-cell.png", "basophilic_normoblast"),
+    }
+    assert same["conflicting_labels"] is False
+    assert {m["path"] for m in same["members"]} == {"2/a.png", "2/a-again.jpg"}
+    assert 0.85 <= same["similarity"] <= 1.0 and not same["exact"]
+
+    written = write_audit(audit, records, images, tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["audit.json", "audit.md", "duplicates-1.png"]
+    assert json.loads((tmp_path / "out" / "audit.json").read_text()) == audit
+    markdown = (tmp_path / "out" / "audit.md").read_text()
+    assert "1 with conflicting labels" in markdown and "`0/cell.png`" in markdown
+
+
+def test_five_broken_files_are_reported_and_the_audit_finishes(class_tree, tmp_path):
+    (class_tree / "0" / "empty.png").write_bytes(b"")
+    (class_tree / "0" / "text.jpg").write_text("hello")
+    (class_tree / "1" / "trunc.png").write_bytes((class_tree / "1" / "0.png").read_bytes()[:60])
+    (class_tree / "1" / "trunc.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 30)
+    (class_tree / "2" / "bad.bmp").write_bytes(b"BM" + b"\x01" * 20)
+    audit, _, _ = audit_dataset(open_dataset(class_tree))
+    assert audit["n_listed"] == 29 and audit["n_images"] == 24
+    assert audit["n_unreadable"] == 5
+    unreadable = sorted(s["path"] for s in audit["skipped"] if s["stage"] == "decode")
+    assert unreadable == ["0/empty.png", "0/text.jpg", "1/trunc.jpg", "1/trunc.png", "2/bad.bmp"]
+    assert all(s["reason"] for s in audit["skipped"])
+
+
+def test_clean_data_set_has_no_groups(class_tree, tmp_path):
+    dataset = open_dataset(class_tree)
+    audit, records, images = audit_dataset(dataset)
+    assert audit["duplicate_groups"] == [] and audit["skipped"] == []
+    written = write_audit(audit, records, images, tmp_path / "out")
+    assert [p.name for p in written] == ["audit.json", "audit.md"]  # no empty contact sheet

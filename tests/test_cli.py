@@ -1,0 +1,93 @@
+import json
+import zipfile
+
+from marrowdiff.cli import main
+
+
+def test_audit_then_split_from_the_command_line(with_duplicates, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["audit", str(with_duplicates), "--out", str(out)]) == 0
+    assert "2 duplicate groups, 1 with conflicting labels" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "split",
+                str(with_duplicates),
+                "--out",
+                str(out),
+                "--audit",
+                str(out / "audit.json"),
+                "--test-folds",
+                "3",
+                "--folds",
+                "3",
+            ]
+        )
+        == 0
+    )
+    splits = json.loads((out / "splits.json").read_text())
+    assert (
+        splits["dataset"]["fingerprint"]
+        == json.loads((out / "audit.json").read_text())["fingerprint"]
+    )
+    # the conflicting pair stays together in every split
+    for side in [splits["test"], *(f[k] for f in splits["folds"] for k in ("train", "val"))]:
+        assert ("0/cell.png" in side) == ("1/same-cell.png" in side)
+
+
+def test_split_audits_on_the_fly_and_is_reproducible(class_tree, tmp_path):
+    for k in (1, 2):
+        assert main(["split", str(class_tree), "--out", str(tmp_path / f"s{k}")]) == 0
+    assert (tmp_path / "s1" / "splits.json").read_bytes() == (
+        tmp_path / "s2" / "splits.json"
+    ).read_bytes()
+    assert (tmp_path / "s1" / "audit.json").is_file()
+
+
+def test_stale_audit_is_refused(class_tree, tmp_path, capsys):
+    assert main(["audit", str(class_tree), "--out", str(tmp_path / "a")]) == 0
+    (class_tree / "0" / "0.png").rename(class_tree / "0" / "renamed.png")
+    assert (
+        main(
+            [
+                "split",
+                str(class_tree),
+                "--out",
+                str(tmp_path / "s"),
+                "--audit",
+                str(tmp_path / "a" / "audit.json"),
+            ]
+        )
+        == 2
+    )
+    assert "run `marrowdiff audit` again" in capsys.readouterr().err
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["audit", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_fetch_from_a_local_copy_with_the_wrong_checksum(tmp_path, capsys):
+    fake = tmp_path / "data_WBC_torch.zip"
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("0/1.jpg", b"x")
+    assert main(["data", "fetch", "--to", str(tmp_path / "d"), "--from", str(fake)]) == 2
+    assert "does not match the published" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "data_WBC_torch.zip").exists()
+
+
+def test_vocab_init_and_show(tmp_path, cells, capsys):
+    from .conftest import write_image
+
+    for label, cell in zip(["lymphocyte", "monocyte"], cells(2), strict=True):
+        write_image(tmp_path / "d" / label / "x.png", cell)
+    vocab = tmp_path / "mine.toml"
+    assert main(["vocab", "init", str(tmp_path / "d"), "--out", str(vocab)]) == 0
+    assert main(["vocab", "show", str(vocab)]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert [c["code"] for c in shown["classes"]] == ["lymphocyte", "monocyte"]
+    assert (
+        main(["audit", str(tmp_path / "d"), "--vocab", str(vocab), "--out", str(tmp_path / "a")])
+        == 0
+    )

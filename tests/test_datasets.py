@@ -1,0 +1,166 @@
+import hashlib
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from marrowdiff.classes import VocabularyError
+from marrowdiff.datasets import (
+    ChecksumError,
+    DatasetError,
+    PublicArchive,
+    fetch,
+    open_dataset,
+)
+
+from .conftest import encode, write_image
+
+
+def test_folder_layout_skips_and_counts_junk(class_tree):
+    (class_tree / ".DS_Store").write_bytes(b"x")
+    (class_tree / "README.txt").write_text("notes")
+    (class_tree / "0" / "Thumbs.db").write_bytes(b"x")
+    (class_tree / "0" / "notes.csv").write_text("a,b")
+    (class_tree / "__MACOSX" / "0").mkdir(parents=True)
+    (class_tree / "__MACOSX" / "0" / "._0.png").write_bytes(b"x")
+    blank = np.zeros((8, 8, 3), np.uint8)
+    write_image(class_tree / "1" / "nested" / "deep.png", blank)
+    write_image(class_tree / "loose.png", blank)
+    dataset = open_dataset(class_tree)
+    assert dataset.kind == "folder"
+    assert len(dataset) == 25  # 24 cells + the nested one
+    assert dataset.counts["basophilic_normoblast"] == 9
+    assert dataset.counts["segmented_neutrophil"] == 0  # every class listed, zeros included
+    reasons = {s.path: s.reason for s in dataset.skipped}
+    assert reasons["README.txt"].startswith("not an image")
+    assert reasons["0/Thumbs.db"] == "system or thumbnail file"
+    assert reasons["__MACOSX/0/._0.png"].startswith("inside __MACOSX")
+    assert reasons["loose.png"] == "outside a class folder"
+    assert "1/nested/deep.png" in [r.path for r in dataset.records]
+
+
+def test_zip_layout_with_wrapper_folder_and_git_junk(class_tree, tmp_path):
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(class_tree.rglob("*.png")):
+            zf.write(path, f"wrapped/{path.relative_to(class_tree).as_posix()}")
+        zf.writestr("wrapped/.git/config", "[core]")
+        zf.writestr("wrapped/.git/objects/ab/cdef", b"\x00\x01")
+        zf.writestr("__MACOSX/wrapped/0/._0.png", b"\x00")
+        zf.writestr("wrapped/1/", b"")  # a directory entry
+    dataset = open_dataset(archive)
+    assert dataset.kind == "zip" and len(dataset) == 24
+    assert dataset.records[0].path == "wrapped/0/0.png"
+    assert dataset.records[0].label == "pronormoblast"
+    assert len(dataset.skipped) == 3
+    assert dataset.load(dataset.records[0]).shape == (48, 48, 3)
+
+
+def test_manifest_with_groups_and_missing_files(class_tree):
+    manifest = class_tree / "manifest.csv"
+    manifest.write_text(
+        "path,label,group\n"
+        "0/0.png,C1,patient-a\n"
+        "1/0.png,basophilic normoblast,patient-a\n"
+        "2/0.png,2,\n"
+        "2/missing.png,2,patient-b\n"
+        ",2,\n"
+    )
+    dataset = open_dataset(manifest)
+    assert dataset.kind == "manifest"
+    assert [(r.path, r.label, r.group) for r in dataset.records] == [
+        ("0/0.png", "pronormoblast", "patient-a"),
+        ("1/0.png", "basophilic_normoblast", "patient-a"),
+        ("2/0.png", "polychromatic_normoblast", None),
+    ]
+    assert [s.reason for s in dataset.skipped] == [
+        "line 5: file not found",
+        "line 6: empty path or label",
+    ]
+    assert dataset.load(dataset.records[2]).shape == (48, 48, 3)
+
+
+def test_manifest_without_required_columns(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file,class\na.png,0\n")
+    with pytest.raises(DatasetError, match="path,label"):
+        open_dataset(manifest)
+
+
+def test_unknown_labels_fail_with_the_list_and_infer_accepts_them(tmp_path, cells):
+    for label, cell in zip(["lymphocyte", "plasma cell", "0"], cells(3), strict=True):
+        write_image(tmp_path / "d" / label / "a.png", cell)
+    with pytest.raises(VocabularyError, match="'lymphocyte', 'plasma cell'"):
+        open_dataset(tmp_path / "d")
+    dataset = open_dataset(tmp_path / "d", "infer")
+    assert dataset.vocabulary.codes == ("0", "lymphocyte", "plasma cell")
+
+
+def test_missing_or_empty_sources(tmp_path):
+    with pytest.raises(DatasetError, match="no such file"):
+        open_dataset(tmp_path / "nothing")
+    (tmp_path / "empty" / "0").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no labelled images"):
+        open_dataset(tmp_path / "empty")
+
+
+def test_corrupt_image_is_reported_by_name_not_raised(class_tree):
+    (class_tree / "2" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    dataset = open_dataset(class_tree)
+    records, images, skipped = dataset.load_all()
+    assert len(images) == 24
+    assert [s.path for s in skipped] == ["2/broken.png"]
+    assert "corrupt" in skipped[0].reason or "not an image" in skipped[0].reason
+
+
+def test_fingerprint_and_pickling(class_tree, tmp_path):
+    dataset = open_dataset(class_tree)
+    assert dataset.fingerprint == open_dataset(class_tree).fingerprint
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone.records == dataset.records
+    write_image(class_tree / "0" / "new.png", dataset.load(dataset.records[0]))
+    assert open_dataset(class_tree).fingerprint != dataset.fingerprint
+
+
+@pytest.fixture
+def tiny_archive(tmp_path, cells):
+    source = tmp_path / "published.zip"
+    with zipfile.ZipFile(source, "w") as zf:
+        for k, cell in enumerate(cells(4)):
+            zf.writestr(f"{k % 2}/{k}.png", encode(cell))
+    data = source.read_bytes()
+    return source, PublicArchive(
+        name="tiny",
+        url=source.as_uri(),
+        filename="tiny.zip",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        vocabulary="choi2017",
+        citation="test",
+    )
+
+
+def test_fetch_downloads_and_verifies(tiny_archive, tmp_path):
+    source, archive = tiny_archive
+    target = fetch(archive, tmp_path / "cache", progress=False)  # through urllib, file:// URL
+    assert target.read_bytes() == source.read_bytes()
+    assert len(open_dataset(target)) == 4
+    assert fetch(archive, tmp_path / "cache", progress=False) == target  # already there: no-op
+    copy = fetch(archive, tmp_path / "other", from_file=source, progress=False)
+    assert copy.read_bytes() == source.read_bytes()
+
+
+def test_fetch_checksum_mismatch_leaves_nothing(tiny_archive, tmp_path):
+    source, archive = tiny_archive
+    bad = tmp_path / "tampered.zip"
+    bad.write_bytes(source.read_bytes()[:-10])
+    with pytest.raises(ChecksumError, match="does not match"):
+        fetch(archive, tmp_path / "cache", from_file=bad, progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial file left behind
+
+
+def test_fetch_unreachable_address_says_what_to_do(tiny_archive, tmp_path):
+    _, archive = tiny_archive
+    with pytest.raises(DatasetError, match="--from FILE"):
+        fetch(archive, tmp_path / "cache", url=(tmp_path / "nowhere.zip").as_uri(), progress=False)
