@@ -51,15 +51,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    cases = {"paper vgg16 (96 px)": PRESETS["paper"].model,
-             "default effnet_lite0 (112 px)": PRESETS["default"].model,
-             "vgg16 width 0.25 (96 px)": ModelConfig(name="vgg16", input_size=96, width=0.25,
-                                                     pretrained=False)}
+    cases = {
+        "paper vgg16 (96 px)": PRESETS["paper"].model,
+        "default effnet_lite0 (112 px)": PRESETS["default"].model,
+        "vgg16 width 0.25 (96 px)": ModelConfig(
+            name="vgg16", input_size=96, width=0.25, pretrained=False
+        ),
+    }
     for name, config in cases.items():
         train, infer = throughput(config, args.steps)
         epoch = PAPER_EPOCH / train
-        print(f"{name:32s} train {train:7.1f} img/s  infer {infer:7.1f} cells/s  "
-              f"AG+OS600 epoch {epoch / 60:6.1f} min, 150 epochs {150 * epoch / 3600:6.1f} h")
+        print(
+            f"{name:32s} train {train:7.1f} img/s  infer {infer:7.1f} cells/s  "
+            f"AG+OS600 epoch {epoch / 60:6.1f} min, 150 epochs {150 * epoch / 3600:6.1f} h"
+        )
 
 
 if __name__ == "__main__":

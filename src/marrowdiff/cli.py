@@ -154,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--cv", action="store_true", help="all 6 test folds, mean +- sd")
-    p.add_argument("--recipes", help="comma-separated subset of the Table 1 recipes; the last "
-                                     "one is the dual-stage global model")
+    p.add_argument(
+        "--recipes",
+        help="comma-separated subset of the Table 1 recipes; the last "
+        "one is the dual-stage global model",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_experiment)
 
@@ -304,8 +307,9 @@ def cmd_experiment(args) -> int:
     preset = "quick" if args.quick else args.config
     config = load_config(preset, train__epochs=args.epochs)
     recipes = args.recipes.split(",") if args.recipes else None
-    summary = table1(args.data, args.out, config, cv=args.cv, seed=args.seed, recipes=recipes,
-                     log=_log)
+    summary = table1(
+        args.data, args.out, config, cv=args.cv, seed=args.seed, recipes=recipes, log=_log
+    )
     print((args.out / "table1.md").read_text())
     return 0 if summary else 1
 

@@ -195,8 +195,9 @@ def table1(
         best = fold_dir / recipes[-1]
         local = fold_dir / "local-band-segmented"
         if not (local / "model.pt").is_file():
-            cfg = replace(config, train=replace(config.train, recipe=recipes[-1],
-                                                classes=LOCAL_PAIR))
+            cfg = replace(
+                config, train=replace(config.train, recipe=recipes[-1], classes=LOCAL_PAIR)
+            )
             fit(cfg, dataset, splits, local, resume=True, log=log)
         rows["dual-stage"].append(evaluate_run([best, local], log=log))
     summary = {name: _mean_sd(results) for name, results in rows.items() if results}

@@ -214,8 +214,10 @@ def fit(
     train = select(dataset, splits, train_paths, classes, images, config)
     empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
     if empty:
-        raise ValueError(f"no training images of class(es) {', '.join(empty)} in this split; "
-                         "leave them out of --classes or add data")
+        raise ValueError(
+            f"no training images of class(es) {', '.join(empty)} in this split; "
+            "leave them out of --classes or add data"
+        )
     val = select(dataset, splits, val_paths, classes, images, config)
     norm = fit_normalisation(train.bank.centre(), tc.colour)
     model_config = _with_classes(config, len(classes))
