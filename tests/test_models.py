@@ -51,3 +51,12 @@ def test_effnet_lite0_loads_the_packaged_imagenet_weights():
 def test_unknown_model_lists_the_registry():
     with pytest.raises(KeyError, match="vgg16"):
         build_model(ModelConfig(name="resnet9000"))
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg16"])
+def test_vgg_starts_with_small_logits(name):
+    # He-initialised FC layers started at logits in the hundreds and died within steps
+    model = build_model(ModelConfig(name=name, input_size=64, width=0.25, pretrained=False))
+    with torch.no_grad():
+        out = model.eval()(torch.randn(8, 3, 64, 64))
+    assert out.abs().max() < 1.0

@@ -85,6 +85,16 @@ def audit_dataset(
     return audit, records, images
 
 
+def run_audit(
+    dataset: Dataset, out: str | Path, config: AuditConfig = AuditConfig(), progress: bool = False
+) -> dict:
+    """Audit a data set and write audit.json, audit.md and the contact sheets into `out`."""
+    audit, records, images = audit_dataset(dataset, config, progress)
+    names = {c.code: c.name for c in dataset.vocabulary.classes}
+    write_audit(audit, records, images, out, names, config)
+    return audit
+
+
 def write_audit(
     audit: dict,
     records: list[Record],

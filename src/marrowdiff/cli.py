@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from marrowdiff import __version__
-from marrowdiff.audit import AuditConfig, audit_dataset, write_audit
+from marrowdiff.audit import run_audit
 from marrowdiff.classes import VocabularyError, builtin_vocabularies, load_vocabulary
 from marrowdiff.config import PRESETS, RunConfig, load_config
 from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
@@ -244,10 +244,7 @@ def cmd_audit(args) -> int:
 
 
 def _run_audit(dataset: Dataset, out: Path) -> dict:
-    config = AuditConfig()
-    audit, records, images = audit_dataset(dataset, config, progress=_progress())
-    names = {c.code: c.name for c in dataset.vocabulary.classes}
-    write_audit(audit, records, images, out, names, config)
+    audit = run_audit(dataset, out, progress=_progress())
     for skipped in audit["skipped"]:
         if skipped["stage"] == "decode":
             print(f"skipped unreadable {skipped['path']}: {skipped['reason']}", file=sys.stderr)

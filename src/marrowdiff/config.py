@@ -84,11 +84,17 @@ PRESETS: dict[str, RunConfig] = {
     # Smoke tests: a narrow VGG for a few epochs.
     "quick": RunConfig(
         model=ModelConfig(
-            name="vgg11", input_size=48, width=0.125, dropout=0.1, fc_dim=128, pretrained=False
+            name="vgg11", input_size=48, width=0.25, dropout=0.1, fc_dim=256, pretrained=False
         ),
         geometry=Geometry(input_size=48, field=1.0, max_shift=1 / 12),
         train=TrainConfig(
-            recipe="balanced-random", epochs=3, lr=0.05, warmup_epochs=0, colour="yuv"
+            recipe="balanced-random",
+            epochs=3,
+            optimizer="adamw",
+            lr=0.002,
+            weight_decay=0.01,
+            warmup_epochs=0,
+            colour="yuv",
         ),
     ),
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marrowdiff.audit import AuditConfig, audit_dataset, write_audit
+from marrowdiff.audit import run_audit
 from marrowdiff.config import RunConfig
 from marrowdiff.datasets import Dataset, open_dataset
 from marrowdiff.evaluate import (
@@ -71,10 +71,7 @@ def prepare_splits(
         f"auditing and splitting {dataset.source} (seed {config.seed}, "
         f"test fold {config.test_fold})"
     )
-    audit, records, images = audit_dataset(dataset, AuditConfig())
-    write_audit(
-        audit, records, images, out / "audit", {c.code: c.name for c in dataset.vocabulary.classes}
-    )
+    audit = run_audit(dataset, out / "audit")
     splits = splits_for_dataset(dataset, audit, config)
     write_json(path, splits)
     return splits

@@ -116,11 +116,14 @@ class VGG(nn.Module):
             nn.Dropout(0.5),
             nn.Linear(fc, config.num_classes),
         )
-        for m in self.modules():  # MSRA initialisation, as in the paper
-            if isinstance(m, nn.Conv2d | nn.Linear):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):  # MSRA initialisation, as in the paper
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                # N(0, 0.01) as torchvision's VGG: He-scaled FC layers on un-normalised
+                # features give logits in the hundreds, and a few steps kill their ReLUs
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, num_classes)
         return self.classifier(self.features(x))

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import sklearn
 from sklearn.model_selection import StratifiedGroupKFold
 
 from marrowdiff import __version__
@@ -100,6 +101,7 @@ def make_splits(
     return {
         "splits_version": SPLITS_VERSION,
         "marrowdiff_version": __version__,
+        "sklearn_version": sklearn.__version__,  # its StratifiedGroupKFold decides the folds
         "config": asdict(config),
         "classes": list(classes),
         "n_images": len(paths),

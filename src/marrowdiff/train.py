@@ -21,6 +21,7 @@ from marrowdiff import __version__
 from marrowdiff.config import RunConfig, TrainConfig
 from marrowdiff.datasets import Dataset
 from marrowdiff.fileio import save_image, write_bytes, write_json, write_text
+from marrowdiff.images import ImageReadError
 from marrowdiff.models import build_model
 from marrowdiff.transforms import (
     Normalisation,
@@ -324,7 +325,7 @@ def _readable(dataset: Dataset, wanted: set[str]):
         if record.path in wanted:
             try:
                 yield record, dataset.load(record), None
-            except Exception:  # reported by the caller as missing
+            except ImageReadError:  # reported by the caller as missing
                 continue
 
 
