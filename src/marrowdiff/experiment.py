@@ -111,7 +111,9 @@ def evaluate_run(
     by_path = {r.path: r for r in dataset.records}
     images = [dataset.load(by_path[p]) for p in paths]
     y_true = np.array([classes.index(splits["labels"][p]) for p in paths])
-    proba = predictor.proba(images, tta=tta)
+    dual = isinstance(predictor, DualStage)
+    base = global_.proba(images, tta=tta)
+    proba = predictor.refine(base, images, tta) if dual else base
     y_pred = proba.argmax(1)
     vocab = predictor.vocabulary
     metrics = classification_metrics(y_true, y_pred, classes, vocab)
@@ -120,21 +122,13 @@ def evaluate_run(
         "split": split,
         "tta": tta,
         "models": [str(r) for r in runs],
-        "dual_stage": isinstance(predictor, DualStage),
+        "dual_stage": dual,
     }
-    if isinstance(predictor, DualStage):
-        base = predictor.global_.proba(images, tta=tta).argmax(1)
-        metrics["global_only"] = {
-            k: v
-            for k, v in classification_metrics(y_true, base, classes, vocab).items()
-            if k in HEADLINE
-        }
+    if dual:
+        alone = classification_metrics(y_true, base.argmax(1), classes, vocab)
+        metrics["global_only"] = {k: v for k, v in alone.items() if k in HEADLINE}
     names = [vocab[c].name for c in classes]
-    suffix = (
-        ""
-        if split == "test" and not isinstance(predictor, DualStage)
-        else (f"-{split}" + ("-dual" if isinstance(predictor, DualStage) else ""))
-    )
+    suffix = "" if split == "test" and not dual else f"-{split}" + ("-dual" if dual else "")
     write_json(out / f"metrics{suffix}.json", metrics)
     title = f"{run.name}: {split} accuracy {metrics['accuracy']:.3f}"
     cm = np.array(metrics["confusion_matrix"]["matrix"])

@@ -114,7 +114,12 @@ class DualStage:
         self.vocabulary = global_.vocabulary
 
     def proba(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
-        base = self.global_.proba(images, tta)
+        return self.refine(self.global_.proba(images, tta), images, tta)
+
+    def refine(
+        self, global_proba: np.ndarray, images: list[np.ndarray], tta: bool = False
+    ) -> np.ndarray:
+        """The global model's probabilities, refined by the local models."""
         return combine(
-            base, self.classes, [(p.proba(images, tta), p.classes) for p in self.locals_]
+            global_proba, self.classes, [(p.proba(images, tta), p.classes) for p in self.locals_]
         )
