@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marrowdiff", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="marrowdiff",
+        description="White-blood-cell differential counts for bone marrow smears: one command "
+        "per pipeline stage (data -> audit -> split -> train -> evaluate). Start with "
+        "`marrowdiff demo`.",
+    )
     parser.add_argument("--version", action="version", version=f"marrowdiff {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
