@@ -86,12 +86,20 @@ def audit_dataset(
 
 
 def run_audit(
-    dataset: Dataset, out: str | Path, config: AuditConfig = AuditConfig(), progress: bool = False
+    dataset: Dataset,
+    out: str | Path,
+    config: AuditConfig = AuditConfig(),
+    progress: bool = False,
+    log=None,
 ) -> dict:
-    """Audit a data set and write audit.json, audit.md and the contact sheets into `out`."""
+    """Audit a data set and write audit.json, audit.md and the contact sheets into `out`;
+    `log` (if given) hears of every unreadable image."""
     audit, records, images = audit_dataset(dataset, config, progress)
     names = {c.code: c.name for c in dataset.vocabulary.classes}
     write_audit(audit, records, images, out, names, config)
+    for skipped in audit["skipped"]:
+        if log and skipped["stage"] == "decode":
+            log(f"skipped unreadable {skipped['path']}: {skipped['reason']}")
     return audit
 
 

@@ -249,11 +249,7 @@ def cmd_audit(args) -> int:
 
 
 def _run_audit(dataset: Dataset, out: Path) -> dict:
-    audit = run_audit(dataset, out, progress=_progress())
-    for skipped in audit["skipped"]:
-        if skipped["stage"] == "decode":
-            print(f"skipped unreadable {skipped['path']}: {skipped['reason']}", file=sys.stderr)
-    return audit
+    return run_audit(dataset, out, progress=_progress(), log=lambda m: print(m, file=sys.stderr))
 
 
 def cmd_split(args) -> int:

@@ -71,7 +71,12 @@ def prepare_splits(
         f"auditing and splitting {dataset.source} (seed {config.seed}, "
         f"test fold {config.test_fold})"
     )
-    audit = run_audit(dataset, out / "audit")
+    audit = run_audit(dataset, out / "audit", log=log)
+    if audit["n_conflicting_groups"]:
+        log(
+            f"{audit['n_conflicting_groups']} cell(s) filed under two classes; kept together "
+            f"in the splits. See {out / 'audit' / 'audit.md'}"
+        )
     splits = splits_for_dataset(dataset, audit, config)
     write_json(path, splits)
     return splits
