@@ -21,11 +21,10 @@ import torch
 
 from marrowdiff.config import load_config
 from marrowdiff.datasets import open_dataset
+from marrowdiff.evaluate import HEADLINE as KEYS
 from marrowdiff.experiment import LOCAL_PAIR, evaluate_run, prepare_splits
 from marrowdiff.splits import SplitConfig
 from marrowdiff.train import fit
-
-KEYS = ("accuracy", "f1_macro", "f1_weighted", "balanced_accuracy", "adjacent_stage_accuracy")
 
 
 def main() -> None:

@@ -273,7 +273,7 @@ def cmd_split(args) -> int:
 
 def _train_config(args) -> RunConfig:
     classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
-    config = load_config(
+    return load_config(
         args.config,
         train__recipe=args.recipe,
         model__name=args.model,
@@ -284,7 +284,6 @@ def _train_config(args) -> RunConfig:
         train__fold=args.fold,
         train__classes=classes,
     )
-    return config
 
 
 def cmd_train(args) -> int:

@@ -41,6 +41,7 @@ PAPER_TABLE1 = {
     "dual-stage": (97.06, 97.13, 97.06, 97.10),
 }
 LOCAL_PAIR = ("band_neutrophil", "segmented_neutrophil")  # the paper's local model
+TABLE1_KEYS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro")
 
 
 def prepare_splits(
@@ -212,13 +213,12 @@ def table1(
 
 
 def _headline(metrics: dict) -> dict:
-    keys = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro")
-    return {k: metrics[k] for k in keys}
+    return {k: metrics[k] for k in TABLE1_KEYS}
 
 
 def _mean_sd(results: list[dict]) -> dict:
     out = {}
-    for key in ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro"):
+    for key in TABLE1_KEYS:
         values = [r[key] for r in results]
         out[key] = [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0]
     return out
@@ -239,11 +239,11 @@ def table1_markdown(summary: dict, config: RunConfig, cv: bool, n_folds: int) ->
         "| data set | accuracy | precision | recall | F1 | macro-F1 | paper acc | paper F1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    keys = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro")
     for name, row in summary.items():
         paper = PAPER_TABLE1.get(name, ("", "", "", ""))
         cells = [
-            f"{100 * row[k][0]:.1f}" + (f" ± {100 * row[k][1]:.1f}" if cv else "") for k in keys
+            f"{100 * row[k][0]:.1f}" + (f" ± {100 * row[k][1]:.1f}" if cv else "")
+            for k in TABLE1_KEYS
         ]
         lines.append(f"| {name} | {' | '.join(cells)} | {paper[0]} | {paper[3]} |")
     return "\n".join(lines) + "\n"

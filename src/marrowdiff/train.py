@@ -45,7 +45,6 @@ class SplitData:
 
 
 def select(
-    dataset: Dataset,
     splits: dict,
     paths: list[str],
     classes: list[str],
@@ -205,21 +204,21 @@ def fit(
     torch.manual_seed(tc.seed)
     train_paths, val_paths = fold_paths(splits, tc.fold)
     wanted = set(train_paths) | set(val_paths)
-    images = {r.path: im for r, im, _ in _readable(dataset, wanted)}
+    images = _load_images(dataset, wanted)
     missing = wanted - set(images)
     if missing:
         raise ValueError(
             f"{len(missing)} split image(s) are unreadable or not in {dataset.source}"
             f", e.g. {sorted(missing)[:3]}; run `marrowdiff split` again"
         )
-    train = select(dataset, splits, train_paths, classes, images, config)
+    train = select(splits, train_paths, classes, images, config)
     empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
     if empty:
         raise ValueError(
             f"no training images of class(es) {', '.join(empty)} in this split; "
             "leave them out of --classes or add data"
         )
-    val = select(dataset, splits, val_paths, classes, images, config)
+    val = select(splits, val_paths, classes, images, config)
     norm = fit_normalisation(train.bank.centre(), tc.colour)
     model_config = _with_classes(config, len(classes))
     model = build_model(model_config.model).to(memory_format=torch.channels_last)
@@ -291,17 +290,7 @@ def fit(
             },
         )
         write_history(out, history)
-        log(
-            "epoch {epoch}/{n}: loss {train_loss:.3f} acc {train_acc:.3f}".format(
-                n=tc.epochs, **row
-            )
-            + (
-                " | val loss {val_loss:.3f} acc {val_acc:.3f} f1 {val_f1_macro:.3f}".format(**row)
-                if val.paths
-                else ""
-            )
-            + f" ({row['seconds']:.0f} s)"
-        )
+        log(_epoch_summary(row, tc.epochs))
         if stop_after is not None and epoch + 1 >= stop_after < tc.epochs:
             return None
     final = meta | {
@@ -316,17 +305,30 @@ def fit(
     return final
 
 
+def _epoch_summary(row: dict, epochs: int) -> str:
+    line = f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}"
+    if "val_acc" in row:
+        line += (
+            f" | val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
+            f"f1 {row['val_f1_macro']:.3f}"
+        )
+    return line + f" ({row['seconds']:.0f} s)"
+
+
 def _with_classes(config: RunConfig, n: int) -> RunConfig:
     return replace(config, model=replace(config.model, num_classes=n))
 
 
-def _readable(dataset: Dataset, wanted: set[str]):
+def _load_images(dataset: Dataset, wanted: set[str]) -> dict[str, np.ndarray]:
+    """path -> image for the wanted records; unreadable ones are left out (the caller says)."""
+    images = {}
     for record in dataset.records:
         if record.path in wanted:
             try:
-                yield record, dataset.load(record), None
-            except ImageReadError:  # reported by the caller as missing
+                images[record.path] = dataset.load(record)
+            except ImageReadError:
                 continue
+    return images
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

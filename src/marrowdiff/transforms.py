@@ -170,14 +170,12 @@ class Recipe:
             n = self.oversample or len(members)
             if n <= len(members):
                 chosen = members if n == len(members) else rng.choice(members, n, replace=False)
-                rows = np.stack([chosen, np.zeros(n, int), np.zeros(n, int)], axis=1)
+                rows = _unshifted(chosen)
                 if self.random:
                     rows[:, 1:] = _nonzero_shifts(rng, n, shift)
             else:  # originals plus re-crops at jittered centres, never a copy of an original
-                originals = np.stack(
-                    [members, np.zeros(len(members), int), np.zeros(len(members), int)], axis=1
-                )
-                rows = np.concatenate([originals, _recrops(rng, members, n - len(members), shift)])
+                extra = _recrops(rng, members, n - len(members), shift)
+                rows = np.concatenate([_unshifted(members), extra])
             base.append(rows)
         base = np.concatenate(base)
         if self.augment and not self.random:
@@ -191,13 +189,18 @@ class Recipe:
         return items[order].astype(np.int64)
 
 
+def _unshifted(indices: np.ndarray) -> np.ndarray:
+    """(n, 3) [index, 0, 0]: the patches at their own centres."""
+    return np.stack([indices, np.zeros_like(indices), np.zeros_like(indices)], axis=1)
+
+
 def _recrops(rng: np.random.Generator, members: np.ndarray, n: int, shift: int) -> np.ndarray:
     """(n, 3) [index, dy, dx] re-crops of `members` with non-zero shifts, all distinct while
     there are enough (each patch has (2 shift + 1)^2 - 1 of them)."""
     side = 2 * shift + 1
     per_patch = side * side - 1
     if per_patch == 0:
-        return np.stack([rng.choice(members, n), np.zeros(n, int), np.zeros(n, int)], axis=1)
+        return _unshifted(rng.choice(members, n))
     total = len(members) * per_patch
     pick = rng.choice(total, n, replace=n > total)
     offset = pick % per_patch
