@@ -71,3 +71,35 @@ def with_duplicates(tmp_path, rng):
         for k in range(6):
             write_image(root / label / f"distinct{k}.png", synthetic_cell(rng, 64))
     return root
+
+
+# Three classes of two lineages that differ in cell size: erythroid pronormoblast ("0"),
+# myeloid myeloblast ("4") and segmented neutrophil ("9"); radius in px of a 48 px patch.
+TINY_CLASSES = {"0": 8, "4": 12, "9": 16}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A trained, calibrated run folder of a tiny model (seconds to train, shared by tests)."""
+    from dataclasses import replace
+
+    from marrowdiff.config import load_config
+    from marrowdiff.datasets import open_dataset
+    from marrowdiff.experiment import prepare_splits
+    from marrowdiff.train import fit
+
+    rng = np.random.default_rng(11)
+    root = tmp_path_factory.mktemp("tiny")
+    for label, radius in TINY_CLASSES.items():
+        for k in range(26):
+            write_image(root / "data" / label / f"{k}.png", synthetic_cell(rng, 48, radius=radius))
+    config = load_config("quick", train__epochs=4)
+    config = replace(
+        config,
+        model=replace(config.model, input_size=32),
+        geometry=replace(config.geometry, input_size=32),
+    )
+    dataset = open_dataset(root / "data")
+    splits = prepare_splits(dataset, root / "run", log=lambda m: None)
+    fit(config, dataset, splits, root / "run", log=lambda m: None)
+    return root / "run"

@@ -9,13 +9,18 @@ from pathlib import Path
 
 from marrowdiff import __version__
 from marrowdiff.audit import run_audit
+from marrowdiff.calibration import TARGET_ACCURACY
 from marrowdiff.classes import VocabularyError, builtin_vocabularies, load_vocabulary
 from marrowdiff.config import PRESETS, RunConfig, load_config
 from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
-from marrowdiff.experiment import evaluate_run, prepare_splits, table1
+from marrowdiff.detect import DetectConfig
+from marrowdiff.engine import load_classifier
+from marrowdiff.experiment import calibrate_run, evaluate_run, prepare_splits, table1
 from marrowdiff.fileio import write_json, write_text
 from marrowdiff.images import ImageReadError
 from marrowdiff.models import MODELS
+from marrowdiff.report import ReportConfig
+from marrowdiff.sources import list_inputs
 from marrowdiff.splits import SplitConfig, SplitError, splits_for_dataset
 from marrowdiff.train import fit
 from marrowdiff.transforms import RECIPES
@@ -167,6 +172,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_experiment)
 
+    p = sub.add_parser("calibrate", help="fit temperature and unsure threshold on validation")
+    p.add_argument("run_dir", metavar="RUN", type=Path, help="run folder (or its model.pt)")
+    p.add_argument("--data", type=Path, help="the data set (default: where the run was trained)")
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=TARGET_ACCURACY,
+        help="unflagged validation cells must be right this often (default %(default)s)",
+    )
+    p.set_defaults(run=cmd_calibrate)
+
+    p = sub.add_parser("classify", help="classify single-cell patches into a CSV")
+    _model_args(p)
+    p.add_argument("inputs", nargs="+", help="image files, folders or zips of patches")
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.set_defaults(run=cmd_classify)
+
+    p = sub.add_parser("count", help="find and classify the cells of fields; write the report")
+    _model_args(p)
+    p.add_argument("inputs", nargs="+", help="field images, folders or zips of them")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--target", type=int, default=ReportConfig.target, help="cells to count")
+    p.add_argument(
+        "--cell-diameter",
+        type=float,
+        default=DetectConfig.cell_diameter,
+        help="typical nucleated-cell diameter in px (default %(default)s, x1000)",
+    )
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=DetectConfig.patch_size,
+        help="crop side around each cell, px: the training patches' scale",
+    )
+    p.add_argument(
+        "--include-border", action="store_true", help="count cells cut by the field border too"
+    )
+    p.add_argument("--myeloid", help="comma-separated class codes counted as myeloid in M:E")
+    p.add_argument("--erythroid", help="comma-separated class codes counted as erythroid")
+    p.set_defaults(run=cmd_count)
+
+    p = sub.add_parser("export", help="export a model to ONNX for deployment")
+    p.add_argument("model", type=Path, help="run folder or .pt checkpoint")
+    p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
+    p.set_defaults(run=cmd_export)
+
     p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
     p.add_argument("--data", type=Path, help="the archive or any data set (default: fetch it)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -174,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.set_defaults(run=cmd_demo)
     return parser
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model",
+        help="run folder, .pt checkpoint or .onnx file; for a dual-stage set, "
+        "join global and local models with commas (global first)",
+    )
+    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -309,6 +369,72 @@ def cmd_experiment(args) -> int:
     )
     print((args.out / "table1.md").read_text())
     return 0 if summary else 1
+
+
+def cmd_calibrate(args) -> int:
+    calibrate_run(args.run_dir, args.data, args.target_accuracy, log=_log)
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from marrowdiff.count import classify_patches
+    from marrowdiff.report import cell_rows, write_csv
+
+    classifier = load_classifier(args.model.split(","))
+    inputs = list_inputs(args.inputs)
+    cells = classify_patches(classifier, inputs, tta=args.tta, log=_log)
+    rows = [{"path": r.pop("field")} | r for r in cell_rows(cells, classifier.classes)]
+    for row in rows:
+        del row["x"], row["y"]
+    write_csv(args.out, rows)
+    unsure = sum(c.flag == "unsure" for c in cells)
+    print(f"{len(cells)} of {len(inputs)} patches classified ({unsure} unsure): {args.out}")
+    return 0 if cells or not inputs else 1
+
+
+def cmd_count(args) -> int:
+    from dataclasses import replace
+
+    from marrowdiff.count import CountConfig, count_fields
+    from marrowdiff.report import write_report
+
+    classifier = load_classifier(args.model.split(","))
+    detect_config = replace(
+        DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size
+    )
+    config = CountConfig(detect=detect_config, tta=args.tta, include_border=args.include_border)
+    report_config = ReportConfig(
+        target=args.target,
+        myeloid=tuple(args.myeloid.split(",")) if args.myeloid else (),
+        erythroid=tuple(args.erythroid.split(",")) if args.erythroid else (),
+    )
+    cells, fields = count_fields(classifier, list_inputs(args.inputs), config, log=_log)
+    about = {
+        "model": args.model,
+        "tta": args.tta,
+        "calibration": classifier.calibration(args.tta).to_dict(),
+        "detect": detect_config.to_dict(),
+        "cell_radius": detect_config.cell_diameter / 2,
+    }
+    summary = write_report(
+        args.out, cells, fields, classifier.vocabulary, classifier.classes, report_config, about
+    )
+    me = summary["me_ratio"]["value"]
+    print(
+        f"{summary['n_counted']} cells counted in {summary['n_fields']} field(s), "
+        f"M:E {'n/a' if me is None else f'{me:.2f}'}: {args.out / 'report.html'}"
+    )
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from marrowdiff.export import export_onnx
+
+    path = export_onnx(args.model, args.onnx)
+    print(f"ONNX model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def cmd_demo(args) -> int:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from marrowdiff.models import ModelConfig
-from marrowdiff.transforms import Geometry
+from marrowdiff.preprocess import Geometry
 
 
 @dataclass(frozen=True)

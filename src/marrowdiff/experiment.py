@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from marrowdiff.audit import run_audit
+from marrowdiff.calibration import TARGET_ACCURACY
+from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig
 from marrowdiff.datasets import Dataset, open_dataset
 from marrowdiff.evaluate import (
@@ -247,3 +249,47 @@ def table1_markdown(summary: dict, config: RunConfig, cv: bool, n_folds: int) ->
         ]
         lines.append(f"| {name} | {' | '.join(cells)} | {paper[0]} | {paper[3]} |")
     return "\n".join(lines) + "\n"
+
+
+def calibrate_run(
+    run: Path, data: str | None = None, target: float = TARGET_ACCURACY, log=print
+) -> dict:
+    """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
+    from marrowdiff.train import (
+        calibrate_split,
+        fold_paths,
+        load_checkpoint,
+        save_checkpoint,
+        select,
+    )
+
+    state = load_checkpoint(run)
+    path = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
+    splits_file = path.parent / "splits.json"
+    if not splits_file.is_file():
+        raise FileNotFoundError(
+            f"{splits_file}: the run's splits are missing; cannot find its validation cells"
+        )
+    splits = json.loads(splits_file.read_text())
+    dataset = open_dataset(
+        data or state["data"]["source"], Vocabulary.from_dict(state["vocabulary"])
+    )
+    if dataset.fingerprint != state["data"]["fingerprint"]:
+        raise ValueError(
+            f"{dataset.source} is not the data set {path} was trained on; give it with --data"
+        )
+    _, val_paths = fold_paths(splits, state["data"]["fold"])
+    if not val_paths:
+        raise ValueError(
+            f"{path} was trained on all of train-validation (fold -1): no validation cells "
+            "are left to calibrate on"
+        )
+    predictor = Predictor.load(path)
+    wanted = set(val_paths)
+    images = {r.path: dataset.load(r) for r in dataset.records if r.path in wanted}
+    val = select(splits, val_paths, predictor.classes, images, predictor.config)
+    state["calibration"] = calibrate_split(
+        predictor.model, val, predictor.normalisation, log=log, target=target
+    )
+    save_checkpoint(path, state)
+    return state["calibration"]

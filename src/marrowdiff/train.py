@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from marrowdiff import __version__
+from marrowdiff.calibration import TARGET_ACCURACY, calibrate
 from marrowdiff.config import RunConfig, TrainConfig
 from marrowdiff.datasets import Dataset
 from marrowdiff.fileio import save_image, write_bytes, write_json, write_text
@@ -294,6 +295,7 @@ def fit(
         if stop_after is not None and epoch + 1 >= stop_after < tc.epochs:
             return None
     final = meta | {
+        "calibration": calibrate_split(model, val, norm, log),
         "state_dict": model.state_dict(),
         "epoch": tc.epochs,
         "history": history,
@@ -303,6 +305,31 @@ def fit(
     }
     save_checkpoint(out / "model.pt", final)
     return final
+
+
+def calibrate_split(
+    model: nn.Module,
+    val: SplitData,
+    norm: Normalisation,
+    log=print,
+    target: float = TARGET_ACCURACY,
+) -> dict:
+    """Temperature and "unsure" threshold for plain and TTA inference, fitted on the
+    validation split ({} when it is too small to fit them)."""
+    if len(val.labels) < 10:
+        log("no validation split to calibrate on: probabilities stay uncalibrated, no cell flagged")
+        return {}
+    out = {}
+    for name, tta in (("plain", False), ("tta", True)):
+        logits = predict_logits(model, val.bank, norm, tta=tta).double().numpy()
+        out[name] = calibrate(logits, val.labels, target).to_dict()
+    c = out["plain"]
+    log(
+        f"calibrated on {c['n']} validation cells: temperature {c['temperature']:.2f}, "
+        f"unsure below p={c['threshold']:.2f} ({c['coverage']:.0%} of cells sure, "
+        f"{c['accepted_accuracy']:.1%} of them right)"
+    )
+    return out
 
 
 def _epoch_summary(row: dict, epochs: int) -> str:

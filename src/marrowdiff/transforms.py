@@ -10,36 +10,19 @@ distributed run can take its own shard of the same list.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+
+from marrowdiff.preprocess import Geometry, resize_patch, white_balance
+
+__all__ = ["Geometry", "resize_patch", "white_balance"]  # re-exported: they started here
 
 # RGB -> YUV as Torch7's image.rgb2yuv (BT.601), which the paper used.
 RGB_TO_YUV = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]]
 )
-
-
-@dataclass(frozen=True)
-class Geometry:
-    input_size: int = 96  # network input side, px
-    field: float = 1.0  # fraction of the patch side the input covers (1.0: the whole patch)
-    max_shift: float = 1 / 12  # largest re-crop shift, as a fraction of the patch side (8/96 px)
-    white_balance: bool = False  # scale each patch so its background (brightest 20%) is grey
-
-    @property
-    def canvas(self) -> int:
-        """Side, px, that a whole patch is resized to."""
-        return round(self.input_size / self.field)
-
-    @property
-    def pad(self) -> int:
-        return int(np.ceil(self.max_shift * self.canvas))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -93,27 +76,6 @@ def d4(x: torch.Tensor, k: int) -> torch.Tensor:
     then mirror left-right when k >= 4. View 0 is the identity."""
     y = torch.rot90(x, k % 4, dims=(-2, -1)) if k % 4 else x
     return torch.flip(y, dims=(-1,)) if k >= 4 else y
-
-
-def white_balance(image: np.ndarray, level: float = 235.0) -> np.ndarray:
-    """Divide out the colour cast of the slide background, estimated from the brightest 20%
-    of pixels, so the background becomes neutral grey at `level` (stain, lamp and camera
-    white balance vary strongly between patches)."""
-    x = image.astype(np.float32)
-    luminance = x.mean(axis=2)
-    background = x[luminance >= np.percentile(luminance, 80)].mean(axis=0)
-    return np.clip(x * (level / np.maximum(background, 1.0)), 0, 255).round().astype(np.uint8)
-
-
-def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (side, side, 3): centre square crop, then area-preserving resize."""
-    h, w = image.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    square = Image.fromarray(np.ascontiguousarray(image[top : top + s, left : left + s]))
-    if s != side:
-        square = square.resize((side, side), Image.BICUBIC if s < side else Image.LANCZOS)
-    return np.asarray(square)
 
 
 class PatchBank:

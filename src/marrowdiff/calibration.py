@@ -1,0 +1,109 @@
+"""Calibrated probabilities and the "unsure" flag, fitted on validation cells.
+
+Temperature scaling (Guo et al. 2017): one scalar T divides the logits so that the validation
+negative log-likelihood is least; it changes no prediction, only how sure each one claims to be.
+The flag threshold is then the lowest top-class probability at which the validation cells the
+model is at least that sure of reach `target_accuracy`: below it, a cell is "unsure". Both are
+stored with the model, separately for plain and 8-way rotation/flip (TTA) inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+# Unflagged validation cells should be right this often. Every cell is reviewed in the review
+# station anyway; the flag says which ones to look at first and which not to count unseen.
+TARGET_ACCURACY = 0.90
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float = 1.0
+    threshold: float = 0.0  # cells whose top calibrated probability is below are flagged
+    target_accuracy: float = (
+        TARGET_ACCURACY  # the accuracy the threshold aims at on validation cells
+    )
+    coverage: float = 1.0  # fraction of validation cells at or above the threshold
+    accepted_accuracy: float = float("nan")  # their accuracy
+    ece_before: float = float("nan")  # expected calibration error, 10 bins, T = 1
+    ece_after: float = float("nan")
+    n: int = 0  # validation cells it was fitted on (0: not calibrated)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Calibration:
+        return cls(**d) if d else cls()
+
+    def proba(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(np.asarray(logits, np.float64) / self.temperature, axis=1)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `labels`."""
+    logits = np.asarray(logits, np.float64)
+    rows = np.arange(len(labels))
+
+    def nll(log_t: float) -> float:
+        return -log_softmax(logits / np.exp(log_t), axis=1)[rows, labels].mean()
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def choose_threshold(
+    proba: np.ndarray, labels: np.ndarray, target: float
+) -> tuple[float, float, float]:
+    """(threshold, coverage, accuracy above it): the lowest confidence at which the cells at or
+    above it are right at least `target` of the time. When no such set exists (not even the
+    single surest cell), the threshold is 1.0 and every cell is flagged."""
+    confidence = proba.max(1)
+    right = proba.argmax(1) == labels
+    order = np.argsort(-confidence, kind="stable")
+    running = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(running >= target)
+    if len(ok) == 0:
+        return 1.0, 0.0, float("nan")
+    k = ok[-1]
+    return float(confidence[order[k]]), float((k + 1) / len(order)), float(running[k])
+
+
+def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    confidence = proba.max(1)
+    right = proba.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(right[inside].mean() - confidence[inside].mean())
+    return float(error)
+
+
+def calibrate(
+    logits: np.ndarray, labels: np.ndarray, target_accuracy: float = TARGET_ACCURACY
+) -> Calibration:
+    """Temperature and flag threshold from validation logits (N, C) and true labels (N,)."""
+    labels = np.asarray(labels, np.int64)
+    if len(labels) < 10:
+        raise ValueError(
+            f"calibration needs at least 10 labelled validation cells, got {len(labels)}"
+        )
+    temperature = fit_temperature(logits, labels)
+    after = Calibration(temperature=temperature).proba(logits)
+    threshold, coverage, accuracy = choose_threshold(after, labels, target_accuracy)
+    return Calibration(
+        temperature=temperature,
+        threshold=threshold,
+        target_accuracy=target_accuracy,
+        coverage=coverage,
+        accepted_accuracy=accuracy,
+        ece_before=expected_calibration_error(softmax(logits, axis=1), labels),
+        ece_after=expected_calibration_error(after, labels),
+        n=len(labels),
+    )

@@ -1,0 +1,98 @@
+"""Images in, cells out: classify single-cell patches, or find, crop and classify the cells of
+whole microscope fields. Both return `report.Cell`s for `report.write_report`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from marrowdiff.detect import DetectConfig, crop, detect
+from marrowdiff.engine import Classifier
+from marrowdiff.report import Cell, FieldImage
+from marrowdiff.sources import Input, read_inputs
+
+THUMBNAIL = 80  # px, gallery crops
+PREVIEW_WIDTH = 1000  # px, field previews in the report
+
+
+@dataclass(frozen=True)
+class CountConfig:
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    tta: bool = False  # average over the 8 rotations/flips
+    include_border: bool = False  # count cells cut by the field border (a hematologist doesn't)
+    batch: int = 256  # cells classified together
+
+
+def thumbnail(patch: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(patch).resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR))
+
+
+def classify_patches(
+    classifier: Classifier, inputs: list[Input], tta: bool = False, batch: int = 256, log=print
+) -> list[Cell]:
+    """One Cell per readable single-cell patch (x, y: the patch centre)."""
+    cells: list[Cell] = []
+    pending: list[tuple[Input, np.ndarray]] = []
+
+    def flush() -> None:
+        proba, unsure = classifier.classify([image for _, image in pending], tta)
+        for (item, image), p, u in zip(pending, proba, unsure, strict=True):
+            k = int(p.argmax())
+            cells.append(
+                Cell(
+                    item.name,
+                    image.shape[1] / 2,
+                    image.shape[0] / 2,
+                    classifier.classes[k],
+                    float(p[k]),
+                    "unsure" if u else "",
+                    p,
+                    thumbnail(image),
+                )
+            )
+        pending.clear()
+
+    for item, image in read_inputs(inputs, log):
+        pending.append((item, image))
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return cells
+
+
+def count_field(
+    classifier: Classifier, name: str, image: np.ndarray, config: CountConfig
+) -> tuple[list[Cell], FieldImage]:
+    """Detect, crop and classify the nucleated cells of one field."""
+    found = detect(image, config.detect)
+    patches = [crop(image, d.y, d.x, config.detect.patch_size) for d in found]
+    proba, unsure = classifier.classify(patches, config.tta)
+    cells = []
+    for d, patch, p, u in zip(found, patches, proba, unsure, strict=True):
+        k = int(p.argmax())
+        flag = "border" if d.border and not config.include_border else "unsure" if u else ""
+        cells.append(
+            Cell(name, d.x, d.y, classifier.classes[k], float(p[k]), flag, p, thumbnail(patch))
+        )
+    h, w = image.shape[:2]
+    scale = min(1.0, PREVIEW_WIDTH / w)
+    preview = np.asarray(
+        Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+    )
+    return cells, FieldImage(name, h, w, preview, scale)
+
+
+def count_fields(
+    classifier: Classifier, inputs: list[Input], config: CountConfig, log=print
+) -> tuple[list[Cell], list[FieldImage]]:
+    cells: list[Cell] = []
+    fields: list[FieldImage] = []
+    for item, image in read_inputs(inputs, log):
+        found, preview = count_field(classifier, item.name, image, config)
+        cells += found
+        fields.append(preview)
+        log(f"{item.name}: {len(found)} cells ({sum(not c.flag for c in found)} counted)")
+    return cells, fields

@@ -1,0 +1,78 @@
+"""Patch geometry and the preprocessing that inference shares with training, in numpy only.
+
+The ONNX inference path (`classify`, `count` with an exported model) runs without PyTorch, so
+what it needs lives here: resizing a patch to the model's scale, white balance, and the centred
+input window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Geometry:
+    input_size: int = 96  # network input side, px
+    field: float = 1.0  # fraction of the patch side the input covers (1.0: the whole patch)
+    max_shift: float = 1 / 12  # largest re-crop shift, as a fraction of the patch side (8/96 px)
+    white_balance: bool = False  # scale each patch so its background (brightest 20%) is grey
+
+    @property
+    def canvas(self) -> int:
+        """Side, px, that a whole patch is resized to."""
+        return round(self.input_size / self.field)
+
+    @property
+    def pad(self) -> int:
+        return int(np.ceil(self.max_shift * self.canvas))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def white_balance(image: np.ndarray, level: float = 235.0) -> np.ndarray:
+    """Divide out the colour cast of the slide background, estimated from the brightest 20%
+    of pixels, so the background becomes neutral grey at `level` (stain, lamp and camera
+    white balance vary strongly between patches). The background is estimated on every other
+    row and column: the same figure to within a grey level, at a quarter of the cost."""
+    sample = image[::2, ::2]
+    planes = [sample[..., c].astype(np.uint16) for c in range(3)]
+    luminance = planes[0] + planes[1] + planes[2]
+    bright = luminance >= np.percentile(luminance, 80)
+    background = np.array([p[bright].mean() for p in planes], np.float32)
+    out = image * (np.float32(level) / np.maximum(background, np.float32(1.0)))
+    return np.rint(np.clip(out, 0, 255, out=out)).astype(np.uint8)
+
+
+def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (side, side, 3): centre square crop, then area-preserving resize."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    square = Image.fromarray(np.ascontiguousarray(image[top : top + s, left : left + s]))
+    if s != side:
+        square = square.resize((side, side), Image.BICUBIC if s < side else Image.LANCZOS)
+    return np.asarray(square)
+
+
+def centre_views(images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
+    """(N, 3, S, S) uint8: each patch resized to the canvas, white-balanced if the model was,
+    and its centred `input_size` window (what `PatchBank.centre` gives, without PyTorch)."""
+    c, s = geometry.canvas, geometry.input_size
+    top = (c - s) // 2
+    out = np.empty((len(images), 3, s, s), np.uint8)
+    for i, image in enumerate(images):
+        square = resize_patch(image, c)
+        if geometry.white_balance:
+            square = white_balance(square)
+        out[i] = square[top : top + s, top : top + s].transpose(2, 0, 1)
+    return out
+
+
+def d4_numpy(x: np.ndarray, k: int) -> np.ndarray:
+    """View k (0..7) of the dihedral group on the last two axes, as `transforms.d4`."""
+    y = np.rot90(x, k % 4, axes=(-2, -1)) if k % 4 else x
+    return np.ascontiguousarray(np.flip(y, axis=-1) if k >= 4 else y)

@@ -1,0 +1,61 @@
+"""Unlabelled inputs for `classify` and `count`: image files, folders of them, zips of them.
+
+`list_inputs` names every image it will read, in a stable order; `read_inputs` decodes them,
+reporting and skipping what cannot be read, so one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from marrowdiff.datasets import _junk_reason
+from marrowdiff.images import ImageReadError, decode_rgb
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str  # how reports name it: the file's path, or zip path + "!" + member
+    path: Path
+    member: str | None = None  # inside a zip
+
+    def read_bytes(self) -> bytes:
+        if self.member is None:
+            return self.path.read_bytes()
+        with zipfile.ZipFile(self.path) as archive:
+            return archive.read(self.member)
+
+
+def list_inputs(paths: list[str | Path]) -> list[Input]:
+    """Every image in the given files, folders (recursively) and zips. A path that does not
+    exist is an error naming it; system files, hidden files and non-images are passed over."""
+    found: list[Input] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            for path in sorted(p for p in given.rglob("*") if p.is_file()):
+                if _junk_reason(path.relative_to(given).parts) is None:
+                    found.append(Input(str(path), path))
+        elif given.is_file() and zipfile.is_zipfile(given):
+            with zipfile.ZipFile(given) as archive:
+                members = sorted(m for m in archive.namelist() if not m.endswith("/"))
+            for member in members:
+                if _junk_reason(tuple(member.split("/"))) is None:
+                    found.append(Input(f"{given}!{member}", given, member))
+        elif given.is_file():
+            found.append(Input(str(given), given))
+        else:
+            raise FileNotFoundError(f"{given}: no such file or folder")
+    return found
+
+
+def read_inputs(inputs: list[Input], log=print) -> Iterator[tuple[Input, np.ndarray]]:
+    """(input, RGB image) for each readable input; unreadable ones are logged and skipped."""
+    for item in inputs:
+        try:
+            yield item, decode_rgb(item.read_bytes())
+        except (ImageReadError, OSError, zipfile.BadZipFile) as error:
+            log(f"skipped {item.name}: {error}")

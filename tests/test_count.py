@@ -1,0 +1,129 @@
+"""From a trained model to a differential: classify, count, export to ONNX, calibrate."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from marrowdiff.cli import main
+from marrowdiff.engine import load_classifier, load_model
+from marrowdiff.export import export_onnx
+from marrowdiff.fields import FieldConfig, make_field
+from marrowdiff.synthetic import synthetic_cell
+
+from .conftest import TINY_CLASSES, write_image
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tiny_run, tmp_path_factory):
+    return export_onnx(tiny_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def fields(tmp_path_factory):
+    """Two 540 x 660 fields of synthetic cells at 3x the tiny model's patch scale."""
+    rng = np.random.default_rng(5)
+    patches, labels = [], []
+    for label, radius in TINY_CLASSES.items():
+        for _ in range(6):
+            patches.append(synthetic_cell(rng, 144, radius=3 * radius))
+            labels.append(label)
+    folder = tmp_path_factory.mktemp("fields")
+    config = FieldConfig(height=540, width=660, cells=7, red_cells=40)
+    for k in range(2):
+        write_image(folder / f"field{k}.png", make_field(patches, labels, config, seed=k)[0])
+    return folder
+
+
+def test_the_run_is_calibrated_on_its_validation_split(tiny_run):
+    model = load_model(tiny_run)
+    for mode in (False, True):
+        c = model.calibration(mode)
+        assert c.n >= 10 and c.temperature > 0 and 0 <= c.threshold <= 1
+
+
+def test_onnx_and_pytorch_agree_within_1e4(tiny_run, onnx_file):
+    rng = np.random.default_rng(3)
+    images = [synthetic_cell(rng, 48, radius=r) for r in (8, 12, 16, 10, 14)]
+    images.append(synthetic_cell(rng, 61)[:, :55])  # not square, other size
+    torch_model, onnx_model = load_model(tiny_run), load_model(onnx_file)
+    assert onnx_model.classes == torch_model.classes
+    assert onnx_model.calibrations == torch_model.calibrations
+    for tta in (False, True):
+        difference = np.abs(torch_model.proba(images, tta) - onnx_model.proba(images, tta))
+        assert difference.max() < 1e-4
+
+
+def test_an_onnx_file_without_our_metadata_is_refused(tmp_path):
+    (tmp_path / "x.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        load_model(tmp_path / "x.onnx")
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        load_model(tmp_path / "missing.onnx")
+
+
+def test_classify_writes_one_row_per_readable_patch(tiny_run, tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    for k, radius in enumerate((8, 16)):
+        write_image(tmp_path / "in" / f"cell{k}.png", synthetic_cell(rng, 48, radius=radius))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG garbage")
+    assert (
+        main(
+            ["classify", str(tiny_run), str(tmp_path / "in"), "--out", str(tmp_path / "cells.csv")]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader((tmp_path / "cells.csv").open()))
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["cell0.png", "cell1.png"]
+    assert {"class", "probability", "flag", "p_pronormoblast"} <= set(rows[0])
+    assert sum(float(v) for k, v in rows[0].items() if k.startswith("p_")) == pytest.approx(
+        1, abs=1e-3
+    )
+    out = capsys.readouterr().out
+    assert "skipped" in out and "broken.png" in out and "2 of 3 patches classified" in out
+
+
+def test_count_makes_one_report_from_several_fields_with_either_backend(
+    tiny_run, onnx_file, fields, tmp_path
+):
+    for name, model in (("pt", tiny_run), ("onnx", onnx_file)):
+        assert (
+            main(
+                [
+                    "count",
+                    str(model),
+                    str(fields),
+                    "--out",
+                    str(tmp_path / name),
+                    "--cell-diameter",
+                    "90",
+                    "--target",
+                    "300",
+                ]
+            )
+            == 0
+        )
+    reports = [json.loads((tmp_path / n / "report.json").read_text()) for n in ("pt", "onnx")]
+    assert reports[0]["n_fields"] == 2 and reports[0]["n_cells_found"] >= 10
+    assert [r["count"] for r in reports[0]["classes"]] == [
+        r["count"] for r in reports[1]["classes"]
+    ]
+    rows = list(csv.DictReader((tmp_path / "pt" / "cells.csv").open()))
+    assert len(rows) == reports[0]["n_cells_found"]
+    assert {r["flag"] for r in rows} <= {"", "unsure", "border"}
+    assert sum(r["flag"] == "" for r in rows) == reports[0]["n_counted"]
+    assert (tmp_path / "pt" / "report.html").stat().st_size > 10_000
+
+
+def test_a_dual_stage_set_classifies_too(tiny_run, onnx_file):
+    classifier = load_classifier([onnx_file, tiny_run])
+    proba, unsure = classifier.classify([synthetic_cell(np.random.default_rng(0), 48)])
+    assert proba.shape == (1, len(TINY_CLASSES)) and proba.sum() == pytest.approx(1)
+    assert unsure.shape == (1,)
+
+
+def test_calibrate_command_refits_and_stores(tiny_run, capsys):
+    assert main(["calibrate", str(tiny_run), "--target-accuracy", "0.8"]) == 0
+    assert "calibrated on" in capsys.readouterr().out
+    assert load_model(tiny_run).calibration(False).target_accuracy == 0.8
