@@ -91,3 +91,22 @@ def test_vocab_init_and_show(tmp_path, cells, capsys):
         main(["audit", str(tmp_path / "d"), "--vocab", str(vocab), "--out", str(tmp_path / "a")])
         == 0
     )
+
+
+def test_the_help_names_every_registered_model():
+    from marrowdiff.cli import MODEL_NAMES
+    from marrowdiff.models import MODELS
+
+    assert set(MODEL_NAMES.split(", ")) == set(MODELS)
+
+
+def test_counting_with_an_onnx_model_never_imports_pytorch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from marrowdiff import cli, engine, count, report; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

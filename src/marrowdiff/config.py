@@ -7,8 +7,22 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from marrowdiff.models import ModelConfig
 from marrowdiff.preprocess import Geometry
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "effnet_lite0"  # a key of MODELS
+    num_classes: int = 10
+    input_size: int = 96  # square input side, px
+    width: float = 1.0  # channel multiplier (vgg*)
+    dropout: float = 0.4  # between conv layers (vgg*), before the classifier (effnet)
+    fc_dim: int = 512  # hidden units of the two hidden fully connected layers (vgg*)
+    pretrained: bool = True  # load ImageNet weights where the architecture has them
+    extra: dict = field(default_factory=dict)  # architecture-specific options
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from marrowdiff.config import ModelConfig
+
+__all__ = ["MODELS", "ModelConfig", "build_model", "register"]
 
 # VGG layouts as data: numbers are conv output channels, "M" a 2x2 max-pool (torchvision style).
 VGG_CFGS: dict[str, list[int | str]] = {
@@ -40,21 +43,6 @@ VGG_CFGS: dict[str, list[int | str]] = {
         "M",
     ],
 }
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "effnet_lite0"  # a key of MODELS
-    num_classes: int = 10
-    input_size: int = 96  # square input side, px
-    width: float = 1.0  # channel multiplier (vgg*)
-    dropout: float = 0.4  # between conv layers (vgg*), before the classifier (effnet)
-    fc_dim: int = 512  # hidden units of the two hidden fully connected layers (vgg*)
-    pretrained: bool = True  # load ImageNet weights where the architecture has them
-    extra: dict = field(default_factory=dict)  # architecture-specific options
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {}
