@@ -219,6 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
     p.set_defaults(run=cmd_export)
 
+    p = sub.add_parser("serve", help="the review station: a web app to confirm every cell")
+    p.add_argument("--model", required=True, help="as for count (run, .pt, .onnx; commas: dual)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("review-data"),
+        help="where cases, uploads and reports are kept (default %(default)s)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--target", type=int, default=ReportConfig.target, help="cells to count")
+    p.add_argument("--cell-diameter", type=float, default=DetectConfig.cell_diameter)
+    p.add_argument("--patch-size", type=int, default=DetectConfig.patch_size)
+    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    p.set_defaults(run=cmd_serve)
+
     p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
     p.add_argument("--data", type=Path, help="the archive or any data set (default: fetch it)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -444,6 +462,32 @@ def cmd_export(args) -> int:
 
     path = export_onnx(args.model, args.onnx)
     print(f"ONNX model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from dataclasses import replace
+
+    import uvicorn
+
+    from marrowdiff.count import CountConfig
+    from marrowdiff.review import ReviewStation
+    from marrowdiff.webapp import create_app
+
+    detect_config = replace(
+        DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size
+    )
+    station = ReviewStation(
+        args.data_dir,
+        load_classifier(args.model.split(",")),
+        CountConfig(detect=detect_config, tta=args.tta),
+        ReportConfig(target=args.target),
+        model_name=args.model,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        _log(f"listening on {args.host}: anyone who can reach this port can review cases")
+    print(f"review station: http://{args.host}:{args.port}/  (data in {args.data_dir})")
+    uvicorn.run(create_app(station), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

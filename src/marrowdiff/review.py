@@ -1,0 +1,255 @@
+"""The review station's work, without the web: upload and count, review, differential, sign-off.
+
+`ReviewStation` joins the records (`store.Store`), the model (`engine.Classifier`) and the files
+under the data folder:
+
+    DATA_DIR/marrowdiff.sqlite3            cases, images, cells, the append-only log
+    DATA_DIR/images/<case>/<uuid>.png      uploads, under names the server chose
+    DATA_DIR/cases/<case>/report/          written at sign-off (as `marrowdiff count`)
+    DATA_DIR/cases/<case>/export/          reviewed cells as a labelled data set:
+                                           manifest.csv (path,label,group) + crops/
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from marrowdiff.count import CountConfig, count_field, thumbnail
+from marrowdiff.detect import crop
+from marrowdiff.engine import Classifier
+from marrowdiff.fileio import save_image, write_text
+from marrowdiff.images import ImageReadError, decode_rgb
+from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
+from marrowdiff.store import NewCell, Store, StoreError
+
+# What a reviewed cell counts as in the differential (pending cells keep the model's flag).
+REVIEW_FLAGS = {
+    "confirmed": "",
+    "corrected": "",
+    "not_a_cell": "not a cell",
+    "unidentified": "unidentified",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 40 * 2**20  # one upload
+    max_files: int = 50  # per request
+    max_pixels: int = 50_000_000  # a decoded image
+    field_side: float = 2.5  # an image this many patch sides long (or more) is a field
+
+
+class UploadError(ValueError):
+    """An upload the station will not take; the message says why (for a 4xx)."""
+
+
+class ReviewStation:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        classifier: Classifier,
+        count: CountConfig | None = None,
+        report: ReportConfig | None = None,
+        limits: Limits | None = None,
+        model_name: str = "",
+    ):
+        self.data_dir = Path(data_dir)
+        self.store = Store(self.data_dir / "marrowdiff.sqlite3")
+        self.classifier = classifier
+        self.count = count or CountConfig()
+        self.report = report or ReportConfig()
+        self.limits = limits or Limits()
+        self.model_name = model_name
+        self._images: OrderedDict[int, np.ndarray] = OrderedDict()  # a few decoded uploads
+        self._lock = threading.Lock()
+
+    # upload ------------------------------------------------------------------------------------
+
+    def upload(self, case_id: int, user: str, filename: str, data: bytes) -> dict:
+        """Decode, store and count one uploaded image; returns what was found."""
+        self.store.case(case_id)  # unknown case: StoreError before any work
+        if len(data) > self.limits.max_file_bytes:
+            raise UploadError(
+                f"{filename}: {len(data) / 2**20:.1f} MB is over the "
+                f"{self.limits.max_file_bytes / 2**20:.0f} MB limit"
+            )
+        try:
+            image = decode_rgb(data, max_pixels=self.limits.max_pixels)
+        except ImageReadError as error:
+            raise UploadError(f"{filename}: not an image this station can read ({error})") from None
+        h, w = image.shape[:2]
+        is_field = max(h, w) >= self.limits.field_side * self.count.detect.patch_size
+        if is_field:
+            cells, _ = count_field(self.classifier, filename, image, self.count)
+        else:
+            proba, unsure = self.classifier.classify([image], self.count.tta)
+            k = int(proba[0].argmax())
+            cells = [
+                Cell(
+                    filename,
+                    w / 2,
+                    h / 2,
+                    self.classifier.classes[k],
+                    float(proba[0, k]),
+                    "unsure" if unsure[0] else "",
+                    proba[0],
+                )
+            ]
+        stored = f"{uuid.uuid4().hex}.png"
+        save_image(self._image_path(case_id, stored), Image.fromarray(image))
+        image_id, cell_ids = self.store.add_image(
+            case_id,
+            user,
+            "field" if is_field else "patch",
+            _display_name(filename),
+            stored,
+            (w, h),
+            [
+                NewCell(c.x, c.y, c.label, c.probability, c.flag, [float(p) for p in c.proba])
+                for c in cells
+            ],
+        )
+        return {
+            "image": image_id,
+            "name": _display_name(filename),
+            "kind": "field" if is_field else "patch",
+            "cells": len(cell_ids),
+        }
+
+    def _image_path(self, case_id: int, stored: str) -> Path:
+        return self.data_dir / "images" / str(case_id) / stored
+
+    def _load(self, image_id: int) -> np.ndarray:
+        with self._lock:
+            if image_id in self._images:
+                self._images.move_to_end(image_id)
+                return self._images[image_id]
+        row = self.store.image(image_id)
+        image = np.asarray(
+            Image.open(self._image_path(row["case_id"], row["stored_name"])).convert("RGB")
+        )
+        with self._lock:
+            self._images[image_id] = image
+            while len(self._images) > 8:
+                self._images.popitem(last=False)
+        return image
+
+    def cell_crop(self, cell_id: int) -> np.ndarray:
+        cell = self.store.cell(cell_id)
+        image = self._load(cell["image_id"])
+        row = self.store.image(cell["image_id"])
+        if row["kind"] == "patch":
+            return image
+        return crop(image, cell["y"], cell["x"], self.count.detect.patch_size)
+
+    def cell_jpeg(self, cell_id: int, side: int = 96) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(self.cell_crop(cell_id)).resize((side, side), Image.BILINEAR).save(
+            buf, "JPEG", quality=88
+        )
+        return buf.getvalue()
+
+    # the differential --------------------------------------------------------------------------
+
+    def report_cells(self, case_id: int, thumbnails: bool = False) -> list[Cell]:
+        out = []
+        for c in self.store.cells(case_id):
+            flag = c["model_flag"] if c["status"] == "pending" else REVIEW_FLAGS[c["status"]]
+            out.append(
+                Cell(
+                    c["image_name"],
+                    c["x"],
+                    c["y"],
+                    c["label"],
+                    c["probability"],
+                    flag,
+                    np.array(c["proba"]),
+                    thumbnail(self.cell_crop(c["id"])) if thumbnails else None,
+                )
+            )
+        return out
+
+    def differential(self, case_id: int) -> dict:
+        return summarise(self.report_cells(case_id), self.classifier.vocabulary, self.report)
+
+    def view(self, case_id: int) -> dict:
+        """Everything the review page shows of a case."""
+        return {
+            "case": self.store.case(case_id),
+            "images": self.store.images(case_id),
+            "cells": self.store.cells(case_id),
+            "differential": self.differential(case_id),
+        }
+
+    # sign-off ----------------------------------------------------------------------------------
+
+    def sign(self, case_id: int, user: str) -> dict:
+        """Write the report and the export, then freeze the case (refused while any cell is
+        unreviewed, or if it is signed already)."""
+        case = self.store.case(case_id)
+        if case["signed_at"]:
+            raise StoreError(f"case {case_id} is signed already")
+        pending = sum(c["status"] == "pending" for c in self.store.cells(case_id))
+        if pending:
+            raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")
+        folder = self.data_dir / "cases" / str(case_id)
+        cells = self.report_cells(case_id, thumbnails=True)
+        fields = []
+        for row in self.store.images(case_id):
+            if row["kind"] == "field":
+                image = self._load(row["id"])
+                scale = min(1.0, 1000 / image.shape[1])
+                size = (
+                    max(1, round(image.shape[1] * scale)),
+                    max(1, round(image.shape[0] * scale)),
+                )
+                preview = np.asarray(Image.fromarray(image).resize(size))
+                fields.append(FieldImage(row["original_name"], *image.shape[:2], preview, scale))
+        about = {
+            "model": self.model_name,
+            "case": case["name"],
+            "signed_by": user,
+            "cell_radius": self.count.detect.cell_diameter / 2,
+        }
+        write_report(
+            folder / "report",
+            cells,
+            fields,
+            self.classifier.vocabulary,
+            self.classifier.classes,
+            self.report,
+            about,
+        )
+        self._export(case_id, case["name"], folder / "export")
+        signed = self.store.sign(case_id, user)
+        return {"case": signed, "report": str(folder / "report"), "export": str(folder / "export")}
+
+    def _export(self, case_id: int, case_name: str, out: Path) -> None:
+        """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads."""
+        lines = ["path,label,group,model_class,status"]
+        for c in self.store.cells(case_id):
+            if c["status"] not in ("confirmed", "corrected"):
+                continue
+            name = f"crops/cell{c['id']}.png"
+            save_image(out / name, Image.fromarray(self.cell_crop(c["id"])))
+            group = _csv(f"case:{case_name}")
+            lines.append(f"{name},{c['label']},{group},{c['model_class']},{c['status']}")
+        write_text(out / "manifest.csv", "\n".join(lines) + "\n")
+
+
+def _display_name(filename: str) -> str:
+    """The uploaded file's own name, for people only (never used as a path)."""
+    name = (filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(ch for ch in name if ch.isprintable())[:200] or "upload"
+
+
+def _csv(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text

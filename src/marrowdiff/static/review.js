@@ -1,0 +1,300 @@
+// marrowdiff review station: plain JavaScript, no external files.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { info: null, caseId: null, view: null, order: [], selected: null };
+
+function say(text, isError = false) {
+  const el = $("#status");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+function user() {
+  return $("#user").value.trim();
+}
+
+async function api(method, path, body) {
+  const headers = { "X-User": user() };
+  let payload = body;
+  if (body && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(path, { method, headers, body: payload });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
+    say(detail || response.statusText, true);
+    throw new Error(detail);
+  }
+  return data;
+}
+
+function needUser() {
+  if (user()) return true;
+  say("type your user name first (top left)", true);
+  $("#user").focus();
+  return false;
+}
+
+// ---- cases -------------------------------------------------------------------------------
+
+async function showCases() {
+  state.caseId = null;
+  $("#case-view").hidden = true;
+  $("#cases-view").hidden = false;
+  const rows = await api("GET", "/api/cases");
+  const body = $("#cases tbody");
+  body.replaceChildren(...rows.map((c) => {
+    const tr = document.createElement("tr");
+    for (const v of [c.name, c.n_cells, c.n_pending, c.created_at, c.signed_at || ""]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(td);
+    }
+    tr.onclick = () => { location.hash = `case/${c.id}`; };
+    return tr;
+  }));
+}
+
+$("#new-case").onsubmit = async (event) => {
+  event.preventDefault();
+  if (!needUser()) return;
+  const made = await api("POST", "/api/cases", { name: $("#case-name").value });
+  $("#case-name").value = "";
+  location.hash = `case/${made.id}`;
+};
+
+// ---- one case ----------------------------------------------------------------------------
+
+function classOf(code) {
+  return state.info.classes.find((c) => c.code === code) || { code, name: code, abbrev: code };
+}
+
+function isSigned() {
+  return Boolean(state.view && state.view.case.signed_at);
+}
+
+async function showCase(id) {
+  state.caseId = id;
+  $("#cases-view").hidden = true;
+  $("#case-view").hidden = false;
+  state.view = await api("GET", `/api/cases/${id}`);
+  renderCase();
+  const first = state.order.find((c) => c.status === "pending") || state.order[0];
+  select(first ? first.id : null);
+}
+
+function renderCase() {
+  const v = state.view;
+  $("#case-title").textContent = `Case ${v.case.name}`;
+  renderDifferential(v.differential);
+  renderGallery();
+  const signed = isSigned();
+  $("#upload-box").hidden = signed;
+  $("#sign").hidden = signed;
+  $("#signed").innerHTML = "";
+  if (signed) {
+    const base = `/api/cases/${v.case.id}`;
+    $("#signed").innerHTML =
+      `Signed by ${escapeHtml(v.case.signed_by)} at ${escapeHtml(v.case.signed_at)}.<br>` +
+      `<a href="${base}/report/report.html" target="_blank">report</a> · ` +
+      `<a href="${base}/report/report.json">JSON</a> · ` +
+      `<a href="${base}/report/cells.csv">CSV</a> · ` +
+      `<a href="${base}/export.zip">reviewed cells (training data)</a>`;
+  }
+}
+
+function escapeHtml(text) {
+  const div = document.createElement("div");
+  div.textContent = text;
+  return div.innerHTML;
+}
+
+function renderDifferential(d) {
+  $("#differential tbody").replaceChildren(...d.classes.map((row) => {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td>${escapeHtml(row.name)}</td><td class="n">${row.count}</td>` +
+      `<td class="n">${row.percent === null ? "" : row.percent.toFixed(1)}</td>`;
+    return tr;
+  }));
+  const me = d.me_ratio;
+  $("#me").textContent = `M:E ${me.value === null ? "undefined" : me.value.toFixed(2)} ` +
+    `(${me.myeloid}:${me.erythroid}). ${me.definition}.`;
+  const pending = state.view.cells.filter((c) => c.status === "pending").length;
+  $("#progress").textContent =
+    `${d.n_counted} counted of target ${d.target}; ${pending} of ${d.n_cells_found} cells ` +
+    `still to review.`;
+  $("#warnings").replaceChildren(...d.warnings.map((w) => {
+    const div = document.createElement("div");
+    div.className = "warn";
+    div.textContent = w;
+    return div;
+  }));
+}
+
+function groups() {
+  // Unreviewed cells the model is unsure of (or that the border cuts) first, then by class.
+  const cells = state.view.cells;
+  const first = cells.filter((c) => c.status === "pending" && c.model_flag);
+  const rest = cells.filter((c) => !first.includes(c));
+  const out = [{ title: "Unsure or cut by the border: review first", cells: first }];
+  for (const cls of state.info.classes) {
+    out.push({ title: cls.name, cells: rest.filter((c) => c.label === cls.code &&
+      !["not_a_cell", "unidentified"].includes(c.status)) });
+  }
+  out.push({ title: "Unidentified", cells: rest.filter((c) => c.status === "unidentified") });
+  out.push({ title: "Not a cell", cells: rest.filter((c) => c.status === "not_a_cell") });
+  return out.filter((g) => g.cells.length);
+}
+
+function renderGallery() {
+  const gallery = $("#gallery");
+  state.order = [];
+  gallery.replaceChildren(...groups().map((group) => {
+    const section = document.createElement("div");
+    section.className = "group";
+    const title = document.createElement("h4");
+    title.textContent = `${group.title} (${group.cells.length})`;
+    const box = document.createElement("div");
+    box.className = "cells";
+    for (const cell of group.cells) {
+      state.order.push(cell);
+      box.append(cellElement(cell));
+    }
+    section.append(title, box);
+    return section;
+  }));
+  if (state.selected) markSelected();
+}
+
+function cellElement(cell) {
+  const div = document.createElement("div");
+  const reviewed = cell.status !== "pending";
+  div.className = `cell ${cell.model_flag} ${reviewed ? "reviewed" : ""}`;
+  div.dataset.id = cell.id;
+  div.dataset.label = cell.label;
+  div.dataset.status = cell.status;
+  const img = document.createElement("img");
+  img.src = `/api/cells/${cell.id}/image.jpg`;
+  img.alt = `cell ${cell.id}`;
+  img.loading = "lazy";
+  const label = document.createElement("div");
+  // The model's calibrated probability of the class the cell now has.
+  const k = state.info.classes.findIndex((c) => c.code === cell.label);
+  const p = k >= 0 ? cell.proba[k] : cell.probability;
+  label.textContent = `${classOf(cell.label).abbrev} ${(100 * p).toFixed(0)}%`;
+  const status = document.createElement("div");
+  status.className = "status";
+  status.textContent = cell.status === "pending" ? (cell.model_flag || "") : cell.status;
+  div.append(img, label, status);
+  div.onclick = () => select(cell.id);
+  return div;
+}
+
+function select(id) {
+  state.selected = id;
+  markSelected();
+}
+
+function markSelected() {
+  for (const el of document.querySelectorAll(".cell.selected")) el.classList.remove("selected");
+  const el = document.querySelector(`.cell[data-id="${state.selected}"]`);
+  if (el) {
+    el.classList.add("selected");
+    el.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function move(step) {
+  const i = state.order.findIndex((c) => c.id === state.selected);
+  const next = state.order[Math.min(state.order.length - 1, Math.max(0, i + step))];
+  if (next) select(next.id);
+}
+
+async function reviewSelected(status, label) {
+  if (isSigned() || state.selected === null || !needUser()) return;
+  const before = state.order.map((c) => c.id);
+  const at = before.indexOf(state.selected);
+  const result = await api("POST", `/api/cells/${state.selected}`, { status, label });
+  const cells = state.view.cells;
+  cells[cells.findIndex((c) => c.id === result.cell.id)] = result.cell;
+  state.view.differential = result.differential;
+  renderDifferential(result.differential);
+  renderGallery();
+  // On to the next unreviewed cell after this one, in the order shown before the change.
+  const byId = new Map(cells.map((c) => [c.id, c]));
+  const next = before.slice(at + 1).concat(before.slice(0, at))
+    .find((id) => byId.get(id).status === "pending");
+  select(next === undefined ? result.cell.id : next);
+  say(`cell ${result.cell.id}: ${result.cell.status} as ${classOf(result.cell.label).name}`);
+}
+
+$("#upload").onclick = async () => {
+  const files = $("#files").files;
+  if (!files.length || !needUser()) return;
+  const form = new FormData();
+  for (const file of files) form.append("files", file);
+  say(`counting ${files.length} image(s)...`);
+  const result = await api("POST", `/api/cases/${state.caseId}/images`, form);
+  const problems = result.results.filter((r) => r.error).map((r) => r.error);
+  const found = result.results.filter((r) => !r.error).reduce((n, r) => n + r.cells, 0);
+  say(`${found} cells found` + (problems.length ? `; ${problems.join("; ")}` : ""),
+      problems.length > 0);
+  $("#files").value = "";
+  await showCase(state.caseId);
+};
+
+$("#sign").onclick = async () => {
+  if (!needUser()) return;
+  await api("POST", `/api/cases/${state.caseId}/sign`);
+  say("signed: the report is written");
+  await showCase(state.caseId);
+};
+
+$("#back").onclick = (event) => {
+  event.preventDefault();
+  location.hash = "";
+};
+
+document.addEventListener("keydown", (event) => {
+  if (state.caseId === null || event.target.tagName === "INPUT") return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const cls = state.info.classes.find((c) => c.key === event.key);
+  let handled = true;
+  if (cls) reviewSelected("corrected", cls.code);
+  else if (event.key === "Enter") reviewSelected("confirmed");
+  else if (event.key === "x") reviewSelected("not_a_cell");
+  else if (event.key === "u") reviewSelected("unidentified");
+  else if (event.key === "ArrowRight" || event.key === "ArrowDown") move(1);
+  else if (event.key === "ArrowLeft" || event.key === "ArrowUp") move(-1);
+  else handled = false;
+  if (handled) event.preventDefault();
+});
+
+// ---- start -------------------------------------------------------------------------------
+
+function route() {
+  const match = location.hash.match(/^#case\/(\d+)$/);
+  (match ? showCase(Number(match[1])) : showCases()).catch(() => {});
+}
+
+async function start() {
+  $("#user").value = localStorage.getItem("marrowdiff-user") || "";
+  $("#user").oninput = () => localStorage.setItem("marrowdiff-user", user());
+  state.info = await api("GET", "/api/info");
+  $("#keys").innerHTML = state.info.classes.filter((c) => c.key)
+    .map((c) => `<kbd>${c.key}</kbd> ${escapeHtml(c.name)}`).join("<br>");
+  $("#classbar").replaceChildren(...state.info.classes.map((c) => {
+    const button = document.createElement("button");
+    button.textContent = c.key ? `${c.key} ${c.abbrev}` : c.abbrev;
+    button.title = c.name;
+    button.onclick = () => reviewSelected("corrected", c.code);
+    return button;
+  }));
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();

@@ -1,0 +1,287 @@
+"""The review station's records: cases, images, cells and an append-only log, in SQLite.
+
+Every change is one transaction that also appends to `log` (who, what, when, before, after);
+triggers make `log` append-only and a signed case's cells unchangeable, so not even a bug in the
+web layer can rewrite history. The database lives in the server's data folder with the images;
+a restart or a browser reload loses nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    signed_at TEXT,
+    signed_by TEXT
+);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    case_id INTEGER NOT NULL REFERENCES cases(id),
+    kind TEXT NOT NULL CHECK (kind IN ('field', 'patch')),
+    original_name TEXT NOT NULL,
+    stored_name TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY,
+    case_id INTEGER NOT NULL REFERENCES cases(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    model_class TEXT NOT NULL,
+    probability REAL NOT NULL,
+    model_flag TEXT NOT NULL,          -- '', 'unsure' or 'border'
+    proba TEXT NOT NULL,               -- JSON list, in the model's class order
+    label TEXT NOT NULL,               -- the current class (the model's until reviewed)
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'confirmed', 'corrected', 'not_a_cell', 'unidentified')),
+    reviewed_by TEXT,
+    reviewed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS log (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    user TEXT NOT NULL,
+    case_id INTEGER NOT NULL,
+    cell_id INTEGER,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL               -- JSON: before/after or what was done
+);
+CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS signed_cells_frozen BEFORE UPDATE ON cells
+WHEN (SELECT signed_at FROM cases WHERE id = OLD.case_id) IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'the case is signed'); END;
+CREATE INDEX IF NOT EXISTS cells_by_case ON cells(case_id);
+"""
+
+STATUSES = ("pending", "confirmed", "corrected", "not_a_cell", "unidentified")
+
+
+class StoreError(ValueError):
+    """A request the records cannot take (unknown case, signed case...); says why."""
+
+
+class SignedError(StoreError):
+    pass
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class NewCell:
+    x: float
+    y: float
+    model_class: str
+    probability: float
+    model_flag: str
+    proba: list[float]
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # an acknowledged correction survives a crash
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        self.lock = threading.RLock()  # one connection, shared by the server's threads
+
+    @contextmanager
+    def transaction(self):
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.db.execute(sql, params).fetchall()
+
+    def _log(self, db, user: str, case_id: int, action: str, detail: dict, cell_id=None) -> None:
+        db.execute(
+            "INSERT INTO log (at, user, case_id, cell_id, action, detail) VALUES (?,?,?,?,?,?)",
+            (now(), user, case_id, cell_id, action, json.dumps(detail)),
+        )
+
+    # cases ------------------------------------------------------------------------------------
+
+    def create_case(self, name: str, user: str) -> dict:
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM cases WHERE name = ?", (name,)).fetchone():
+                raise StoreError(f"a case named {name!r} exists already")
+            cur = db.execute(
+                "INSERT INTO cases (name, created_at, created_by) VALUES (?,?,?)",
+                (name, now(), user),
+            )
+            self._log(db, user, cur.lastrowid, "create case", {"name": name})
+        return self.case(cur.lastrowid)
+
+    def case(self, case_id: int) -> dict:
+        rows = self._rows("SELECT * FROM cases WHERE id = ?", (case_id,))
+        if not rows:
+            raise StoreError(f"no case {case_id}")
+        return dict(rows[0])
+
+    def cases(self) -> list[dict]:
+        rows = self._rows(
+            "SELECT c.*, (SELECT COUNT(*) FROM cells WHERE case_id = c.id) AS n_cells, "
+            "(SELECT COUNT(*) FROM cells WHERE case_id = c.id AND status = 'pending') "
+            "AS n_pending FROM cases c ORDER BY c.id DESC"
+        )
+        return [dict(r) for r in rows]
+
+    def _open_case(self, db, case_id: int) -> None:
+        row = db.execute("SELECT signed_at FROM cases WHERE id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no case {case_id}")
+        if row["signed_at"] is not None:
+            raise SignedError(f"case {case_id} is signed and cannot be changed")
+
+    # images and cells -------------------------------------------------------------------------
+
+    def add_image(
+        self,
+        case_id: int,
+        user: str,
+        kind: str,
+        original_name: str,
+        stored_name: str,
+        size: tuple[int, int],
+        cells: list[NewCell],
+    ) -> tuple[int, list[int]]:
+        with self.transaction() as db:
+            self._open_case(db, case_id)
+            image_id = db.execute(
+                "INSERT INTO images (case_id, kind, original_name, stored_name, width, height,"
+                " created_at) VALUES (?,?,?,?,?,?,?)",
+                (case_id, kind, original_name, stored_name, size[0], size[1], now()),
+            ).lastrowid
+            ids = []
+            for c in cells:
+                ids.append(
+                    db.execute(
+                        "INSERT INTO cells (case_id, image_id, x, y, model_class, probability,"
+                        " model_flag, proba, label) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (
+                            case_id,
+                            image_id,
+                            c.x,
+                            c.y,
+                            c.model_class,
+                            c.probability,
+                            c.model_flag,
+                            json.dumps(c.proba),
+                            c.model_class,
+                        ),
+                    ).lastrowid
+                )
+            self._log(
+                db,
+                user,
+                case_id,
+                "upload",
+                {"image": image_id, "name": original_name, "kind": kind, "cells": len(ids)},
+            )
+        return image_id, ids
+
+    def images(self, case_id: int) -> list[dict]:
+        rows = self._rows("SELECT * FROM images WHERE case_id = ? ORDER BY id", (case_id,))
+        return [dict(r) for r in rows]
+
+    def image(self, image_id: int) -> dict:
+        rows = self._rows("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise StoreError(f"no image {image_id}")
+        return dict(rows[0])
+
+    def cells(self, case_id: int) -> list[dict]:
+        rows = self._rows(
+            "SELECT cells.*, images.original_name AS image_name FROM cells "
+            "JOIN images ON images.id = cells.image_id WHERE cells.case_id = ? ORDER BY cells.id",
+            (case_id,),
+        )
+        return [dict(r) | {"proba": json.loads(r["proba"])} for r in rows]
+
+    def cell(self, cell_id: int) -> dict:
+        rows = self._rows("SELECT * FROM cells WHERE id = ?", (cell_id,))
+        if not rows:
+            raise StoreError(f"no cell {cell_id}")
+        return dict(rows[0]) | {"proba": json.loads(rows[0]["proba"])}
+
+    def review(self, cell_id: int, user: str, status: str, label: str | None = None) -> dict:
+        """Confirm, correct (a new label), or mark a cell "not_a_cell" / "unidentified"."""
+        if status not in STATUSES[1:]:
+            raise StoreError(f"unknown review {status!r}; use one of {', '.join(STATUSES[1:])}")
+        with self.transaction() as db:
+            before = db.execute("SELECT * FROM cells WHERE id = ?", (cell_id,)).fetchone()
+            if before is None:
+                raise StoreError(f"no cell {cell_id}")
+            self._open_case(db, before["case_id"])
+            label = label or before["label"]
+            if status == "confirmed" and label != before["model_class"]:
+                status = "corrected"
+            if status == "corrected" and label == before["model_class"]:
+                status = "confirmed"
+            db.execute(
+                "UPDATE cells SET label = ?, status = ?, reviewed_by = ?, reviewed_at = ? "
+                "WHERE id = ?",
+                (label, status, user, now(), cell_id),
+            )
+            self._log(
+                db,
+                user,
+                before["case_id"],
+                "review",
+                {
+                    "before": {"label": before["label"], "status": before["status"]},
+                    "after": {"label": label, "status": status},
+                },
+                cell_id,
+            )
+        return self.cell(cell_id)
+
+    def sign(self, case_id: int, user: str) -> dict:
+        with self.transaction() as db:
+            self._open_case(db, case_id)
+            pending = db.execute(
+                "SELECT COUNT(*) FROM cells WHERE case_id = ? AND status = 'pending'", (case_id,)
+            ).fetchone()[0]
+            if pending:
+                raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")
+            db.execute(
+                "UPDATE cases SET signed_at = ?, signed_by = ? WHERE id = ?", (now(), user, case_id)
+            )
+            self._log(db, user, case_id, "sign", {})
+        return self.case(case_id)
+
+    def log(self, case_id: int) -> list[dict]:
+        rows = self._rows("SELECT * FROM log WHERE case_id = ? ORDER BY id", (case_id,))
+        return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,115 @@
+"""End to end in headless Chromium: create a case, upload a field, reclassify a cell with the
+keyboard, review the rest, sign off and read the exported report."""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from marrowdiff.count import CountConfig
+from marrowdiff.detect import DetectConfig
+from marrowdiff.engine import load_classifier
+from marrowdiff.review import ReviewStation
+from marrowdiff.webapp import create_app
+
+from .test_webapp import synthetic_field
+
+CHROMIUM = os.environ.get("MARROWDIFF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (or set MARROWDIFF_CHROMIUM)",
+    ),
+]
+
+
+@pytest.fixture
+def server(tiny_run, tmp_path):
+    import uvicorn
+
+    station = ReviewStation(
+        tmp_path / "review",
+        load_classifier([tiny_run]),
+        CountConfig(detect=DetectConfig(cell_diameter=90)),
+        model_name="tiny",
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(station), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_review_a_case_in_the_browser(server, tmp_path):
+    field = tmp_path / "field.png"
+    field.write_bytes(synthetic_field())
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server)
+        page.fill("#user", "ana")
+        page.fill("#case-name", "smear-7")
+        page.click("#new-case button")
+        page.wait_for_selector("#case-view:not([hidden])")
+        page.set_input_files("#files", str(field))
+        page.click("#upload")
+        page.wait_for_selector(".cell")
+        cells = page.locator(".cell")
+        n = cells.count()
+        assert n >= 4
+
+        # Reclassify the selected cell with the keyboard: the key of a class it is not.
+        first = page.locator(".cell.selected")
+        cell_id, label = first.get_attribute("data-id"), first.get_attribute("data-label")
+        key, code = "1", "pronormoblast"
+        if label == code:
+            key, code = "2", "myeloblast"
+        page.keyboard.press(key)
+        corrected = page.locator(f'.cell[data-id="{cell_id}"]')
+        corrected.wait_for()
+        page.wait_for_function(
+            f"document.querySelector('.cell[data-id=\"{cell_id}\"]').dataset.status === 'corrected'"
+        )
+        assert corrected.get_attribute("data-label") == code
+
+        # Confirm the rest, one Enter each (the selection moves to the next unreviewed cell).
+        for _ in range(n - 1):
+            before = page.locator('.cell[data-status="pending"]').count()
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                f"document.querySelectorAll('.cell[data-status=\"pending\"]').length < {before}"
+            )
+        assert page.locator('.cell[data-status="pending"]').count() == 0
+        page.click("#sign")
+        page.wait_for_selector("#signed a")
+        page.screenshot(path=str(tmp_path / "review-station.png"), full_page=True)
+        browser.close()
+
+    case_id = 1
+    report = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/report/report.json"))
+    assert report["n_counted"] == n and report["about"]["signed_by"] == "ana"
+    assert sum(1 for c in report["cells"] if c["class"] == code) >= 1
+    log = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/log"))
+    assert [e["detail"]["after"]["status"] for e in log if e["action"] == "review"][
+        0
+    ] == "corrected"
+    assert (tmp_path / "review-station.png").stat().st_size > 10_000

@@ -1,0 +1,166 @@
+"""The review station through its HTTP API (FastAPI's test client)."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from marrowdiff.count import CountConfig
+from marrowdiff.datasets import open_dataset
+from marrowdiff.detect import DetectConfig
+from marrowdiff.engine import load_classifier
+from marrowdiff.fields import FieldConfig, make_field
+from marrowdiff.review import Limits, ReviewStation
+from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.webapp import create_app
+
+from .conftest import TINY_CLASSES, encode
+
+ANA = {"X-User": "ana"}
+
+
+def synthetic_field(seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    patches = [
+        synthetic_cell(rng, 144, radius=3 * r) for r in TINY_CLASSES.values() for _ in range(3)
+    ]
+    field, _ = make_field(
+        patches, ["x"] * len(patches), FieldConfig(540, 660, 6, red_cells=40), seed
+    )
+    return encode(field)
+
+
+def station(tiny_run, data_dir, **limits):
+    count = CountConfig(detect=DetectConfig(cell_diameter=90))
+    return ReviewStation(
+        data_dir, load_classifier([tiny_run]), count, limits=Limits(**limits), model_name="tiny"
+    )
+
+
+@pytest.fixture
+def client(tiny_run, tmp_path):
+    return TestClient(create_app(station(tiny_run, tmp_path / "review")))
+
+
+def new_case(client, name="smear-1"):
+    response = client.post("/api/cases", json={"name": name}, headers=ANA)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def upload(client, case, *files):
+    return client.post(
+        f"/api/cases/{case}/images",
+        headers=ANA,
+        files=[("files", (name, data, "image/png")) for name, data in files],
+    )
+
+
+def test_a_case_from_upload_to_sign_off(client, tmp_path):
+    case = new_case(client)
+    response = upload(
+        client,
+        case,
+        ("field.png", synthetic_field()),
+        ("cell.png", encode(synthetic_cell(np.random.default_rng(1), 48, radius=12))),
+    )
+    assert response.status_code == 200, response.text
+    kinds = {r["kind"]: r["cells"] for r in response.json()["results"]}
+    assert kinds["field"] >= 4 and kinds["patch"] == 1
+    view = client.get(f"/api/cases/{case}").json()
+    cells = view["cells"]
+    assert len(cells) == kinds["field"] + 1
+
+    # Signing needs every cell reviewed.
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 400
+    other = next(c for c in ("pronormoblast", "myeloblast") if c != cells[0]["model_class"])
+    reviewed = client.post(
+        f"/api/cells/{cells[0]['id']}", headers=ANA, json={"status": "corrected", "label": other}
+    ).json()
+    assert reviewed["cell"]["status"] == "corrected" and reviewed["cell"]["label"] == other
+    client.post(f"/api/cells/{cells[1]['id']}", headers=ANA, json={"status": "not_a_cell"})
+    for cell in cells[2:]:
+        client.post(f"/api/cells/{cell['id']}", headers=ANA, json={"status": "confirmed"})
+    signed = client.post(f"/api/cases/{case}/sign", headers=ANA)
+    assert signed.status_code == 200, signed.text
+
+    report = client.get(f"/api/cases/{case}/report/report.json").json()
+    assert report["n_counted"] == len(cells) - 1  # the "not a cell" is not counted
+    assert report["flagged"] == {"not a cell": 1}
+    assert "M:E" in client.get(f"/api/cases/{case}/report/report.html").text
+    export = tmp_path / "review" / "cases" / str(case) / "export"
+    dataset = open_dataset(export / "manifest.csv")  # what `marrowdiff train` reads
+    assert len(dataset.records) == len(cells) - 1
+    assert {r.group for r in dataset.records} == {"case:smear-1"}
+    assert sum(r.label == other for r in dataset.records) >= 1
+    assert client.get(f"/api/cases/{case}/export.zip").content[:2] == b"PK"
+
+    # A signed case is frozen.
+    frozen = client.post(
+        f"/api/cells/{cells[2]['id']}", headers=ANA, json={"status": "unidentified"}
+    )
+    assert frozen.status_code == 409
+    assert upload(client, case, ("late.png", synthetic_field(1))).status_code == 409
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 409
+
+    actions = [entry["action"] for entry in client.get(f"/api/cases/{case}/log").json()]
+    assert actions[:2] == ["create case", "upload"] and actions[-1] == "sign"
+    assert actions.count("review") == len(cells)
+
+
+def test_nothing_is_lost_across_a_restart_and_the_log_is_append_only(tiny_run, tmp_path):
+    data = tmp_path / "review"
+    first = TestClient(create_app(station(tiny_run, data)))
+    case = new_case(first)
+    upload(first, case, ("f.png", synthetic_field()))
+    cell = first.get(f"/api/cases/{case}").json()["cells"][0]
+    first.post(f"/api/cells/{cell['id']}", headers=ANA, json={"status": "unidentified"})
+    second = TestClient(create_app(station(tiny_run, data)))  # a new server on the same folder
+    again = second.get(f"/api/cases/{case}").json()["cells"][0]
+    assert again["status"] == "unidentified" and again["reviewed_by"] == "ana"
+    db = sqlite3.connect(data / "marrowdiff.sqlite3")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE log SET user = 'mallory'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM log")
+
+
+def test_bad_requests_get_a_4xx_with_a_reason(tiny_run, tmp_path):
+    client = TestClient(create_app(station(tiny_run, tmp_path / "r", max_file_bytes=200_000)))
+    assert client.post("/api/cases", json={"name": "a"}).status_code == 400  # who are you?
+    assert client.post("/api/cases", json={"name": ""}, headers=ANA).status_code == 422
+    case = new_case(client)
+    assert client.post("/api/cases", json={"name": "smear-1"}, headers=ANA).status_code == 400
+    not_image = upload(client, case, ("evil.png", b"<?php system($_GET['x']); ?>"))
+    assert not_image.status_code == 415 and "evil.png" in not_image.json()["detail"]
+    big = upload(client, case, ("big.png", b"\0" * 300_000))
+    assert big.status_code == 413
+    none = client.post(f"/api/cases/{case}/images", headers=ANA, data={"x": "1"})
+    assert none.status_code == 400
+    garbled = client.post(
+        f"/api/cases/{case}/images",
+        headers=ANA | {"Content-Type": "multipart/form-data; boundary=zz"},
+        content=b"--zz\r\nnonsense",
+    )
+    assert 400 <= garbled.status_code < 500
+    assert client.get("/api/cases/999").status_code == 404
+    assert (
+        client.post("/api/cells/999", headers=ANA, json={"status": "confirmed"}).status_code == 404
+    )
+    assert client.post("/api/cells/1", headers=ANA, json={"status": "deleted"}).status_code == 422
+    sneaky = client.get(f"/api/cases/{case}/report/..%2F..%2Fmarrowdiff.sqlite3")
+    assert sneaky.status_code == 404 and b"SQLite" not in sneaky.content
+
+
+def test_uploads_are_stored_under_server_chosen_names(tiny_run, tmp_path):
+    client = TestClient(create_app(station(tiny_run, tmp_path / "r")))
+    case = new_case(client)
+    response = upload(
+        client, case, ("../../../escape.png", encode(synthetic_cell(np.random.default_rng(2), 48)))
+    )
+    assert response.status_code == 200
+    assert response.json()["results"][0]["name"] == "escape.png"
+    assert not list(tmp_path.rglob("escape.png"))
+    stored = list((tmp_path / "r" / "images").rglob("*.png"))
+    assert len(stored) == 1 and len(stored[0].stem) == 32  # a uuid
