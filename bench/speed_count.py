@@ -86,12 +86,14 @@ def export_module(module: torch.nn.Module, size: int, path: Path) -> Path:
 PEAK = """
 import runpy, sys
 sys.argv = sys.argv[1:]
+code = 0
 try:
     runpy.run_module("marrowdiff", run_name="__main__")
-except SystemExit:
-    pass
+except SystemExit as stop:
+    code = stop.code
 status = open("/proc/self/status").read().splitlines()
 print(next(line for line in status if line.startswith("VmHWM")), file=sys.stderr)
+sys.exit(code)
 """
 
 
@@ -101,7 +103,7 @@ def peak_memory_mb(args: list[str]) -> float:
         [sys.executable, "-c", PEAK, "marrowdiff", *args], capture_output=True, text=True
     )
     line = done.stderr.strip().splitlines()[-1]
-    if not line.startswith("VmHWM"):
+    if done.returncode or not line.startswith("VmHWM"):
         raise RuntimeError(f"marrowdiff {' '.join(args)} failed: {done.stderr[-500:]}")
     return int(line.split()[1]) / 1024
 
@@ -173,9 +175,6 @@ def main() -> None:
     for name, model in (("PyTorch checkpoint", args.model), ("ONNX file", onnx_path)):
         mb = peak_memory_mb(
             [
-                sys.executable,
-                "-m",
-                "marrowdiff",
                 "count",
                 str(model),
                 str(fields),
