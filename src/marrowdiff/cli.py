@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="CV fold to train on (-1: all train-validation)")
     p.add_argument("--classes", help="comma-separated class codes: a local model of these only")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _runtime_args(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics, confusion matrix, misclassified cells")
@@ -244,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.set_defaults(run=cmd_demo)
     return parser
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to train (auto: CUDA when there is one). Under torchrun each process "
+        "takes its LOCAL_RANK's GPU",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "auto"],
+        help="bf16 autocast (auto: on CUDA GPUs that support it); see docs/scaling.md",
+    )
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -366,14 +384,34 @@ def _train_config(args) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    from marrowdiff.distributed import barrier, setup, teardown
     from marrowdiff.experiment import prepare_splits
     from marrowdiff.train import fit
 
-    dataset = open_dataset(args.data, args.vocab)
-    config = _train_config(args)
-    splits = prepare_splits(dataset, args.out, args.splits, log=_log)
-    fit(config, dataset, splits, args.out, resume=args.resume, progress=_progress(), log=_log)
-    print(f"model: {args.out / 'model.pt'}  curves: {args.out / 'curves.png'}")
+    runtime = setup(args.device, args.precision)
+    try:
+        dataset = open_dataset(args.data, args.vocab)
+        config = _train_config(args)
+        if not runtime.main:  # rank 0 audits and splits; the others read what it wrote
+            barrier(runtime)
+        log = _log if runtime.main else (lambda message: None)
+        splits = prepare_splits(dataset, args.out, args.splits, log=log)
+        if runtime.main:
+            barrier(runtime)
+        fit(
+            config,
+            dataset,
+            splits,
+            args.out,
+            resume=args.resume,
+            progress=_progress(),
+            log=_log,
+            runtime=runtime,
+        )
+    finally:
+        teardown(runtime)
+    if runtime.main:
+        print(f"model: {args.out / 'model.pt'}  curves: {args.out / 'curves.png'}")
     return 0
 
 
@@ -410,7 +448,11 @@ def cmd_classify(args) -> int:
 
     classifier = load_classifier(args.model.split(","))
     inputs = list_inputs(args.inputs)
-    cells = classify_patches(classifier, inputs, tta=args.tta, log=_log)
+    cells, _ = _sharded(
+        lambda mine: (classify_patches(classifier, mine, tta=args.tta, log=_log), []), inputs
+    )
+    if cells is None:  # another rank of a torchrun job: rank 0 writes
+        return 0
     rows = [{"path": r.pop("field")} | r for r in cell_rows(cells, classifier.classes)]
     for row in rows:
         del row["x"], row["y"]
@@ -436,7 +478,11 @@ def cmd_count(args) -> int:
         myeloid=tuple(args.myeloid.split(",")) if args.myeloid else (),
         erythroid=tuple(args.erythroid.split(",")) if args.erythroid else (),
     )
-    cells, fields = count_fields(classifier, list_inputs(args.inputs), config, log=_log)
+    cells, fields = _sharded(
+        lambda mine: count_fields(classifier, mine, config, log=_log), list_inputs(args.inputs)
+    )
+    if cells is None:  # another rank of a torchrun job: rank 0 writes
+        return 0
     about = {
         "model": args.model,
         "tta": args.tta,
@@ -455,6 +501,27 @@ def cmd_count(args) -> int:
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _sharded(work, inputs: list):
+    """work(inputs) -> (cells, fields). Under torchrun each rank works on every world-th input
+    and rank 0 gets all results merged in input order, the same as one process would make;
+    other ranks get (None, None). Run alone, work(inputs) (and PyTorch is not imported)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # as distributed.launched(), torch-free
+        return work(inputs)
+    from marrowdiff.distributed import gather, setup, teardown
+
+    runtime = setup("cpu")
+    try:
+        parts = gather(work(inputs[runtime.rank :: runtime.world]), runtime)
+    finally:
+        teardown(runtime)
+    if not runtime.main:
+        return None, None
+    order = {item.name: i for i, item in enumerate(inputs)}
+    cells = sorted((c for part in parts for c in part[0]), key=lambda c: order[c.field])
+    fields = sorted((f for part in parts for f in part[1]), key=lambda f: order[f.name])
+    return cells, fields
 
 
 def cmd_export(args) -> int:

@@ -94,14 +94,15 @@ class VGG(nn.Module):
         channels = [m for m in self.features if isinstance(m, nn.BatchNorm2d)][-1].num_features
         side = config.input_size // 2 ** cfg.count("M")
         fc = max(16, round(config.fc_dim * config.width))
+        fc_dropout = float(config.extra.get("fc_dropout", 0.5))  # VGG's own, between FC layers
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(channels * side * side, fc),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Dropout(fc_dropout),
             nn.Linear(fc, fc),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Dropout(fc_dropout),
             nn.Linear(fc, config.num_classes),
         )
         for m in self.modules():

@@ -15,12 +15,21 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from marrowdiff import __version__
 from marrowdiff.calibration import TARGET_ACCURACY, calibrate
 from marrowdiff.config import RunConfig, TrainConfig
 from marrowdiff.datasets import Dataset
+from marrowdiff.distributed import (
+    Runtime,
+    all_sum,
+    barrier,
+    globalise_batch_norm,
+    plan_batches,
+    shard,
+)
 from marrowdiff.fileio import save_image, write_bytes, write_json, write_text
 from marrowdiff.images import ImageReadError
 from marrowdiff.models import build_model
@@ -94,12 +103,18 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     raise ValueError(f"unknown optimizer {config.optimizer!r}; use sgd or adamw")
 
 
-def colour_jitter(x: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
-    """Random per-image, per-channel gain on (B, 3, H, W) uint8: stain and white balance."""
+def jitter_gains(n: int, amount: float, generator: torch.Generator) -> torch.Tensor | None:
+    """(n, 3, 1, 1) random per-image, per-channel gains: stain and white-balance variation."""
     if amount <= 0:
+        return None
+    return 1 + amount * (2 * torch.rand((n, 3, 1, 1), generator=generator) - 1)
+
+
+def apply_gains(x: torch.Tensor, gains: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, H, W) uint8 times per-image gains, back to uint8."""
+    if gains is None:
         return x
-    gain = 1 + amount * (2 * torch.rand((len(x), 3, 1, 1), generator=generator) - 1)
-    return (x.float() * gain).clamp(0, 255).round().to(torch.uint8)
+    return (x.float() * gains).clamp(0, 255).round().to(torch.uint8)
 
 
 def train_one_epoch(
@@ -111,30 +126,38 @@ def train_one_epoch(
     scheduler,
     config: TrainConfig,
     generator: torch.Generator,
-    device: torch.device,
+    runtime: Runtime | None = None,
     progress: bool = False,
 ) -> dict:
-    """One pass over `items`; returns mean loss and accuracy on the training views."""
+    """One pass over `items` in global batches of `config.batch_size`, each rank taking its
+    share of every batch; returns mean loss and accuracy on the training views (all ranks)."""
+    runtime = runtime or Runtime()
     model.train()
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
     total, correct, loss_sum = 0, 0, 0.0
-    batches = range(0, len(items), config.batch_size)
-    for start in tqdm(batches, disable=not progress, leave=False, unit="batch"):
-        batch = items[start : start + config.batch_size]
-        if len(batch) < 2:  # batch norm needs two samples
-            continue
-        x = colour_jitter(data.bank.views(batch), config.colour_jitter, generator)
-        x = normalise(x, norm).to(device, memory_format=torch.channels_last)
-        y = torch.from_numpy(data.labels[batch[:, 0]]).to(device)
-        logits = model(x)
-        loss = loss_fn(logits, y)
+    batches = plan_batches(len(items), config.batch_size, smallest=2 * runtime.world)
+    for where in tqdm(batches, disable=not progress, leave=False, unit="batch"):
+        batch = items[where]
+        # Jitter is drawn for the whole global batch on every rank, so each item gets the same
+        # gain whichever rank takes it: the run does not depend on the number of processes.
+        gains = jitter_gains(len(batch), config.colour_jitter, generator)
+        mine = shard(batch, runtime)
+        x = apply_gains(data.bank.views(batch[mine]), gains[mine])
+        x = normalise(x, norm).to(runtime.device, memory_format=torch.channels_last)
+        y = torch.from_numpy(data.labels[batch[mine, 0]]).to(runtime.device)
+        with runtime.autocast():
+            logits = model(x)
+        # Summed over this rank's share, scaled so that DDP's average over ranks is the mean
+        # over the global batch.
+        loss = loss_fn(logits.float(), y) * (runtime.world / len(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         total += len(y)
         correct += int((logits.argmax(1) == y).sum())
-        loss_sum += loss.item() * len(y)
+        loss_sum += loss.item() * len(batch) / runtime.world
+    loss_sum, correct, total = all_sum([loss_sum, correct, total], runtime)
     return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
 
 
@@ -188,11 +211,16 @@ def fit(
     progress: bool = False,
     log=print,
     stop_after: int | None = None,
+    runtime: Runtime | None = None,
 ) -> dict | None:
     """Train a model on a split; write checkpoints, history and curves into `out`.
 
     `stop_after` ends the run after that many epochs as a kill would (last.pt only, no
-    model.pt, returns None); `resume` then continues it."""
+    model.pt, returns None); `resume` then continues it. Under torchrun (`runtime` from
+    `distributed.setup`) every rank trains its share of each global batch with
+    DistributedDataParallel and rank 0 alone writes files."""
+    runtime = runtime or Runtime()
+    log = log if runtime.main else _silent
     out = Path(out)
     tc = config.train
     present = set(splits["labels"].values())
@@ -222,8 +250,17 @@ def fit(
     val = select(splits, val_paths, classes, images, config)
     norm = fit_normalisation(train.bank.centre(), tc.colour)
     model_config = _with_classes(config, len(classes))
-    model = build_model(model_config.model).to(memory_format=torch.channels_last)
-    device = torch.device("cpu")
+    model = build_model(model_config.model)
+    if runtime.distributed:
+        globalise_batch_norm(model)
+    model = model.to(runtime.device, memory_format=torch.channels_last)
+    trained = model
+    if runtime.distributed:
+        trained = DistributedDataParallel(
+            model,
+            device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
+            broadcast_buffers=False,  # global batch norm keeps the buffers equal on all ranks
+        )
     recipe = get_recipe(tc.recipe)
     steps_per_epoch = math.ceil(
         len(recipe.items(train.labels, config.geometry, tc.seed, 0)) / tc.batch_size
@@ -236,7 +273,7 @@ def fit(
     start_epoch = 0
     last = out / "last.pt"
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = torch.load(last, map_location=runtime.device, weights_only=True)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -244,9 +281,10 @@ def fit(
         log(f"resuming {out} after epoch {start_epoch}")
     elif resume:
         log(f"nothing to resume in {out}; starting afresh")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", model_config.to_dict())
-    write_json(out / "splits.json", splits)
+    if runtime.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", model_config.to_dict())
+        write_json(out / "splits.json", splits)
     meta = {
         "format": CHECKPOINT_FORMAT,
         "marrowdiff_version": __version__,
@@ -261,12 +299,23 @@ def fit(
             "n_train": len(train.paths),
             "n_val": len(val.paths),
         },
+        "runtime": {
+            "processes": runtime.world,
+            "device": runtime.device.type,
+            "precision": runtime.precision,
+        },
     }
     log(
         f"training {model_config.model.name} on {len(train.paths)} images "
         f"({len(val.paths)} val), recipe {recipe.name}, {tc.epochs} epochs, "
         f"{steps_per_epoch} steps/epoch"
     )
+    if runtime.distributed:
+        log(
+            f"{runtime.world} processes ({runtime.device.type}): effective batch size "
+            f"{tc.batch_size} ({tc.batch_size / runtime.world:.0f} per process), learning rate "
+            f"{tc.lr} (unchanged: each step is one step of the configured global batch)"
+        )
     for epoch in range(start_epoch, tc.epochs):
         began = time.time()
         generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
@@ -274,26 +323,41 @@ def fit(
         items = recipe.items(train.labels, config.geometry, tc.seed, epoch)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         row |= train_one_epoch(
-            model, train, items, norm, optimizer, scheduler, tc, generator, device, progress
+            trained,
+            train,
+            items,
+            norm,
+            optimizer,
+            scheduler,
+            tc,
+            generator,
+            runtime,
+            progress and runtime.main,
         )
-        row |= val_metrics(predict_logits(model, val.bank, norm), val.labels)
+        if runtime.main:
+            logits = predict_logits(model, val.bank, norm, device=runtime.device)
+            row |= val_metrics(logits, val.labels)
         row["seconds"] = round(time.time() - began, 1)
         history.append(row)
-        save_checkpoint(
-            last,
-            meta
-            | {
-                "state_dict": model.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-            },
-        )
-        write_history(out, history)
+        if runtime.main:
+            save_checkpoint(
+                last,
+                meta
+                | {
+                    "state_dict": model.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                },
+            )
+            write_history(out, history)
+        barrier(runtime)  # last.pt is whole before any rank goes on
         log(_epoch_summary(row, tc.epochs))
         if stop_after is not None and epoch + 1 >= stop_after < tc.epochs:
             return None
+    if not runtime.main:
+        return None
     final = meta | {
         "calibration": calibrate_split(model, val, norm, log),
         "state_dict": model.state_dict(),
@@ -321,7 +385,8 @@ def calibrate_split(
         return {}
     out = {}
     for name, tta in (("plain", False), ("tta", True)):
-        logits = predict_logits(model, val.bank, norm, tta=tta).double().numpy()
+        device = next(model.parameters()).device
+        logits = predict_logits(model, val.bank, norm, tta=tta, device=device).double().numpy()
         out[name] = calibrate(logits, val.labels, target).to_dict()
     c = out["plain"]
     log(
@@ -330,6 +395,10 @@ def calibrate_split(
         f"{c['accepted_accuracy']:.1%} of them right)"
     )
     return out
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def _epoch_summary(row: dict, epochs: int) -> str:
