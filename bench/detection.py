@@ -5,7 +5,10 @@ the patches of one split; a detection is right within 12 px of a true centre. Tu
 train`; report on `--split test` (the held-out patches).
 
     python bench/detection.py data/data_WBC_torch.zip --splits runs/demo/splits.json \
-        --split test [--fields 50] [--seed 0]
+        --split test [--fields 50] [--seed 0] [--model runs/demo/model]
+
+With --model, each field is also counted (`count`'s pipeline) and the per-class counts are
+compared with the truth: the count error per class.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from marrowdiff.count import CountConfig, count_field
 from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig, detect
+from marrowdiff.engine import load_classifier
 from marrowdiff.fields import FieldConfig, make_field, score_detection
 
 
@@ -30,6 +36,9 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show", type=int, default=0, help="print the worst N fields")
+    parser.add_argument(
+        "--model", help="also classify what is found and give the count error per class"
+    )
     args = parser.parse_args()
     dataset = open_dataset(args.data)
     splits = json.loads(Path(args.splits).read_text())
@@ -38,6 +47,8 @@ def main() -> None:
     patches = [dataset.load(r) for r in records]
     labels = [r.label for r in records]
     config, totals, seconds, per_field = DetectConfig(), {"tp": 0, "fp": 0, "fn": 0}, 0.0, []
+    classifier = load_classifier([args.model]) if args.model else None
+    true_counts, found_counts = Counter(), Counter()
     for k in range(args.fields):
         field, truth = make_field(patches, labels, FieldConfig(), seed=args.seed * 100_000 + k)
         began = time.perf_counter()
@@ -47,6 +58,10 @@ def main() -> None:
             np.array([[d.y, d.x] for d in found]), np.array([d.border for d in found]), truth
         )
         per_field.append((score["fp"] + score["fn"], k, score))
+        if classifier is not None:
+            cells, _ = count_field(classifier, "field", field, CountConfig(detect=config))
+            true_counts.update(c.label for c in truth if not c.border)
+            found_counts.update(c.label for c in cells if c.flag != "border")
         for key in totals:
             totals[key] += score[key]
     precision = totals["tp"] / max(1, totals["tp"] + totals["fp"])
@@ -59,6 +74,23 @@ def main() -> None:
     )
     for _, k, score in sorted(per_field, reverse=True)[: args.show]:
         print(f"  field seed {args.seed * 100_000 + k}: {score}")
+    if classifier is not None:
+        print_count_error(true_counts, found_counts, classifier.classes)
+
+
+def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> None:
+    """Per class: true cells, cells the pipeline counted as that class (every non-border
+    detection by its top class, unsure ones included), and the error as a share of all."""
+    n_true, n_found = sum(truth.values()), sum(found.values())
+    print(f"count per class over all fields (true {n_true} cells, found {n_found}):")
+    print(f"  {'class':28s} {'true':>5s} {'found':>6s} {'true %':>7s} {'found %':>8s}")
+    error = 0.0
+    for c in classes:
+        t, f = truth[c], found[c]
+        tp, fp = 100 * t / max(1, n_true), 100 * f / max(1, n_found)
+        error += abs(tp - fp)
+        print(f"  {c:28s} {t:5d} {f:6d} {tp:7.1f} {fp:8.1f}")
+    print(f"  sum of |found % - true %| over classes: {error:.1f} points (half of it moved)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_locals(global_classes: list[str], global_source: str, locals_) -> None:
+    """Every local model (with `.classes` and `.source`) decides among global classes only."""
+    for local in locals_:
+        missing = set(local.classes) - set(global_classes)
+        if missing:
+            raise ValueError(
+                f"local model {local.source} has classes {sorted(missing)} "
+                f"that global model {global_source} does not"
+            )
+
+
 def combine(
     global_proba: np.ndarray, global_classes: list[str], locals_: list[tuple[np.ndarray, list[str]]]
 ) -> np.ndarray:

@@ -15,7 +15,7 @@ from scipy.special import log_softmax
 
 from marrowdiff.calibration import Calibration
 from marrowdiff.classes import Vocabulary
-from marrowdiff.dualstage import combine
+from marrowdiff.dualstage import check_locals, combine
 from marrowdiff.preprocess import Geometry, centre_views, d4_numpy
 
 ONNX_METADATA_KEY = "marrowdiff"
@@ -132,13 +132,7 @@ class Classifier:
     """A global model, optionally refined by local models of neighbouring stages."""
 
     def __init__(self, global_: Model, locals_: list[Model] = ()):
-        for local in locals_:
-            missing = set(local.classes) - set(global_.classes)
-            if missing:
-                raise ValueError(
-                    f"local model {local.source} has classes {sorted(missing)} "
-                    f"that global model {global_.source} does not"
-                )
+        check_locals(global_.classes, global_.source, locals_)
         self.global_, self.locals_ = global_, list(locals_)
         self.classes = global_.classes
         self.vocabulary = global_.vocabulary

@@ -10,7 +10,7 @@ import torch
 
 from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig
-from marrowdiff.dualstage import combine
+from marrowdiff.dualstage import check_locals, combine
 from marrowdiff.models import build_model
 from marrowdiff.train import load_checkpoint, predict_logits
 from marrowdiff.transforms import Normalisation, PatchBank
@@ -102,13 +102,7 @@ class DualStage:
     """A global predictor refined by local predictors of neighbouring stages."""
 
     def __init__(self, global_: Predictor, locals_: list[Predictor]):
-        for local in locals_:
-            missing = set(local.classes) - set(global_.classes)
-            if missing:
-                raise ValueError(
-                    f"local model {local.source} has classes {sorted(missing)} "
-                    f"that global model {global_.source} does not"
-                )
+        check_locals(global_.classes, global_.source, locals_)
         self.global_, self.locals_ = global_, locals_
         self.classes = global_.classes
         self.vocabulary = global_.vocabulary

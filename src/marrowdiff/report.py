@@ -267,26 +267,10 @@ def render_html(
         f"Model: {esc(str(about.get('model', '?')))}. Created {esc(summary['created'])}.</p>",
     ]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]
-    parts.append(
-        "<h2>Differential</h2><table><tr><th>class</th><th>abbrev</th><th>lineage</th>"
-        "<th>count</th><th>%</th></tr>"
-    )
-    for row in summary["classes"]:
-        pct = "" if row["percent"] is None else f"{row['percent']:.1f}"
-        parts.append(
-            f"<tr><td>{esc(row['name'])}</td><td>{esc(row['abbrev'])}</td>"
-            f"<td>{esc(row['lineage'])}</td><td class='n'>{row['count']}</td>"
-            f"<td class='n'>{pct}</td></tr>"
-        )
-    parts.append(
-        "</table><h2>Lineages</h2><table><tr><th>lineage</th><th>count</th><th>%</th></tr>"
-    )
-    for row in summary["lineages"]:
-        pct = "" if row["percent"] is None else f"{row['percent']:.1f}"
-        parts.append(
-            f"<tr><td>{esc(row['lineage'])}</td><td class='n'>{row['count']}</td>"
-            f"<td class='n'>{pct}</td></tr>"
-        )
+    parts.append("<h2>Differential</h2>")
+    parts.append(_table(summary["classes"], ["name", "abbrev", "lineage", "count", "percent"]))
+    parts.append("<h2>Lineages</h2>")
+    parts.append(_table(summary["lineages"], ["lineage", "count", "percent"]))
     me = summary["me_ratio"]
     value = (
         "undefined (no erythroid cells counted)" if me["value"] is None else f"{me['value']:.2f}"
@@ -316,6 +300,24 @@ def render_html(
             )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    """An HTML table of `rows`; numbers right-aligned, percentages to one decimal."""
+    heads = {"name": "class", "percent": "%"}
+    out = ["<table><tr>" + "".join(f"<th>{heads.get(c, c)}</th>" for c in columns) + "</tr>"]
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row[c]
+            if c == "percent":
+                cells.append(f"<td class='n'>{'' if value is None else f'{value:.1f}'}</td>")
+            elif isinstance(value, int | float):
+                cells.append(f"<td class='n'>{value}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "".join(out) + "</table>"
 
 
 def _gallery(cells: list[Cell], vocabulary: Vocabulary) -> str:

@@ -28,7 +28,7 @@ from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb
 from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
-from marrowdiff.store import NewCell, Store, StoreError
+from marrowdiff.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
 REVIEW_FLAGS = {
@@ -196,7 +196,7 @@ class ReviewStation:
         unreviewed, or if it is signed already)."""
         case = self.store.case(case_id)
         if case["signed_at"]:
-            raise StoreError(f"case {case_id} is signed already")
+            raise SignedError(f"case {case_id} is signed already")
         pending = sum(c["status"] == "pending" for c in self.store.cells(case_id))
         if pending:
             raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")

@@ -78,7 +78,11 @@ class StoreError(ValueError):
 
 
 class SignedError(StoreError):
-    pass
+    """The case is signed: nothing in it may change."""
+
+
+class NotFoundError(StoreError):
+    """No such case, image or cell."""
 
 
 def now() -> str:
@@ -144,7 +148,7 @@ class Store:
     def case(self, case_id: int) -> dict:
         rows = self._rows("SELECT * FROM cases WHERE id = ?", (case_id,))
         if not rows:
-            raise StoreError(f"no case {case_id}")
+            raise NotFoundError(f"no case {case_id}")
         return dict(rows[0])
 
     def cases(self) -> list[dict]:
@@ -158,7 +162,7 @@ class Store:
     def _open_case(self, db, case_id: int) -> None:
         row = db.execute("SELECT signed_at FROM cases WHERE id = ?", (case_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no case {case_id}")
+            raise NotFoundError(f"no case {case_id}")
         if row["signed_at"] is not None:
             raise SignedError(f"case {case_id} is signed and cannot be changed")
 
@@ -216,7 +220,7 @@ class Store:
     def image(self, image_id: int) -> dict:
         rows = self._rows("SELECT * FROM images WHERE id = ?", (image_id,))
         if not rows:
-            raise StoreError(f"no image {image_id}")
+            raise NotFoundError(f"no image {image_id}")
         return dict(rows[0])
 
     def cells(self, case_id: int) -> list[dict]:
@@ -230,7 +234,7 @@ class Store:
     def cell(self, cell_id: int) -> dict:
         rows = self._rows("SELECT * FROM cells WHERE id = ?", (cell_id,))
         if not rows:
-            raise StoreError(f"no cell {cell_id}")
+            raise NotFoundError(f"no cell {cell_id}")
         return dict(rows[0]) | {"proba": json.loads(rows[0]["proba"])}
 
     def review(self, cell_id: int, user: str, status: str, label: str | None = None) -> dict:
@@ -240,7 +244,7 @@ class Store:
         with self.transaction() as db:
             before = db.execute("SELECT * FROM cells WHERE id = ?", (cell_id,)).fetchone()
             if before is None:
-                raise StoreError(f"no cell {cell_id}")
+                raise NotFoundError(f"no cell {cell_id}")
             self._open_case(db, before["case_id"])
             label = label or before["label"]
             if status == "confirmed" and label != before["model_class"]:

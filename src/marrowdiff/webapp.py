@@ -15,9 +15,10 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from marrowdiff.review import ReviewStation, UploadError
-from marrowdiff.store import SignedError, StoreError
+from marrowdiff.store import NotFoundError, SignedError, StoreError
 
 STATIC = Path(__file__).parent / "static"
 REVIEW_KEYS = "1234567890"  # one key per class, in the vocabulary's order
@@ -78,9 +79,8 @@ def create_app(station: ReviewStation) -> FastAPI:
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError):
-        status = 409 if isinstance(error, SignedError) or "signed" in str(error) else 400
-        if str(error).startswith("no "):
-            status = 404
+        status = 409 if isinstance(error, SignedError) else 400
+        status = 404 if isinstance(error, NotFoundError) else status
         return JSONResponse({"detail": str(error)}, status_code=status)
 
     @app.get("/", include_in_schema=False)
@@ -137,7 +137,12 @@ def create_app(station: ReviewStation) -> FastAPI:
         for upload in files:
             data = await upload.read(limits.max_file_bytes + 1)
             try:
-                results.append(station.upload(case_id, user, upload.filename or "upload", data))
+                # Counting takes a while: off the event loop, so other requests go on.
+                results.append(
+                    await run_in_threadpool(
+                        station.upload, case_id, user, upload.filename or "upload", data
+                    )
+                )
             except UploadError as error:
                 results.append({"name": upload.filename, "error": str(error)})
         accepted = [r for r in results if "error" not in r]
