@@ -16,7 +16,7 @@ from marrowdiff.config import PRESETS, RunConfig, load_config
 from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
 from marrowdiff.detect import DetectConfig
 from marrowdiff.engine import load_classifier
-from marrowdiff.fileio import write_json, write_text
+from marrowdiff.fileio import save_image, write_json, write_text
 from marrowdiff.images import ImageReadError
 from marrowdiff.recipes import RECIPES
 from marrowdiff.report import ReportConfig
@@ -560,6 +560,7 @@ def cmd_serve(args) -> int:
 
 def cmd_demo(args) -> int:
     from marrowdiff.experiment import evaluate_run, prepare_splits
+    from marrowdiff.export import export_onnx
     from marrowdiff.train import fit
 
     data = args.data or fetch("wbc_plosone", Path("data"), progress=_progress())
@@ -571,8 +572,32 @@ def cmd_demo(args) -> int:
     fit(config, dataset, splits, args.out / "model", resume=True, progress=_progress(), log=_log)
     _log("== evaluate on the held-out test split")
     evaluate_run([args.out / "model"], data, tta=True, log=_log)
+    _log("== export to ONNX, and count fields made from the held-out test cells")
+    onnx = export_onnx(args.out / "model", args.out / "model.onnx")
+    fields = _demo_fields(dataset, splits["test"], args.out / "fields")
+    cmd_count(
+        build_parser().parse_args(
+            ["count", str(onnx), str(fields), "--out", str(args.out / "count"), "--target", "300"]
+        )
+    )
     print(
-        f"report: {args.out / 'model'} (metrics.json, confusion.png, misclassified.html, "
-        f"curves.png); audit: {args.out / 'audit' / 'audit.md'}"
+        f"model: {args.out / 'model'} (metrics.json, confusion.png, misclassified.html, "
+        f"curves.png); audit: {args.out / 'audit' / 'audit.md'}; differential report of "
+        f"synthetic fields: {args.out / 'count' / 'report.html'}"
     )
     return 0
+
+
+def _demo_fields(dataset: Dataset, paths: list[str], out: Path, n: int = 4) -> Path:
+    """A few synthetic 1080 x 1330 fields pasted from held-out cells (docs/counting.md)."""
+    from PIL import Image
+
+    from marrowdiff.fields import FieldConfig, make_field
+
+    wanted = set(paths)
+    records = [r for r in dataset.records if r.path in wanted]
+    patches = [dataset.load(r) for r in records]
+    for k in range(n):
+        field, _ = make_field(patches, [r.label for r in records], FieldConfig(), seed=k)
+        save_image(out / f"synthetic-field-{k + 1}.png", Image.fromarray(field))
+    return out
