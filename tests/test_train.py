@@ -148,4 +148,5 @@ def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
                  "--epochs", "1"]  # fmt: skip
     assert main(demo_args) == 0
     assert (demo / "model" / "metrics.json").is_file()
-    assert "report:" in capsys.readouterr().out
+    assert (demo / "model.onnx").is_file() and (demo / "count" / "report.json").is_file()
+    assert "differential report of synthetic fields" in capsys.readouterr().out
