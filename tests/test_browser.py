@@ -14,8 +14,8 @@ import pytest
 from marrowdiff.count import CountConfig
 from marrowdiff.detect import DetectConfig
 from marrowdiff.engine import load_classifier
-from marrowdiff.review import ReviewStation
-from marrowdiff.webapp import create_app
+from marrowdiff.web.app import create_app
+from marrowdiff.web.station import ReviewStation
 
 from .test_webapp import synthetic_field
 

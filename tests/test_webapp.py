@@ -11,9 +11,9 @@ from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig
 from marrowdiff.engine import load_classifier
 from marrowdiff.fields import FieldConfig, make_field
-from marrowdiff.review import Limits, ReviewStation
 from marrowdiff.synthetic import synthetic_cell
-from marrowdiff.webapp import create_app
+from marrowdiff.web.app import create_app
+from marrowdiff.web.station import Limits, ReviewStation
 
 from .conftest import TINY_CLASSES, encode
 

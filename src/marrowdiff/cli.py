@@ -538,8 +538,8 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from marrowdiff.count import CountConfig
-    from marrowdiff.review import ReviewStation
-    from marrowdiff.webapp import create_app
+    from marrowdiff.web.app import create_app
+    from marrowdiff.web.station import ReviewStation
 
     detect_config = replace(
         DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size

@@ -1,6 +1,6 @@
 """The review station's work, without the web: upload and count, review, differential, sign-off.
 
-`ReviewStation` joins the records (`store.Store`), the model (`engine.Classifier`) and the files
+`ReviewStation` joins the records (`web.store.Store`), the model (`engine.Classifier`) and the files
 under the data folder:
 
     DATA_DIR/marrowdiff.sqlite3            cases, images, cells, the append-only log
@@ -28,7 +28,7 @@ from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb
 from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
-from marrowdiff.store import NewCell, SignedError, Store, StoreError
+from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
 REVIEW_FLAGS = {

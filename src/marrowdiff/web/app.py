@@ -17,8 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from marrowdiff.review import ReviewStation, UploadError
-from marrowdiff.store import NotFoundError, SignedError, StoreError
+from marrowdiff.web.station import ReviewStation, UploadError
+from marrowdiff.web.store import NotFoundError, SignedError, StoreError
 
 STATIC = Path(__file__).parent / "static"
 REVIEW_KEYS = "1234567890"  # one key per class, in the vocabulary's order

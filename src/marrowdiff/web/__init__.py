@@ -1,0 +1,1 @@
+"""The review station: records (`store`), the work (`station`), the web layer (`app`)."""
