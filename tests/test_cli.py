@@ -110,3 +110,15 @@ def test_counting_with_an_onnx_model_never_imports_pytorch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_serve_binds_to_this_machine_by_default(tiny_run, tmp_path, monkeypatch):
+    import uvicorn
+
+    from marrowdiff.cli import main
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(kw, app=app))
+    assert main(["serve", "--model", str(tiny_run), "--data-dir", str(tmp_path / "d")]) == 0
+    assert started["host"] == "127.0.0.1" and started["port"] == 8000
+    assert (tmp_path / "d" / "marrowdiff.sqlite3").is_file()
