@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+_NORM_GROUP = None  # the process group GlobalBatchNorm reduces over (made by `setup`)
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -87,12 +89,20 @@ def setup(device: str = "auto", precision: str = "fp32", timeout_s: float = 600)
         dist.init_process_group(
             "nccl" if chosen.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s)
         )
+    global _NORM_GROUP
+    if _NORM_GROUP is None:
+        # Batch norm's collectives (in forward and, through autograd, in backward) get a group
+        # of their own: DDP's reducer issues its gradient all-reduces while backward runs, and
+        # on one group the two streams could interleave differently on different ranks.
+        _NORM_GROUP = dist.new_group(backend=dist.get_backend())
     return Runtime(dist.get_rank(), dist.get_world_size(), local_rank, chosen, mode)
 
 
 def teardown(runtime: Runtime) -> None:
+    global _NORM_GROUP
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+        _NORM_GROUP = None
 
 
 def shard(batch: np.ndarray, runtime: Runtime) -> slice:
@@ -150,7 +160,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
         xf = x.float()
-        stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
+        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
+        stats = all_reduce(stats, group=_NORM_GROUP or dist.group.WORLD)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
