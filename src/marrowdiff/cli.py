@@ -449,7 +449,11 @@ def cmd_classify(args) -> int:
     classifier = load_classifier(args.model.split(","))
     inputs = list_inputs(args.inputs)
     cells, _ = _sharded(
-        lambda mine: (classify_patches(classifier, mine, tta=args.tta, log=_log), []), inputs
+        lambda mine: (
+            classify_patches(classifier, mine, tta=args.tta, log=_log, thumbnails=False),
+            [],
+        ),
+        inputs,
     )
     if cells is None:  # another rank of a torchrun job: rank 0 writes
         return 0

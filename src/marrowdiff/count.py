@@ -30,9 +30,15 @@ def thumbnail(patch: np.ndarray) -> np.ndarray:
 
 
 def classify_patches(
-    classifier: Classifier, inputs: list[Input], tta: bool = False, batch: int = 256, log=print
+    classifier: Classifier,
+    inputs: list[Input],
+    tta: bool = False,
+    batch: int = 256,
+    log=print,
+    thumbnails: bool = True,
 ) -> list[Cell]:
-    """One Cell per readable single-cell patch (x, y: the patch centre)."""
+    """One Cell per readable single-cell patch (x, y: the patch centre). Without thumbnails
+    (a CSV needs none) memory stays flat however many patches there are."""
     cells: list[Cell] = []
     pending: list[tuple[Input, np.ndarray]] = []
 
@@ -49,7 +55,7 @@ def classify_patches(
                     float(p[k]),
                     "unsure" if u else "",
                     p,
-                    thumbnail(image),
+                    thumbnail(image) if thumbnails else None,
                 )
             )
         pending.clear()
