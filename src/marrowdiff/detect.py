@@ -8,7 +8,8 @@
    that joins the lobes of a segmented nucleus and the granules of a cell into one blob.
 4. Split touching cells: a watershed on the distance transform, seeded by one peak per cell
    (peaks at least `min_separation` cell diameters apart).
-5. Keep blobs of plausible area; each cell's centre is its blob's centroid in field pixels.
+5. Keep blobs of plausible area; each cell's centre is the centroid of its blob's convex hull,
+   in field pixels.
    A cell whose blob touches the field border is marked `border`.
 """
 
@@ -114,7 +115,10 @@ def detect(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[Det
     for region in regionprops(regions):
         if region.area < config.min_area * cell_area:
             continue
-        cy, cx = region.centroid
+        # The centroid of the region's convex hull: a kidney-shaped nucleus or a watershed cut
+        # leaves a concavity that would pull the plain centroid off the cell's centre.
+        ys, xs = np.nonzero(region.image_convex)
+        cy, cx = region.bbox[0] + ys.mean(), region.bbox[1] + xs.mean()
         top, left, bottom, right = region.bbox
         border = min(top, left, mask.shape[0] - bottom, mask.shape[1] - right) <= 1
         found.append(
