@@ -1,6 +1,8 @@
 import json
 import zipfile
 
+import pytest
+
 from marrowdiff.cli import main
 
 
@@ -122,3 +124,15 @@ def test_serve_binds_to_this_machine_by_default(tiny_run, tmp_path, monkeypatch)
     assert main(["serve", "--model", str(tiny_run), "--data-dir", str(tmp_path / "d")]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8000
     assert (tmp_path / "d" / "marrowdiff.sqlite3").is_file()
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error(tiny_run, tmp_path, capsys):
+    import torch
+
+    from marrowdiff.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args = ["count", str(tiny_run), str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "no CUDA device here; use --device cpu or auto" in capsys.readouterr().err

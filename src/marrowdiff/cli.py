@@ -12,7 +12,7 @@ from marrowdiff import __version__
 from marrowdiff.audit import run_audit
 from marrowdiff.calibration import TARGET_ACCURACY
 from marrowdiff.classes import VocabularyError, builtin_vocabularies, load_vocabulary
-from marrowdiff.config import PRESETS, RunConfig, load_config
+from marrowdiff.config import PRESETS, DeviceError, RunConfig, load_config
 from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
 from marrowdiff.detect import DetectConfig
 from marrowdiff.engine import load_classifier
@@ -27,7 +27,14 @@ from marrowdiff.splits import SplitConfig, SplitError, splits_for_dataset
 # `count` with an ONNX model run without it (half the memory, a second faster to start).
 MODEL_NAMES = "vgg16, vgg11, effnet_lite0"  # marrowdiff.models.MODELS (a test keeps them equal)
 
-USER_ERRORS = (DatasetError, VocabularyError, SplitError, ImageReadError, FileNotFoundError)
+USER_ERRORS = (
+    DatasetError,
+    VocabularyError,
+    SplitError,
+    ImageReadError,
+    FileNotFoundError,
+    DeviceError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell-diameter", type=float, default=DetectConfig.cell_diameter)
     p.add_argument("--patch-size", type=int, default=DetectConfig.patch_size)
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where a PyTorch model runs; ONNX models run on the CPU",
+    )
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
@@ -271,6 +284,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "join global and local models with commas (global first)",
     )
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where a PyTorch model runs (under torchrun: the LOCAL_RANK GPU); ONNX models "
+        "run on the CPU",
+    )
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -446,7 +466,7 @@ def cmd_classify(args) -> int:
     from marrowdiff.count import classify_patches
     from marrowdiff.report import cell_rows, write_csv
 
-    classifier = load_classifier(args.model.split(","))
+    classifier = load_classifier(args.model.split(","), args.device)
     inputs = list_inputs(args.inputs)
     cells, _ = _sharded(
         lambda mine: (
@@ -472,7 +492,7 @@ def cmd_count(args) -> int:
     from marrowdiff.count import CountConfig, count_fields
     from marrowdiff.report import write_report
 
-    classifier = load_classifier(args.model.split(","))
+    classifier = load_classifier(args.model.split(","), args.device)
     detect_config = replace(
         DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size
     )
@@ -550,7 +570,7 @@ def cmd_serve(args) -> int:
     )
     station = ReviewStation(
         args.data_dir,
-        load_classifier(args.model.split(",")),
+        load_classifier(args.model.split(","), args.device),
         CountConfig(detect=detect_config, tta=args.tta),
         ReportConfig(target=args.target),
         model_name=args.model,

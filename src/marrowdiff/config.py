@@ -10,6 +10,10 @@ from pathlib import Path
 from marrowdiff.preprocess import Geometry
 
 
+class DeviceError(ValueError):
+    """A --device or --precision this machine cannot give; the message says what to use."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "effnet_lite0"  # a key of MODELS

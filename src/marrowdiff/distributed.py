@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from marrowdiff.config import DeviceError
+
 _NORM_GROUP = None  # the process group GlobalBatchNorm reduces over (made by `setup`)
 
 
@@ -59,11 +61,11 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device here; use --device cpu or auto")
+            raise DeviceError("--device cuda: no CUDA device here; use --device cpu or auto")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"unknown device {name!r}; use cpu, cuda or auto")
+    raise DeviceError(f"unknown device {name!r}; use cpu, cuda or auto")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -72,7 +74,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if name not in ("fp32", "bf16"):
-        raise ValueError(f"unknown precision {name!r}; use fp32, bf16 or auto")
+        raise DeviceError(f"unknown precision {name!r}; use fp32, bf16 or auto")
     return name
 
 

@@ -8,6 +8,7 @@ never imports PyTorch: a laboratory PC needs only onnxruntime, numpy, Pillow and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,16 @@ class Model:
 
 
 class TorchModel(Model):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, device: str = "cpu"):
         import torch
 
+        from marrowdiff.distributed import resolve_device
         from marrowdiff.predict import Predictor
 
         self._torch = torch
+        self.device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
         self.predictor = Predictor.load(path)
+        self.predictor.model.to(self.device)
         self.source = str(path)
         self.classes = self.predictor.classes
         self.vocabulary = self.predictor.vocabulary
@@ -74,9 +78,9 @@ class TorchModel(Model):
 
         torch = self._torch
         with torch.inference_mode():
-            batch = normalise(torch.from_numpy(x), self.predictor.normalisation)
+            batch = normalise(torch.from_numpy(x).to(self.device), self.predictor.normalisation)
             out = self.predictor.model(batch.contiguous(memory_format=torch.channels_last))
-        return out.double().numpy()
+        return out.double().cpu().numpy()
 
 
 class OnnxModel(Model):
@@ -115,8 +119,9 @@ def _calibrations(d: dict | None) -> dict[str, Calibration]:
     return {k: Calibration.from_dict(v) for k, v in (d or {}).items()}
 
 
-def load_model(path: str | Path) -> Model:
-    """A run folder, a .pt checkpoint or an exported .onnx file."""
+def load_model(path: str | Path, device: str = "cpu") -> Model:
+    """A run folder, a .pt checkpoint or an exported .onnx file. `device` (cpu, cuda, auto)
+    places a PyTorch model; an ONNX model runs on the CPU (ONNX Runtime's CPU provider)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -125,7 +130,7 @@ def load_model(path: str | Path) -> Model:
         )
     if path.suffix.lower() == ".onnx":
         return OnnxModel(path)
-    return TorchModel(path)
+    return TorchModel(path, device)
 
 
 class Classifier:
@@ -154,8 +159,8 @@ class Classifier:
         return proba, proba.max(1) < threshold if len(proba) else np.zeros(0, bool)
 
 
-def load_classifier(paths: list[str | Path]) -> Classifier:
+def load_classifier(paths: list[str | Path], device: str = "cpu") -> Classifier:
     if not paths:
         raise ValueError("no model given")
-    models = [load_model(p) for p in paths]
+    models = [load_model(p, device) for p in paths]
     return Classifier(models[0], models[1:])
