@@ -30,7 +30,7 @@ from marrowdiff.config import PRESETS
 from marrowdiff.count import CountConfig, count_field
 from marrowdiff.datasets import open_dataset
 from marrowdiff.engine import Classifier, load_model
-from marrowdiff.export import Deployable, export_onnx
+from marrowdiff.export import Deployable, export_graph, export_onnx
 from marrowdiff.fields import FieldConfig, make_field
 from marrowdiff.models import build_model
 from marrowdiff.report import ReportConfig, write_report
@@ -65,20 +65,6 @@ def network_rates(module: torch.nn.Module, size: int, onnx_path: Path) -> tuple[
             session.run(None, {name: x[i : i + 128]})
 
     return best_rate(run_torch, len(x)), best_rate(run_ort, len(x))
-
-
-def export_module(module: torch.nn.Module, size: int, path: Path) -> Path:
-    torch.onnx.export(
-        module.eval(),
-        (torch.zeros(2, 3, size, size, dtype=torch.uint8),),
-        str(path),
-        dynamo=False,
-        input_names=["patches"],
-        output_names=["logits"],
-        dynamic_axes={"patches": {0: "cells"}, "logits": {0: "cells"}},
-        opset_version=17,
-    )
-    return path
 
 
 # The child reports its own high-water mark (VmHWM, per address space): getrusage's ru_maxrss
@@ -133,7 +119,8 @@ def main() -> None:
         build_model(replace(paper.model, num_classes=10)),
         Normalisation("yuv", (0.5, 0.0, 0.0), (0.25, 0.1, 0.1)),
     )
-    vgg_onnx = export_module(vgg, paper.model.input_size, tmp / "vgg16.onnx")
+    vgg_onnx = tmp / "vgg16.onnx"
+    export_graph(vgg, paper.model.input_size, vgg_onnx)
     rows.append(
         (
             f"paper vgg16 ({paper.model.input_size} px)",

@@ -150,3 +150,12 @@ def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
     assert (demo / "model" / "metrics.json").is_file()
     assert (demo / "model.onnx").is_file() and (demo / "count" / "report.json").is_file()
     assert "differential report of synthetic fields" in capsys.readouterr().out
+
+
+def test_training_without_colour_jitter_as_the_paper_preset(easy_data, tmp_path):
+    config = _config(epochs=1)
+    config = replace(config, train=replace(config.train, colour_jitter=0.0))
+    dataset = open_dataset(easy_data)
+    splits = prepare_splits(dataset, tmp_path / "run", log=lambda m: None)
+    final = fit(config, dataset, splits, tmp_path / "run", log=lambda m: None)
+    assert len(final["history"]) == 1 and np.isfinite(final["history"][0]["train_loss"])

@@ -203,6 +203,70 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("inputs", nargs="+", help="field images, folders or zips of them")
     p.add_argument("--out", type=Path, required=True, help="report folder")
+    _count_args(p)
+    p.set_defaults(run=cmd_count)
+
+    p = sub.add_parser("export", help="export a model to ONNX for deployment")
+    p.add_argument("model", type=Path, help="run folder or .pt checkpoint")
+    p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("serve", help="the review station: a web app to confirm every cell")
+    _model_args(p, positional=False)
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("review-data"),
+        help="where cases, uploads and reports are kept (default %(default)s)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000)
+    _count_args(p)
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
+    p.add_argument("--data", type=Path, help="the archive or any data set (default: fetch it)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--config", default="default")
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def _device_arg(p: argparse.ArgumentParser, default: str, help: str) -> None:
+    p.add_argument(
+        "--device",
+        default=default,
+        choices=["cpu", "cuda", "auto"],
+        help=help + " (auto: CUDA when there is one; under torchrun the LOCAL_RANK's GPU)",
+    )
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    _device_arg(p, "auto", "where to train")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "auto"],
+        help="bf16 autocast (auto: on CUDA GPUs that support it); see docs/scaling.md",
+    )
+
+
+def _model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    name, required = ("model", {}) if positional else ("--model", {"required": True})
+    p.add_argument(
+        name,
+        **required,
+        help="run folder, .pt checkpoint or .onnx file; for a dual-stage set, "
+        "join global and local models with commas (global first)",
+    )
+    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    _device_arg(p, "cpu", "where a PyTorch model runs; ONNX models run on the CPU")
+
+
+def _count_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=int, default=ReportConfig.target, help="cells to count")
     p.add_argument(
         "--cell-diameter",
@@ -221,76 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--myeloid", help="comma-separated class codes counted as myeloid in M:E")
     p.add_argument("--erythroid", help="comma-separated class codes counted as erythroid")
-    p.set_defaults(run=cmd_count)
-
-    p = sub.add_parser("export", help="export a model to ONNX for deployment")
-    p.add_argument("model", type=Path, help="run folder or .pt checkpoint")
-    p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
-    p.set_defaults(run=cmd_export)
-
-    p = sub.add_parser("serve", help="the review station: a web app to confirm every cell")
-    p.add_argument("--model", required=True, help="as for count (run, .pt, .onnx; commas: dual)")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("review-data"),
-        help="where cases, uploads and reports are kept (default %(default)s)",
-    )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
-    )
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--target", type=int, default=ReportConfig.target, help="cells to count")
-    p.add_argument("--cell-diameter", type=float, default=DetectConfig.cell_diameter)
-    p.add_argument("--patch-size", type=int, default=DetectConfig.patch_size)
-    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda", "auto"],
-        help="where a PyTorch model runs; ONNX models run on the CPU",
-    )
-    p.set_defaults(run=cmd_serve)
-
-    p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
-    p.add_argument("--data", type=Path, help="the archive or any data set (default: fetch it)")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--config", default="default")
-    p.add_argument("--epochs", type=int)
-    p.set_defaults(run=cmd_demo)
-    return parser
 
 
-def _runtime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where to train (auto: CUDA when there is one). Under torchrun each process "
-        "takes its LOCAL_RANK's GPU",
-    )
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16", "auto"],
-        help="bf16 autocast (auto: on CUDA GPUs that support it); see docs/scaling.md",
-    )
+def _count_configs(args):
+    """(CountConfig, ReportConfig) from the options `_count_args` and `_model_args` add."""
+    from dataclasses import replace
 
+    from marrowdiff.count import CountConfig
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "model",
-        help="run folder, .pt checkpoint or .onnx file; for a dual-stage set, "
-        "join global and local models with commas (global first)",
+    detect = replace(DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size)
+    report = ReportConfig(
+        target=args.target,
+        myeloid=tuple(args.myeloid.split(",")) if args.myeloid else (),
+        erythroid=tuple(args.erythroid.split(",")) if args.erythroid else (),
     )
-    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda", "auto"],
-        help="where a PyTorch model runs (under torchrun: the LOCAL_RANK GPU); ONNX models "
-        "run on the CPU",
-    )
+    return CountConfig(detect=detect, tta=args.tta, include_border=args.include_border), report
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -487,21 +496,11 @@ def cmd_classify(args) -> int:
 
 
 def cmd_count(args) -> int:
-    from dataclasses import replace
-
-    from marrowdiff.count import CountConfig, count_fields
+    from marrowdiff.count import count_fields
     from marrowdiff.report import write_report
 
     classifier = load_classifier(args.model.split(","), args.device)
-    detect_config = replace(
-        DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size
-    )
-    config = CountConfig(detect=detect_config, tta=args.tta, include_border=args.include_border)
-    report_config = ReportConfig(
-        target=args.target,
-        myeloid=tuple(args.myeloid.split(",")) if args.myeloid else (),
-        erythroid=tuple(args.erythroid.split(",")) if args.erythroid else (),
-    )
+    config, report_config = _count_configs(args)
     cells, fields = _sharded(
         lambda mine: count_fields(classifier, mine, config, log=_log), list_inputs(args.inputs)
     )
@@ -511,8 +510,8 @@ def cmd_count(args) -> int:
         "model": args.model,
         "tta": args.tta,
         "calibration": classifier.calibration(args.tta).to_dict(),
-        "detect": detect_config.to_dict(),
-        "cell_radius": detect_config.cell_diameter / 2,
+        "detect": config.detect.to_dict(),
+        "cell_radius": config.detect.cell_diameter / 2,
     }
     summary = write_report(
         args.out, cells, fields, classifier.vocabulary, classifier.classes, report_config, about
@@ -557,22 +556,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from dataclasses import replace
-
     import uvicorn
 
-    from marrowdiff.count import CountConfig
     from marrowdiff.web.app import create_app
     from marrowdiff.web.station import ReviewStation
 
-    detect_config = replace(
-        DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size
-    )
+    count_config, report_config = _count_configs(args)
     station = ReviewStation(
         args.data_dir,
         load_classifier(args.model.split(","), args.device),
-        CountConfig(detect=detect_config, tta=args.tta),
-        ReportConfig(target=args.target),
+        count_config,
+        report_config,
         model_name=args.model,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -22,11 +22,37 @@ class CountConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     tta: bool = False  # average over the 8 rotations/flips
     include_border: bool = False  # count cells cut by the field border (a hematologist doesn't)
-    batch: int = 256  # cells classified together
 
 
 def thumbnail(patch: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(patch).resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR))
+
+
+def classify_images(
+    classifier: Classifier,
+    named: list[tuple[str, np.ndarray]],
+    tta: bool = False,
+    thumbnails: bool = True,
+) -> list[Cell]:
+    """One Cell per (name, single-cell patch), x and y at the patch centre."""
+    proba, unsure = classifier.classify([image for _, image in named], tta)
+    cells = []
+    for (name, image), p, u in zip(named, proba, unsure, strict=True):
+        k = int(p.argmax())
+        h, w = image.shape[:2]
+        cells.append(
+            Cell(
+                name,
+                w / 2,
+                h / 2,
+                classifier.classes[k],
+                float(p[k]),
+                "unsure" if u else "",
+                p,
+                thumbnail(image) if thumbnails else None,
+            )  # fmt: skip
+        )
+    return cells
 
 
 def classify_patches(
@@ -37,36 +63,26 @@ def classify_patches(
     log=print,
     thumbnails: bool = True,
 ) -> list[Cell]:
-    """One Cell per readable single-cell patch (x, y: the patch centre). Without thumbnails
-    (a CSV needs none) memory stays flat however many patches there are."""
+    """One Cell per readable single-cell patch, classified `batch` at a time. Without
+    thumbnails (a CSV needs none) memory stays flat however many patches there are."""
     cells: list[Cell] = []
-    pending: list[tuple[Input, np.ndarray]] = []
-
-    def flush() -> None:
-        proba, unsure = classifier.classify([image for _, image in pending], tta)
-        for (item, image), p, u in zip(pending, proba, unsure, strict=True):
-            k = int(p.argmax())
-            cells.append(
-                Cell(
-                    item.name,
-                    image.shape[1] / 2,
-                    image.shape[0] / 2,
-                    classifier.classes[k],
-                    float(p[k]),
-                    "unsure" if u else "",
-                    p,
-                    thumbnail(image) if thumbnails else None,
-                )
-            )
-        pending.clear()
-
+    pending: list[tuple[str, np.ndarray]] = []
     for item, image in read_inputs(inputs, log):
-        pending.append((item, image))
+        pending.append((item.name, image))
         if len(pending) >= batch:
-            flush()
+            cells += classify_images(classifier, pending, tta, thumbnails)
+            pending = []
     if pending:
-        flush()
+        cells += classify_images(classifier, pending, tta, thumbnails)
     return cells
+
+
+def field_preview(name: str, image: np.ndarray) -> FieldImage:
+    """The field downscaled to at most PREVIEW_WIDTH px wide, for the report."""
+    h, w = image.shape[:2]
+    scale = min(1.0, PREVIEW_WIDTH / w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return FieldImage(name, h, w, np.asarray(Image.fromarray(image).resize(size)), scale)
 
 
 def count_field(
@@ -83,12 +99,7 @@ def count_field(
         cells.append(
             Cell(name, d.x, d.y, classifier.classes[k], float(p[k]), flag, p, thumbnail(patch))
         )
-    h, w = image.shape[:2]
-    scale = min(1.0, PREVIEW_WIDTH / w)
-    preview = np.asarray(
-        Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))))
-    )
-    return cells, FieldImage(name, h, w, preview, scale)
+    return cells, field_preview(name, image)
 
 
 def count_fields(

@@ -116,11 +116,10 @@ def shard(batch: np.ndarray, runtime: Runtime) -> slice:
 def plan_batches(n: int, batch_size: int, smallest: int) -> list[slice]:
     """Global batches over n items in order; a last batch smaller than `smallest` (batch norm
     needs two samples on every rank) joins the one before, so no item is dropped."""
-    starts = list(range(0, n, batch_size))
-    batches = [slice(s, min(s + batch_size, n)) for s in starts]
+    batches = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     if len(batches) > 1 and batches[-1].stop - batches[-1].start < smallest:
         batches[-2:] = [slice(batches[-2].start, n)]
-    return [b for b in batches if b.stop - b.start >= min(smallest, n)]
+    return batches
 
 
 def all_sum(values: list[float], runtime: Runtime) -> list[float]:

@@ -62,8 +62,9 @@ class TorchModel(Model):
 
         from marrowdiff.distributed import resolve_device
         from marrowdiff.predict import Predictor
+        from marrowdiff.transforms import normalise
 
-        self._torch = torch
+        self._torch, self._normalise = torch, normalise  # imported here: ONNX needs neither
         self.device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
         self.predictor = Predictor.load(path)
         self.predictor.model.to(self.device)
@@ -74,11 +75,11 @@ class TorchModel(Model):
         self.calibrations = _calibrations(self.predictor.metadata.get("calibration"))
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
-        from marrowdiff.transforms import normalise
-
         torch = self._torch
         with torch.inference_mode():
-            batch = normalise(torch.from_numpy(x).to(self.device), self.predictor.normalisation)
+            batch = self._normalise(
+                torch.from_numpy(x).to(self.device), self.predictor.normalisation
+            )
             out = self.predictor.model(batch.contiguous(memory_format=torch.channels_last))
         return out.double().cpu().numpy()
 

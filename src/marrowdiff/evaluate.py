@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import numpy as np
-from PIL import Image
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -17,6 +14,7 @@ from sklearn.metrics import (
 )
 
 from marrowdiff.classes import Vocabulary
+from marrowdiff.images import jpeg_data_uri
 
 
 def adjacent_stage_accuracy(
@@ -128,12 +126,6 @@ def confusion_figure(matrix: np.ndarray, names: list[str], title: str = ""):
     return fig
 
 
-def _thumbnail_uri(image: np.ndarray, side: int = 96) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(image).resize((side, side), Image.BILINEAR).save(buf, "JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _bar_class(k: int, truth: int, predicted: int) -> str:
     return "t" if k == truth else "p" if k == predicted else ""
 
@@ -159,7 +151,7 @@ def misclassified_html(
             for k in np.argsort(-proba[i])[:4]
         )
         cards.append(
-            f'<div class="card"><img src="{_thumbnail_uri(images[i])}" alt="">'
+            f'<div class="card"><img src="{jpeg_data_uri(images[i], side=96)}" alt="">'
             f"<p><b>{html.escape(paths[i])}</b><br>true: {html.escape(names[y_true[i]])}<br>"
             f"predicted: {html.escape(names[pred[i]])}</p>{bars}</div>"
         )

@@ -48,6 +48,27 @@ def onnx_metadata(predictor: Predictor) -> dict:
     return meta
 
 
+def export_graph(module: nn.Module, size: int, path: str | Path) -> None:
+    """Trace a (N, 3, size, size) uint8 -> logits module to an ONNX file at `path`, with a
+    dynamic batch dimension; no metadata (see `export_onnx`)."""
+    example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export (which needs
+        # onnxscript, exports 10x slower here and gives the same graph to 1e-5); it stays
+        # while PyTorch < 2.14 has it (the pinned range).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(path),
+            dynamo=False,  # the TorchScript exporter: no onnxscript needed
+            input_names=["patches"],
+            output_names=["logits"],
+            dynamic_axes={"patches": {0: "cells"}, "logits": {0: "cells"}},
+            opset_version=OPSET,
+        )
+
+
 def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     """Write `out` (atomically) and check that ONNX Runtime loads it; returns its path."""
     import onnx
@@ -57,28 +78,12 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     wrapper = Deployable(
         predictor.model.eval().to(memory_format=torch.contiguous_format), predictor.normalisation
     )
-    example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings():
-            # The TorchScript exporter is deprecated in favour of torch.export (which needs
-            # onnxscript, exports 10x slower here and gives the same graph to 1e-5); it stays
-            # while PyTorch < 2.14 has it (the pinned range).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                wrapper,
-                (example,),
-                str(raw),
-                dynamo=False,  # the TorchScript exporter: no onnxscript needed
-                input_names=["patches"],
-                output_names=["logits"],
-                dynamic_axes={"patches": {0: "cells"}, "logits": {0: "cells"}},
-                opset_version=OPSET,
-            )
+        export_graph(wrapper, size, raw)
         proto = onnx.load(str(raw))
-        meta = onnx_metadata(predictor)
         entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(meta)
+        entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(onnx_metadata(predictor))
         proto.doc_string = (
             f"marrowdiff cell classifier ({predictor.config.model.name}, "
             f"{len(predictor.classes)} classes): input uint8 RGB (N, 3, {size}, {size})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import warnings
 
@@ -92,3 +93,22 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
         else:
             scale = 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
     return np.clip(np.round(values / scale * 255.0), 0, 255).astype(np.uint8)
+
+
+def encode_jpeg(
+    image: np.ndarray | Image.Image, side: int | None = None, quality: int = 85
+) -> bytes:
+    """JPEG bytes of an RGB image, resized to side x side first when `side` is given."""
+    image = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    if side is not None:
+        image = image.resize((side, side), Image.BILINEAR)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def jpeg_data_uri(
+    image: np.ndarray | Image.Image, side: int | None = None, quality: int = 85
+) -> str:
+    """The image as a `data:` URI, for pages that must open offline as one file."""
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, side, quality)).decode()

@@ -8,10 +8,10 @@ in the counts: they are listed apart, so a person decides about them.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from marrowdiff.classes import Vocabulary
 from marrowdiff.fileio import write_json, write_text
+from marrowdiff.images import jpeg_data_uri
 
 REPORT_FORMAT = "marrowdiff.report/1"
 FLAGS = {
@@ -80,9 +81,13 @@ def summarise(cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig) -
     """The numbers of the report, from the cells (pure)."""
     counted = [c for c in cells if not c.flag]
     n = len(counted)
-    tally = {code: 0 for code in vocabulary.codes}
-    for c in counted:
-        tally[c.label] = tally.get(c.label, 0) + 1
+    tally = Counter(c.label for c in cells)
+    unknown = set(tally) - set(vocabulary.codes)
+    if unknown:
+        raise ValueError(
+            f"cells of {sorted(unknown)}, not classes of vocabulary {vocabulary.name!r}"
+        )
+    tally = Counter(c.label for c in counted)
 
     def share(k: int) -> float | None:
         return round(100 * k / n, 2) if n else None
@@ -90,20 +95,20 @@ def summarise(cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig) -
     classes = [
         {
             "code": code,
-            "name": vocabulary[code].name if code in vocabulary.codes else code,
-            "abbrev": vocabulary[code].abbrev if code in vocabulary.codes else code,
-            "lineage": vocabulary.lineage_of(code) if code in vocabulary.codes else "other",
-            "count": k,
-            "percent": share(k),
+            "name": vocabulary[code].name,
+            "abbrev": vocabulary[code].abbrev,
+            "lineage": vocabulary[code].lineage,
+            "count": tally[code],
+            "percent": share(tally[code]),
         }
-        for code, k in tally.items()
+        for code in vocabulary.codes
     ]
-    lineages: dict[str, int] = {}
+    lineages = Counter()
     for row in classes:
-        lineages[row["lineage"]] = lineages.get(row["lineage"], 0) + row["count"]
+        lineages[row["lineage"]] += row["count"]
     myeloid, erythroid = lineage_sets(vocabulary, config)
-    m = sum(tally.get(c, 0) for c in myeloid)
-    e = sum(tally.get(c, 0) for c in erythroid)
+    m = sum(tally[c] for c in myeloid)
+    e = sum(tally[c] for c in erythroid)
     warnings = []
     if n < config.target:
         warnings.append(
@@ -194,13 +199,6 @@ def write_report(
 # HTML
 
 
-def _uri(image: np.ndarray | Image.Image, quality: int = 85) -> str:
-    image = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, "JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 PALETTE = [
     "#1f77b4",
     "#d62728",
@@ -224,7 +222,7 @@ def field_overlay(
     r = radius * image.scale
     for c in cells:
         x, y = c.x * image.scale, c.y * image.scale
-        colour = "#777777" if c.flag else PALETTE[_rank(vocabulary, c.label) % len(PALETTE)]
+        colour = "#777777" if c.flag else PALETTE[vocabulary.index(c.label) % len(PALETTE)]
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
         text = _abbrev(vocabulary, c.label) + ("?" if c.flag == "unsure" else "")
         text = "border" if c.flag == "border" else text
@@ -232,14 +230,8 @@ def field_overlay(
     return canvas
 
 
-def _rank(vocabulary: Vocabulary, code: str) -> int:
-    return vocabulary.codes.index(code) if code in vocabulary.codes else len(vocabulary.codes)
-
-
 def _abbrev(vocabulary: Vocabulary, code: str) -> str:
-    if code in vocabulary.codes:
-        return vocabulary[code].abbrev or code
-    return code
+    return vocabulary[code].abbrev or code
 
 
 STYLE = """
@@ -293,7 +285,7 @@ def render_html(
         radius = float(about.get("cell_radius", 40))
         for image in fields:
             mine = [c for c in cells if c.field == image.name]
-            overlay = _uri(field_overlay(image, mine, vocabulary, radius))
+            overlay = jpeg_data_uri(field_overlay(image, mine, vocabulary, radius))
             parts.append(
                 f"<div class='field'><h3>{esc(image.name)} ({len(mine)} cells)</h3>"
                 f"<img alt='{esc(image.name)}' src='{overlay}'></div>"
@@ -331,6 +323,6 @@ def _gallery(cells: list[Cell], vocabulary: Vocabulary) -> str:
         )
         items.append(
             f"<div class='cell{' flagged' if c.flag else ''}' title='{html.escape(tip)}'>"
-            f"<img alt='' src='{_uri(c.thumbnail)}'><br>{html.escape(label)}</div>"
+            f"<img alt='' src='{jpeg_data_uri(c.thumbnail)}'><br>{html.escape(label)}</div>"
         )
     return "<div class='gallery'>" + "".join(items) + "</div>"

@@ -142,7 +142,7 @@ def train_one_epoch(
         # gain whichever rank takes it: the run does not depend on the number of processes.
         gains = jitter_gains(len(batch), config.colour_jitter, generator)
         mine = shard(batch, runtime)
-        x = apply_gains(data.bank.views(batch[mine]), gains[mine])
+        x = apply_gains(data.bank.views(batch[mine]), None if gains is None else gains[mine])
         x = normalise(x, norm).to(runtime.device, memory_format=torch.channels_last)
         y = torch.from_numpy(data.labels[batch[mine, 0]]).to(runtime.device)
         with runtime.autocast():

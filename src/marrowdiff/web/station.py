@@ -12,7 +12,6 @@ under the data folder:
 
 from __future__ import annotations
 
-import io
 import threading
 import uuid
 from collections import OrderedDict
@@ -22,12 +21,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marrowdiff.count import CountConfig, count_field, thumbnail
+from marrowdiff.count import (
+    CountConfig,
+    classify_images,
+    count_field,
+    field_preview,
+    thumbnail,
+)
 from marrowdiff.detect import crop
 from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
-from marrowdiff.images import ImageReadError, decode_rgb
-from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
+from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
+from marrowdiff.report import Cell, ReportConfig, summarise, write_report
 from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
@@ -90,19 +95,7 @@ class ReviewStation:
         if is_field:
             cells, _ = count_field(self.classifier, filename, image, self.count)
         else:
-            proba, unsure = self.classifier.classify([image], self.count.tta)
-            k = int(proba[0].argmax())
-            cells = [
-                Cell(
-                    filename,
-                    w / 2,
-                    h / 2,
-                    self.classifier.classes[k],
-                    float(proba[0, k]),
-                    "unsure" if unsure[0] else "",
-                    proba[0],
-                )
-            ]
+            cells = classify_images(self.classifier, [(filename, image)], self.count.tta, False)
         stored = f"{uuid.uuid4().hex}.png"
         save_image(self._image_path(case_id, stored), Image.fromarray(image))
         image_id, cell_ids = self.store.add_image(
@@ -127,41 +120,36 @@ class ReviewStation:
     def _image_path(self, case_id: int, stored: str) -> Path:
         return self.data_dir / "images" / str(case_id) / stored
 
-    def _load(self, image_id: int) -> np.ndarray:
+    def _load(self, case_id: int, image_id: int, stored: str) -> np.ndarray:
+        """A stored upload, decoded; the last few are kept (a review walks one field's cells)."""
         with self._lock:
             if image_id in self._images:
                 self._images.move_to_end(image_id)
                 return self._images[image_id]
-        row = self.store.image(image_id)
-        image = np.asarray(
-            Image.open(self._image_path(row["case_id"], row["stored_name"])).convert("RGB")
-        )
+        image = np.asarray(Image.open(self._image_path(case_id, stored)).convert("RGB"))
         with self._lock:
             self._images[image_id] = image
             while len(self._images) > 8:
                 self._images.popitem(last=False)
         return image
 
-    def cell_crop(self, cell_id: int) -> np.ndarray:
-        cell = self.store.cell(cell_id)
-        image = self._load(cell["image_id"])
-        row = self.store.image(cell["image_id"])
-        if row["kind"] == "patch":
+    def _crop(self, cell: dict) -> np.ndarray:
+        """A cell row (`Store.cells`) -> its patch: the upload itself, or a crop of its field."""
+        image = self._load(cell["case_id"], cell["image_id"], cell["image_file"])
+        if cell["image_kind"] == "patch":
             return image
         return crop(image, cell["y"], cell["x"], self.count.detect.patch_size)
 
     def cell_jpeg(self, cell_id: int, side: int = 96) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(self.cell_crop(cell_id)).resize((side, side), Image.BILINEAR).save(
-            buf, "JPEG", quality=88
-        )
-        return buf.getvalue()
+        return encode_jpeg(self._crop(self.store.cell(cell_id)), side, quality=88)
 
     # the differential --------------------------------------------------------------------------
 
-    def report_cells(self, case_id: int, thumbnails: bool = False) -> list[Cell]:
+    def _report_cells(self, rows: list[dict], thumbnails: bool = False) -> list[Cell]:
+        """Cell rows as the report counts them: a reviewed cell by its review, a pending one by
+        the model's flag."""
         out = []
-        for c in self.store.cells(case_id):
+        for c in rows:
             flag = c["model_flag"] if c["status"] == "pending" else REVIEW_FLAGS[c["status"]]
             out.append(
                 Cell(
@@ -172,21 +160,23 @@ class ReviewStation:
                     c["probability"],
                     flag,
                     np.array(c["proba"]),
-                    thumbnail(self.cell_crop(c["id"])) if thumbnails else None,
+                    thumbnail(self._crop(c)) if thumbnails else None,
                 )
             )
         return out
 
-    def differential(self, case_id: int) -> dict:
-        return summarise(self.report_cells(case_id), self.classifier.vocabulary, self.report)
+    def differential(self, case_id: int, rows: list[dict] | None = None) -> dict:
+        rows = self.store.cells(case_id) if rows is None else rows
+        return summarise(self._report_cells(rows), self.classifier.vocabulary, self.report)
 
     def view(self, case_id: int) -> dict:
         """Everything the review page shows of a case."""
+        rows = self.store.cells(case_id)
         return {
             "case": self.store.case(case_id),
             "images": self.store.images(case_id),
-            "cells": self.store.cells(case_id),
-            "differential": self.differential(case_id),
+            "cells": rows,
+            "differential": self.differential(case_id, rows),
         }
 
     # sign-off ----------------------------------------------------------------------------------
@@ -197,22 +187,17 @@ class ReviewStation:
         case = self.store.case(case_id)
         if case["signed_at"]:
             raise SignedError(f"case {case_id} is signed already")
-        pending = sum(c["status"] == "pending" for c in self.store.cells(case_id))
-        if pending:
+        rows = self.store.cells(case_id)
+        pending = sum(c["status"] == "pending" for c in rows)
+        if pending:  # checked here too, so that no report is written for an unsigned case
             raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")
         folder = self.data_dir / "cases" / str(case_id)
-        cells = self.report_cells(case_id, thumbnails=True)
-        fields = []
-        for row in self.store.images(case_id):
-            if row["kind"] == "field":
-                image = self._load(row["id"])
-                scale = min(1.0, 1000 / image.shape[1])
-                size = (
-                    max(1, round(image.shape[1] * scale)),
-                    max(1, round(image.shape[0] * scale)),
-                )
-                preview = np.asarray(Image.fromarray(image).resize(size))
-                fields.append(FieldImage(row["original_name"], *image.shape[:2], preview, scale))
+        cells = self._report_cells(rows, thumbnails=True)
+        fields = [
+            field_preview(row["original_name"], self._load(case_id, row["id"], row["stored_name"]))
+            for row in self.store.images(case_id)
+            if row["kind"] == "field"
+        ]
         about = {
             "model": self.model_name,
             "case": case["name"],
@@ -228,18 +213,18 @@ class ReviewStation:
             self.report,
             about,
         )
-        self._export(case_id, case["name"], folder / "export")
+        self._export(rows, case["name"], folder / "export")
         signed = self.store.sign(case_id, user)
         return {"case": signed, "report": str(folder / "report"), "export": str(folder / "export")}
 
-    def _export(self, case_id: int, case_name: str, out: Path) -> None:
+    def _export(self, rows: list[dict], case_name: str, out: Path) -> None:
         """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads."""
         lines = ["path,label,group,model_class,status"]
-        for c in self.store.cells(case_id):
+        for c in rows:
             if c["status"] not in ("confirmed", "corrected"):
                 continue
             name = f"crops/cell{c['id']}.png"
-            save_image(out / name, Image.fromarray(self.cell_crop(c["id"])))
+            save_image(out / name, Image.fromarray(self._crop(c)))
             group = _csv(f"case:{case_name}")
             lines.append(f"{name},{c['label']},{group},{c['model_class']},{c['status']}")
         write_text(out / "manifest.csv", "\n".join(lines) + "\n")

@@ -217,22 +217,18 @@ class Store:
         rows = self._rows("SELECT * FROM images WHERE case_id = ? ORDER BY id", (case_id,))
         return [dict(r) for r in rows]
 
-    def image(self, image_id: int) -> dict:
-        rows = self._rows("SELECT * FROM images WHERE id = ?", (image_id,))
-        if not rows:
-            raise NotFoundError(f"no image {image_id}")
-        return dict(rows[0])
+    # A cell comes with what is needed to crop it: its image's name, kind and stored file.
+    _CELLS = (
+        "SELECT cells.*, images.original_name AS image_name, images.kind AS image_kind, "
+        "images.stored_name AS image_file FROM cells JOIN images ON images.id = cells.image_id"
+    )
 
     def cells(self, case_id: int) -> list[dict]:
-        rows = self._rows(
-            "SELECT cells.*, images.original_name AS image_name FROM cells "
-            "JOIN images ON images.id = cells.image_id WHERE cells.case_id = ? ORDER BY cells.id",
-            (case_id,),
-        )
+        rows = self._rows(f"{self._CELLS} WHERE cells.case_id = ? ORDER BY cells.id", (case_id,))
         return [dict(r) | {"proba": json.loads(r["proba"])} for r in rows]
 
     def cell(self, cell_id: int) -> dict:
-        rows = self._rows("SELECT * FROM cells WHERE id = ?", (cell_id,))
+        rows = self._rows(f"{self._CELLS} WHERE cells.id = ?", (cell_id,))
         if not rows:
             raise NotFoundError(f"no cell {cell_id}")
         return dict(rows[0]) | {"proba": json.loads(rows[0]["proba"])}
