@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
@@ -21,7 +22,7 @@ PAPER_EPOCH = 600 * 10 * 8  # views per epoch of augmented+oversampled-600
 
 
 def throughput(config: ModelConfig, steps: int) -> tuple[float, float]:
-    model = build_model(config).to(memory_format=torch.channels_last)
+    model = build_model(config).to(memory_format=torch.channels_last)  # frozen layers: no grads
     size = config.input_size
     x = torch.randn(40, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, config.num_classes, (40,))
@@ -54,6 +55,8 @@ def main() -> None:
     cases = {
         "paper vgg16 (96 px)": PRESETS["paper"].model,
         "default effnet_lite0 (112 px)": PRESETS["default"].model,
+        "  the same, nothing frozen": replace(PRESETS["default"].model, extra={}),
+        "fast effnet_lite0 (96 px)": PRESETS["fast"].model,
         "vgg16 width 0.25 (96 px)": ModelConfig(
             name="vgg16", input_size=96, width=0.25, pretrained=False
         ),

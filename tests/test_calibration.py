@@ -7,6 +7,7 @@ from marrowdiff.calibration import (
     Calibration,
     calibrate,
     choose_threshold,
+    correctness,
     expected_calibration_error,
     fit_temperature,
 )
@@ -50,3 +51,12 @@ def test_uncalibrated_default_flags_nothing_and_too_few_cells_is_an_error():
     with pytest.raises(ValueError, match="at least 10"):
         calibrate(np.zeros((3, 2)), np.array([0, 1, 0]))
     assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
+
+
+def test_correctness_is_a_smooth_monotone_chance_of_being_right():
+    confidence = np.linspace(0.3, 0.99, 60)
+    right = np.random.default_rng(1).random(60) < confidence  # right as often as claimed
+    chance = correctness(confidence, right)
+    assert (np.diff(chance) >= 0).all() and 0 < chance[0] < chance[-1] < 1
+    assert (correctness(confidence, np.ones(60, bool)) == 1).all()
+    assert (correctness(confidence, np.zeros(60, bool)) == 0).all()

@@ -37,3 +37,10 @@ def test_config_file_typos_are_named(tmp_path, text, fragment):
 def test_every_preset_round_trips():
     for config in PRESETS.values():
         assert type(config).from_dict(config.to_dict()) == config
+
+
+def test_a_toml_extra_table_adds_to_the_presets(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[model]\nextra = {fc_dropout = 0.1}\n")
+    config = load_config(path)
+    assert config.model.extra == PRESETS["default"].model.extra | {"fc_dropout": 0.1}

@@ -60,3 +60,45 @@ def test_vgg_starts_with_small_logits(name):
     with torch.no_grad():
         out = model.eval()(torch.randn(8, 3, 64, 64))
     assert out.abs().max() < 1.0
+
+
+def test_frozen_lite0_layers_neither_learn_nor_move_their_statistics():
+    model = build_model(
+        ModelConfig(name="effnet_lite0", num_classes=3, pretrained=False, extra={"freeze": 3})
+    )
+    frozen = [model._conv_stem, model._bn0, *model._blocks[:3]]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    assert not any(m.training for m in frozen) and model._blocks[3].training
+    loss = model(torch.randn(4, 3, 64, 64)).logsumexp(1).sum()
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    for name in ("_conv_stem", "_bn0", "_blocks.2."):
+        same = [torch.equal(before[k], after[k]) for k in before if k.startswith(name)]
+        assert same and all(same), name
+    moved = "_blocks.3._project_conv.weight"
+    assert not torch.equal(before[moved], after[moved])
+    assert not torch.equal(before["_bn1.running_mean"], after["_bn1.running_mean"])
+
+
+def test_freeze_beyond_the_blocks_is_refused():
+    with pytest.raises(ValueError, match="freeze"):
+        build_model(ModelConfig(name="effnet_lite0", pretrained=False, extra={"freeze": 99}))
+
+
+def test_frozen_lite0_exports_to_onnx_unchanged(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from marrowdiff.export import Deployable, export_graph
+    from marrowdiff.transforms import Normalisation
+
+    config = ModelConfig(name="effnet_lite0", num_classes=3, pretrained=False, extra={"freeze": 3})
+    module = Deployable(build_model(config), Normalisation("rgb", (0.5,) * 3, (0.25,) * 3)).eval()
+    export_graph(module, 64, tmp_path / "m.onnx")
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"patches": x.numpy()})[0]
+    assert abs(got - expected).max() < 1e-4

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from marrowdiff.preprocess import centre_views, resize_patch
 from marrowdiff.transforms import (
     RECIPES,
     Geometry,
@@ -64,6 +65,24 @@ def test_white_balance_neutralises_a_colour_cast():
     image[4:6, 4:6] = (120, 60, 140)
     out = white_balance(image)
     assert np.abs(out[0, 0].astype(int) - 235).max() <= 1
+
+
+def test_batched_centre_views_are_what_training_sees(rng):
+    # Inference white-balances a batch at once and scales only the windows; training does
+    # one patch at a time on the whole canvas. They must give the same pixels.
+    patches = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in (40, 48, 48, 60)]
+    patches[1][10:30, 10:30] = (90, 40, 150)  # a "cell" on a tinted background
+    for geometry in (
+        Geometry(input_size=36, field=0.75, white_balance=True),
+        Geometry(input_size=27, field=0.75, white_balance=True),
+        Geometry(input_size=36, field=1.0, white_balance=False),
+    ):
+        bank = PatchBank(patches, geometry)
+        np.testing.assert_array_equal(centre_views(patches, geometry), bank.centre().numpy())
+        single = [white_balance(resize_patch(p, geometry.canvas)) for p in patches]
+        batch = white_balance(np.stack([resize_patch(p, geometry.canvas) for p in patches]))
+        np.testing.assert_array_equal(batch, np.stack(single))
+    assert centre_views([], geometry).shape == (0, 3, 36, 36)
 
 
 LABELS = np.array([0] * 12 + [1] * 5 + [2] * 30)

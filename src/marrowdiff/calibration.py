@@ -3,8 +3,9 @@
 Temperature scaling (Guo et al. 2017): one scalar T divides the logits so that the validation
 negative log-likelihood is least; it changes no prediction, only how sure each one claims to be.
 The flag threshold is then the lowest top-class probability at which the validation cells the
-model is at least that sure of reach `target_accuracy`: below it, a cell is "unsure". Both are
-stored with the model, separately for plain and 8-way rotation/flip (TTA) inference.
+model is at least that sure of are expected to reach `target_accuracy`, their chance of being
+right smoothed by a logistic fit on confidence (`correctness`): below it, a cell is "unsure".
+Both are stored with the model, separately for plain and 8-way rotation/flip (TTA) inference.
 """
 
 from __future__ import annotations
@@ -55,21 +56,38 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
 
 
+def correctness(confidence: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Each cell's chance of being right given its confidence: a logistic fit of right/wrong
+    on the log-odds of the confidence (two parameters, monotone). The running accuracy of the
+    surest k validation cells jumps about with single cells at the size of a validation split
+    (about 100 cells here); this smooth estimate does not. All right or all wrong: 1 or 0."""
+    if right.all() or not right.any():
+        return np.full(len(right), float(right.all()))
+    from sklearn.linear_model import LogisticRegression
+
+    c = np.clip(confidence, 1e-6, 1 - 1e-6)
+    z = np.log(c / (1 - c))[:, None]
+    return LogisticRegression(C=1e4).fit(z, right).predict_proba(z)[:, 1]
+
+
 def choose_threshold(
     proba: np.ndarray, labels: np.ndarray, target: float
 ) -> tuple[float, float, float]:
     """(threshold, coverage, accuracy above it): the lowest confidence at which the cells at or
-    above it are right at least `target` of the time. When no such set exists (not even the
-    single surest cell), the threshold is 1.0 and every cell is flagged."""
+    above it are expected to be right at least `target` of the time (`correctness`, smoothed
+    over the validation cells); the accuracy returned is what those cells actually scored.
+    When no such set exists (not even the single surest cell), the threshold is 1.0 and every
+    cell is flagged."""
     confidence = proba.max(1)
     right = proba.argmax(1) == labels
     order = np.argsort(-confidence, kind="stable")
-    running = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
-    ok = np.flatnonzero(running >= target)
+    expected = np.cumsum(correctness(confidence, right)[order]) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(expected >= target)
     if len(ok) == 0:
         return 1.0, 0.0, float("nan")
-    k = ok[-1]
-    return float(confidence[order[k]]), float((k + 1) / len(order)), float(running[k])
+    threshold = float(confidence[order[ok[-1]]])
+    sure = confidence >= threshold  # ties at the threshold are sure too
+    return threshold, float(sure.mean()), float(right[sure].mean())
 
 
 def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:

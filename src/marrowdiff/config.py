@@ -71,13 +71,25 @@ class RunConfig:
         )
 
 
+# Fast default: ImageNet EfficientNet-Lite0 fine-tuned at native 144 px patch scale on the
+# centre 112 px, class-balanced random re-crops and rotations, RGB. The stem and first three
+# blocks stay as ImageNet trained them, which buys the extra epochs.
+_DEFAULT = RunConfig(
+    model=ModelConfig(
+        name="effnet_lite0", input_size=112, dropout=0.3, pretrained=True, extra={"freeze": 3}
+    ),
+    geometry=Geometry(input_size=112, field=112 / 144, max_shift=1 / 12, white_balance=True),
+    train=TrainConfig(epochs=20),
+)
+
 PRESETS: dict[str, RunConfig] = {
-    # Fast default: ImageNet EfficientNet-Lite0 fine-tuned at native 144 px patch scale on the
-    # centre 112 px, class-balanced random re-crops and rotations, RGB.
-    "default": RunConfig(
-        model=ModelConfig(name="effnet_lite0", input_size=112, dropout=0.3, pretrained=True),
-        geometry=Geometry(input_size=112, field=112 / 144, max_shift=1 / 12, white_balance=True),
-        train=TrainConfig(),
+    "default": _DEFAULT,
+    # The default at 96 px (the same 112 px of each patch, downscaled): about 1.4x the cells/s,
+    # a few points less accurate (docs/BENCHMARKS.md).
+    "fast": replace(
+        _DEFAULT,
+        model=replace(_DEFAULT.model, input_size=96),
+        geometry=replace(_DEFAULT.geometry, input_size=96),
     ),
     # Choi et al. 2017: VGG-16 with batch norm from scratch, YUV, 96 px, AG+OS 600, SGD with
     # learning-rate decay, 150 epochs, batch 40.
@@ -120,7 +132,8 @@ PRESETS: dict[str, RunConfig] = {
 
 def load_config(preset_or_file: str | Path | None = None, **overrides) -> RunConfig:
     """A preset name or a TOML file ([model], [geometry], [train] tables, optional
-    `base = "preset"`), then keyword overrides of the form section__field=value."""
+    `base = "preset"`), then keyword overrides of the form section__field=value. A table
+    value such as `extra` is merged key by key into the preset's."""
     spec = str(preset_or_file or "default")
     if spec in PRESETS:
         config = PRESETS[spec]
@@ -136,7 +149,10 @@ def load_config(preset_or_file: str | Path | None = None, **overrides) -> RunCon
         for section, values in data.items():
             if section not in merged:
                 raise ValueError(f"{path}: unknown section [{section}]; use model, geometry, train")
-            merged[section].update(values)
+            for name, value in values.items():
+                if isinstance(value, dict) and isinstance(merged[section].get(name), dict):
+                    value = merged[section][name] | value  # extra: add to the preset's
+                merged[section][name] = value
         config = RunConfig.from_dict(merged)
     for key, value in overrides.items():
         if value is None:

@@ -189,10 +189,32 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = _bn(1280)
         self._dropout = nn.Dropout(config.dropout)
         self._fc = nn.Linear(1280, config.num_classes)
+        # extra.freeze = N keeps the stem and the first N blocks as loaded: no gradients, batch
+        # norm statistics fixed. Their backward pass is most of a step's cost at full
+        # resolution, and ImageNet's edge and colour filters need no fine-tuning.
+        self.frozen = int(config.extra.get("freeze", 0))
+        if not 0 <= self.frozen <= len(blocks):
+            raise ValueError(f"extra.freeze must be 0..{len(blocks)}, not {self.frozen}")
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if not self.frozen:
+            return []
+        return [self._conv_stem, self._bn0, *self._blocks[: self.frozen]]
+
+    def train(self, mode: bool = True) -> EfficientNetLite0:
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 1280)
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            x = F.relu6(self._bn0(self._conv_stem(x)))
+            for block in self._blocks[: self.frozen]:
+                x = block(x)
+        for block in self._blocks[self.frozen :]:
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
