@@ -2,7 +2,8 @@
 
 Fields are 1080 x 1330 px with 14 cells each (some touching, one across the border), pasted from
 the patches of one split; a detection is right within 12 px of a true centre. Tune on `--split
-train`; report on `--split test` (the held-out patches).
+train` (or `val`, to compare models trained on fold 0's train part); report on `--split test`
+(the held-out patches).
 
     python bench/detection.py data/data_WBC_torch.zip --splits runs/demo/splits.json \
         --split test [--fields 50] [--seed 0] [--model runs/demo/model]
@@ -32,7 +33,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
     parser.add_argument("--splits", required=True)
-    parser.add_argument("--split", choices=["train", "test"], default="train")
+    parser.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="train",
+        help="whose patches: fold 0's train or val part, or the held-out test split",
+    )
     parser.add_argument("--fields", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show", type=int, default=0, help="print the worst N fields")
@@ -42,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     dataset = open_dataset(args.data)
     splits = json.loads(Path(args.splits).read_text())
-    paths = set(splits["test"] if args.split == "test" else splits["folds"][0]["train"])
+    paths = set(splits["test"] if args.split == "test" else splits["folds"][0][args.split])
     records = [r for r in dataset.records if r.path in paths]
     patches = [dataset.load(r) for r in records]
     labels = [r.label for r in records]

@@ -84,8 +84,8 @@ _DEFAULT = RunConfig(
 
 PRESETS: dict[str, RunConfig] = {
     "default": _DEFAULT,
-    # The default at 96 px (the same 112 px of each patch, downscaled): about 1.4x the cells/s,
-    # a few points less accurate (docs/BENCHMARKS.md).
+    # The default at 96 px (the same 112 px of each patch, downscaled): 1.4x the network's
+    # cells/s, a few points less accurate (docs/BENCHMARKS.md).
     "fast": replace(
         _DEFAULT,
         model=replace(_DEFAULT.model, input_size=96),
