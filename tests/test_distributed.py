@@ -177,3 +177,28 @@ def test_a_killed_rank_fails_the_job_and_resume_finishes_it(data, tmp_path):
     final = torch.load(out / "model.pt", weights_only=True)
     assert [row["epoch"] for row in final["history"]] == list(range(1, epochs + 1))
     shutil.rmtree(out)
+
+
+FROZEN = """
+base = "default"
+[model]
+input_size = 32
+pretrained = false
+[geometry]
+input_size = 32
+[train]
+epochs = 1
+"""
+
+
+def test_frozen_layers_stay_frozen_across_processes(data, tmp_path):
+    # Global batch norm swaps the BN layers; a frozen one must stay frozen, or DDP waits for
+    # gradients that never come.
+    cfg = tmp_path / "frozen.toml"
+    cfg.write_text(FROZEN)
+    two = run([*TORCHRUN, "2", *train_command(data, tmp_path / "two", cfg)])
+    assert two.returncode == 0, (two.stdout + two.stderr)[-8000:]
+    state = torch.load(tmp_path / "two" / "model.pt", weights_only=True)["state_dict"]
+    assert state["_bn0.running_mean"].abs().max() == 0  # frozen: as initialised
+    assert state["_blocks.2._bn2.running_mean"].abs().max() == 0
+    assert state["_blocks.3._bn2.running_mean"].abs().max() > 0  # trained

@@ -71,7 +71,7 @@ class RunConfig:
         )
 
 
-# Fast default: ImageNet EfficientNet-Lite0 fine-tuned at native 144 px patch scale on the
+# The default: ImageNet EfficientNet-Lite0 fine-tuned at native 144 px patch scale on the
 # centre 112 px, class-balanced random re-crops and rotations, RGB. The stem and first three
 # blocks stay as ImageNet trained them, which buys the extra epochs.
 _DEFAULT = RunConfig(

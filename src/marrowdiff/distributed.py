@@ -194,6 +194,8 @@ def globalise_batch_norm(module: nn.Module) -> nn.Module:
             )
             swapped.load_state_dict(child.state_dict())
             swapped.train(child.training)
+            for new, old in zip(swapped.parameters(), child.parameters(), strict=True):
+                new.requires_grad_(old.requires_grad)  # a frozen layer stays frozen
             setattr(module, name, swapped)
         else:
             globalise_batch_norm(child)

@@ -40,7 +40,7 @@ def white_balance_gains(images: np.ndarray, level: float = 235.0) -> np.ndarray:
     strongly between patches). The background is estimated on every other row and column:
     the same figure to within a grey level, at a quarter of the cost. A batch of equal-sized
     images gives each its own gains, as one image at a time would, in one pass."""
-    sample = images[..., ::2, ::2, :].astype(np.float32)  # sums stay exact below 2**24
+    sample = images[..., ::2, ::2, :].astype(np.float32)  # a patch's sums stay below 2**24: exact
     luminance = sample[..., 0] + sample[..., 1] + sample[..., 2]
     flat = luminance.reshape(*luminance.shape[:-2], -1)
     bright = (flat >= np.percentile(flat, 80, axis=-1)[..., None]).astype(np.float32)
@@ -82,9 +82,9 @@ def centre_views(images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
     The batch is white-balanced at once, and only the windows are scaled."""
     c, s = geometry.canvas, geometry.input_size
     top = (c - s) // 2
-    squares = np.stack([resize_patch(image, c) for image in images]) if images else None
-    if squares is None:
+    if not images:
         return np.empty((0, 3, s, s), np.uint8)
+    squares = np.stack([resize_patch(image, c) for image in images])
     windows = squares[:, top : top + s, top : top + s].transpose(0, 3, 1, 2)
     if geometry.white_balance:
         return apply_gains(windows, white_balance_gains(squares).transpose(0, 3, 1, 2))
