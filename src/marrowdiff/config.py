@@ -73,7 +73,7 @@ class RunConfig:
 
 # The default: ImageNet EfficientNet-Lite0 fine-tuned at native 144 px patch scale on the
 # centre 112 px, class-balanced random re-crops and rotations, RGB. The stem and first three
-# blocks stay as ImageNet trained them, which buys the extra epochs.
+# blocks stay as ImageNet trained them, which pays for most of the extra epochs.
 _DEFAULT = RunConfig(
     model=ModelConfig(
         name="effnet_lite0", input_size=112, dropout=0.3, pretrained=True, extra={"freeze": 3}
