@@ -110,7 +110,7 @@ def main() -> None:
     deployable = Deployable(torch_model.predictor.model, torch_model.predictor.normalisation)
     rows = [
         (
-            "default " + torch_model.predictor.config.model.name + f" ({size} px)",
+            f"{args.model.name}: {torch_model.predictor.config.model.name} ({size} px)",
             *network_rates(deployable, size, onnx_path),
         )
     ]

@@ -51,7 +51,7 @@ def white_balance_gains(images: np.ndarray, level: float = 235.0) -> np.ndarray:
     return gains[..., None, None, :]
 
 
-def apply_gains(images: np.ndarray, gains: np.ndarray) -> np.ndarray:
+def scale_channels(images: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """uint8 images times per-channel float32 gains (broadcast), rounded back to uint8; the
     result is C-contiguous whatever the layout of `images`."""
     out = np.multiply(images, gains, dtype=np.float32, order="C")
@@ -62,7 +62,7 @@ def apply_gains(images: np.ndarray, gains: np.ndarray) -> np.ndarray:
 def white_balance(image: np.ndarray, level: float = 235.0) -> np.ndarray:
     """An (H, W, 3) uint8 image, or an (N, H, W, 3) batch, with its background made neutral
     grey (`white_balance_gains`)."""
-    return apply_gains(image, white_balance_gains(image, level))
+    return scale_channels(image, white_balance_gains(image, level))
 
 
 def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
@@ -87,7 +87,7 @@ def centre_views(images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
     squares = np.stack([resize_patch(image, c) for image in images])
     windows = squares[:, top : top + s, top : top + s].transpose(0, 3, 1, 2)
     if geometry.white_balance:
-        return apply_gains(windows, white_balance_gains(squares).transpose(0, 3, 1, 2))
+        return scale_channels(windows, white_balance_gains(squares).transpose(0, 3, 1, 2))
     return np.ascontiguousarray(windows)
 
 
