@@ -1,9 +1,11 @@
-"""Inference speed side by side: cells/s through PyTorch and ONNX Runtime for the default model
-and the paper's VGG-16, the time to count one 1080 x 1330 field, and `count`'s peak memory.
+"""Inference speed side by side: cells/s through PyTorch, ONNX Runtime and ONNX Runtime int8
+(`marrowdiff export --int8`) for a trained model, and the paper's VGG-16; the time to count one
+1080 x 1330 field, and `count`'s peak memory.
 
     python bench/speed_count.py --model runs/demo/model --data data/data_WBC_torch.zip
 
-Cells/s are measured two ways: the network alone on ready (N, 3, S, S) batches of 128, and end
+Cells/s are measured two ways: the network alone on ready (N, 3, S, S) batches of 128 (the
+model's windows of 512 archive patches; random ones for VGG-16), and end
 to end from decoded patches (resize, white balance, crop, network, calibrated softmax). The field
 time is detection + cropping + classification + the report (HTML, JSON, CSV), warm, best of 3.
 Peak memory is the resident set of a whole `marrowdiff count` process on 3 fields.
@@ -33,6 +35,7 @@ from marrowdiff.engine import Classifier, load_model
 from marrowdiff.export import Deployable, export_graph, export_onnx
 from marrowdiff.fields import FieldConfig, make_field
 from marrowdiff.models import build_model
+from marrowdiff.preprocess import centre_views
 from marrowdiff.report import ReportConfig, write_report
 from marrowdiff.transforms import Normalisation
 
@@ -47,10 +50,13 @@ def best_rate(fn, n: int, repeats: int = 3) -> float:
     return n / best
 
 
-def network_rates(module: torch.nn.Module, size: int, onnx_path: Path) -> tuple[float, float]:
-    """(PyTorch, ONNX Runtime) cells/s of a uint8 -> logits module on batches of 128."""
-    x = np.random.default_rng(0).integers(0, 256, (512, 3, size, size), dtype=np.uint8)
-    module = module.eval()
+def network_rates(
+    module: torch.nn.Module | None, size: int, onnx_path: Path, x: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(PyTorch, ONNX Runtime) cells/s of a uint8 -> logits module on batches of 128 of `x`
+    (default: random windows); PyTorch is nan without a module."""
+    if x is None:
+        x = np.random.default_rng(0).integers(0, 256, (512, 3, size, size), dtype=np.uint8)
 
     def run_torch():
         with torch.inference_mode():
@@ -64,7 +70,8 @@ def network_rates(module: torch.nn.Module, size: int, onnx_path: Path) -> tuple[
         for i in range(0, len(x), 128):
             session.run(None, {name: x[i : i + 128]})
 
-    return best_rate(run_torch, len(x)), best_rate(run_ort, len(x))
+    torch_rate = best_rate(run_torch, len(x)) if module is not None else float("nan")
+    return torch_rate, best_rate(run_ort, len(x))
 
 
 # The child reports its own high-water mark (VmHWM, per address space): getrusage's ru_maxrss
@@ -105,14 +112,18 @@ def main() -> None:
     )
     tmp = Path(tempfile.mkdtemp(prefix="marrowdiff-bench-"))
     onnx_path = export_onnx(args.model, tmp / "default.onnx")
+    int8_path = export_onnx(args.model, tmp / "int8.onnx", int8=True, data=args.data)
     torch_model, onnx_model = load_model(args.model), load_model(onnx_path)
+    int8_model = load_model(int8_path)
     size = torch_model.geometry.input_size
     deployable = Deployable(torch_model.predictor.model, torch_model.predictor.normalisation)
+    dataset = open_dataset(args.data)
+    patches = [dataset.load(r) for r in dataset.records[:512]]
+    windows = centre_views(patches, torch_model.geometry)  # int8 ranges fit real cells
+    label = f"{args.model.name}: {torch_model.predictor.config.model.name} ({size} px)"
     rows = [
-        (
-            f"{args.model.name}: {torch_model.predictor.config.model.name} ({size} px)",
-            *network_rates(deployable, size, onnx_path),
-        )
+        (label, *network_rates(deployable.eval(), size, onnx_path, windows)),
+        (label + " int8", *network_rates(None, size, int8_path, windows)),
     ]
     paper = PRESETS["paper"]
     vgg = Deployable(
@@ -124,17 +135,16 @@ def main() -> None:
     rows.append(
         (
             f"paper vgg16 ({paper.model.input_size} px)",
-            *network_rates(vgg, paper.model.input_size, vgg_onnx),
+            *network_rates(vgg.eval(), paper.model.input_size, vgg_onnx),
         )
     )
     print("\nnetwork alone, batches of 128 (cells/s):")
     for name, pt, ox in rows:
-        print(f"  {name:32s} PyTorch {pt:7.1f}   ONNX Runtime {ox:7.1f}")
+        print(f"  {name:37s} PyTorch {pt:7.1f}   ONNX Runtime {ox:7.1f}")
 
-    dataset = open_dataset(args.data)
-    patches = [dataset.load(r) for r in dataset.records[:512]]
     print("\nend to end from decoded patches (cells/s, 512 archive patches):")
-    for name, model in (("PyTorch", torch_model), ("ONNX Runtime", onnx_model)):
+    backends = (("PyTorch", torch_model), ("ONNX Runtime", onnx_model), ("ORT int8", int8_model))
+    for name, model in backends:
         rate = best_rate(lambda m=model: m.proba(patches), len(patches))
         print(f"  {name:14s} {rate:7.1f}  (a 500-cell differential in {500 / rate:.2f} s)")
 
@@ -142,7 +152,7 @@ def main() -> None:
     field_path = tmp / "field.png"
     Image.fromarray(field).save(field_path)
     print(f"\none 1080 x 1330 field ({len(truth)} cells): detect, classify, report (best of 3)")
-    for name, model in (("PyTorch", torch_model), ("ONNX Runtime", onnx_model)):
+    for name, model in backends:
         classifier = Classifier(model)
 
         def one_field(c=classifier):
@@ -159,7 +169,8 @@ def main() -> None:
             fields / f"{k}.png"
         )
     print("\npeak resident memory of `marrowdiff count` on 3 fields:")
-    for name, model in (("PyTorch checkpoint", args.model), ("ONNX file", onnx_path)):
+    files = (("PyTorch checkpoint", args.model), ("ONNX file", onnx_path), ("int8 ONNX", int8_path))
+    for name, model in files:
         mb = peak_memory_mb(
             [
                 "count",

@@ -127,3 +127,29 @@ def test_calibrate_command_refits_and_stores(tiny_run, capsys):
     assert main(["calibrate", str(tiny_run), "--target-accuracy", "0.8"]) == 0
     assert "calibrated on" in capsys.readouterr().out
     assert load_model(tiny_run).calibration(False).target_accuracy == 0.8
+
+
+def test_int8_export_is_quantised_described_and_close_to_float(tiny_run, tmp_path):
+    import onnx
+
+    out = tmp_path / "tiny-int8.onnx"
+    assert main(["export", str(tiny_run), "--onnx", str(out), "--int8"]) == 0
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8, reference = load_model(out), load_model(tiny_run)
+    assert int8.classes == reference.classes and int8.calibrations == reference.calibrations
+    q = int8.metadata["quantisation"]
+    assert q["compared_on"] == "val" and q["cells"] > 0 and q["calibration_cells"] > q["cells"]
+    assert 0 <= q["class_changes"] <= q["cells"] and 0 <= q["accuracy_int8"] <= 1
+    rng = np.random.default_rng(6)
+    images = [synthetic_cell(rng, 48, radius=r) for r in (8, 12, 16, 10)]
+    difference = np.abs(int8.proba(images) - reference.proba(images))
+    assert difference.max() < 0.2  # 8-bit steps move probabilities, a little
+
+
+def test_int8_export_needs_the_runs_cells(tiny_run, tmp_path):
+    checkpoint = tmp_path / "alone" / "model.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes((tiny_run / "model.pt").read_bytes())
+    with pytest.raises(FileNotFoundError, match="splits are missing"):
+        export_onnx(checkpoint, tmp_path / "x.onnx", int8=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -251,24 +251,34 @@ def table1_markdown(summary: dict, config: RunConfig, cv: bool, n_folds: int) ->
     return "\n".join(lines) + "\n"
 
 
-def calibrate_run(
-    run: Path, data: str | None = None, target: float = TARGET_ACCURACY, log=print
-) -> dict:
-    """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
-    from marrowdiff.train import (
-        calibrate_split,
-        fold_paths,
-        load_checkpoint,
-        save_checkpoint,
-        select,
-    )
+@dataclass(frozen=True)
+class RunCells:
+    """A run's checkpoint, its data set and the paths of its training and validation cells."""
+
+    checkpoint: Path
+    state: dict
+    dataset: Dataset
+    splits: dict
+    train: list[str]
+    val: list[str]
+
+    def images(self, paths: list[str]) -> dict[str, np.ndarray]:
+        wanted = set(paths)
+        return {r.path: self.dataset.load(r) for r in self.dataset.records if r.path in wanted}
+
+
+def run_cells(run: Path, data: str | Path | None = None) -> RunCells:
+    """The cells a run was trained and validated on, read from its splits.json and the data
+    set its checkpoint names (or `data`, which must be the same data set)."""
+    from marrowdiff.train import fold_paths, load_checkpoint
 
     state = load_checkpoint(run)
     path = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
     splits_file = path.parent / "splits.json"
     if not splits_file.is_file():
         raise FileNotFoundError(
-            f"{splits_file}: the run's splits are missing; cannot find its validation cells"
+            f"{splits_file}: the run's splits are missing; cannot find its training and "
+            "validation cells (keep the run folder from `marrowdiff train` whole)"
         )
     splits = json.loads(splits_file.read_text())
     dataset = open_dataset(
@@ -278,18 +288,28 @@ def calibrate_run(
         raise ValueError(
             f"{dataset.source} is not the data set {path} was trained on; give it with --data"
         )
-    _, val_paths = fold_paths(splits, state["data"]["fold"])
-    if not val_paths:
+    train_paths, val_paths = fold_paths(splits, state["data"]["fold"])
+    return RunCells(path, state, dataset, splits, train_paths, val_paths)
+
+
+def calibrate_run(
+    run: Path, data: str | None = None, target: float = TARGET_ACCURACY, log=print
+) -> dict:
+    """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
+    from marrowdiff.train import calibrate_split, save_checkpoint, select
+
+    cells = run_cells(run, data)
+    if not cells.val:
         raise ValueError(
-            f"{path} was trained on all of train-validation (fold -1): no validation cells "
-            "are left to calibrate on"
+            f"{cells.checkpoint} was trained on all of train-validation (fold -1): no "
+            "validation cells are left to calibrate on"
         )
-    predictor = Predictor.load(path)
-    wanted = set(val_paths)
-    images = {r.path: dataset.load(r) for r in dataset.records if r.path in wanted}
-    val = select(splits, val_paths, predictor.classes, images, predictor.config)
+    predictor = Predictor.load(cells.checkpoint)
+    images = cells.images(cells.val)
+    val = select(cells.splits, cells.val, predictor.classes, images, predictor.config)
+    state = cells.state
     state["calibration"] = calibrate_split(
         predictor.model, val, predictor.normalisation, log=log, target=target
     )
-    save_checkpoint(path, state)
+    save_checkpoint(cells.checkpoint, state)
     return state["calibration"]

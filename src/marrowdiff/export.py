@@ -2,8 +2,9 @@
 vocabulary, geometry and calibration in its metadata, so the file alone classifies cells.
 
 The graph takes `patches`, (N, 3, S, S) uint8 RGB windows (`preprocess.centre_views`), and gives
-`logits`, (N, C). (Static int8 quantisation was tried and left out: 8% faster here, and 1.5%
-of the archive's cells changed class; see docs/BENCHMARKS.md.)
+`logits`, (N, C). With `int8`, the graph is quantised (`quantize.quantize_int8`) on the run's
+training cells, and how far it moved from the float graph on the validation cells is measured
+and stored in the metadata under "quantisation".
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ def export_graph(module: nn.Module, size: int, path: str | Path) -> None:
         )
 
 
-def export_onnx(model_path: str | Path, out: str | Path) -> Path:
-    """Write `out` (atomically) and check that ONNX Runtime loads it; returns its path."""
+def export_onnx(
+    model_path: str | Path, out: str | Path, int8: bool = False, data: str | Path | None = None
+) -> Path:
+    """Write `out` (atomically) and check that ONNX Runtime loads it; returns its path. With
+    `int8`, a quantised graph whose calibration cells come from the run's splits and data set
+    (`data` if it has moved)."""
     import onnx
 
     predictor = Predictor.load(model_path)
@@ -78,17 +83,61 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     wrapper = Deployable(
         predictor.model.eval().to(memory_format=torch.contiguous_format), predictor.normalisation
     )
+    meta = onnx_metadata(predictor)
+    doc = (
+        f"marrowdiff cell classifier ({predictor.config.model.name}, "
+        f"{len(predictor.classes)} classes): input uint8 RGB (N, 3, {size}, {size})"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
         export_graph(wrapper, size, raw)
-        proto = onnx.load(str(raw))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(onnx_metadata(predictor))
-        proto.doc_string = (
-            f"marrowdiff cell classifier ({predictor.config.model.name}, "
-            f"{len(predictor.classes)} classes): input uint8 RGB (N, 3, {size}, {size})"
-        )
-        onnx.checker.check_model(proto)
+        proto = _described(onnx.load(str(raw)), meta, doc)
+        if int8:
+            write_bytes(raw, proto.SerializeToString())
+            proto = _quantised(model_path, raw, data, meta, doc + ", int8")
         write_bytes(out, proto.SerializeToString())
     OnnxModel(out)  # loads and reads back its metadata, or raises
     return Path(out)
+
+
+def _described(proto, meta: dict, doc: str):
+    """`proto` with our metadata (replacing any) and doc string, checked."""
+    import onnx
+
+    kept = [e for e in proto.metadata_props if e.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(meta)
+    proto.doc_string = doc
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _quantised(
+    model_path: str | Path, float_path: Path, data: str | Path | None, meta: dict, doc: str
+):
+    """The int8 graph of the float one at `float_path`, calibrated on the run's training cells;
+    its metadata adds "quantisation": how far it moved from the float graph on the run's
+    validation cells (training cells for a fold -1 run)."""
+    from marrowdiff.experiment import run_cells
+    from marrowdiff.preprocess import centre_views
+    from marrowdiff.quantize import agreement, quantize_int8
+
+    cells = run_cells(Path(model_path), data)
+    train = cells.images(cells.train)
+    reference = OnnxModel(float_path)
+    proto = quantize_int8(float_path, centre_views(list(train.values()), reference.geometry))
+    proto = _described(proto, meta, doc)
+    checked = float_path.with_name("int8.onnx")
+    write_bytes(checked, proto.SerializeToString())
+    split, images = ("val", cells.images(cells.val)) if cells.val else ("train", train)
+    labels = [cells.splits["labels"][path] for path in images]
+    report = {
+        "method": "onnxruntime static, QDQ, uint8 activations, int8 per-channel weights, "
+        "min-max ranges; first conv and classifier in float",
+        "calibration_cells": len(train),
+        "compared_on": split,
+        **agreement(reference, OnnxModel(checked), list(images.values()), labels),
+    }
+    return _described(proto, {**meta, "quantisation": report}, doc)
