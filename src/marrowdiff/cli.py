@@ -215,9 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantise to 8-bit integers (about 1.8x the cells/s on a CPU), calibrated on the "
         "run's training cells and checked against the float model on its validation cells",
     )
-    p.add_argument(
-        "--data", type=Path, help="the run's data set, if it has moved (with --int8)"
-    )
+    p.add_argument("--data", type=Path, help="the run's data set, if it has moved (with --int8)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("serve", help="the review station: a web app to confirm every cell")
