@@ -153,3 +153,26 @@ def test_int8_export_needs_the_runs_cells(tiny_run, tmp_path):
     checkpoint.write_bytes((tiny_run / "model.pt").read_bytes())
     with pytest.raises(FileNotFoundError, match="splits are missing"):
         export_onnx(checkpoint, tmp_path / "x.onnx", int8=True)
+
+
+def test_int8_export_of_a_local_model_uses_its_own_classes(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from marrowdiff.config import load_config
+    from marrowdiff.datasets import open_dataset
+    from marrowdiff.train import fit
+
+    pair = ("myeloblast", "segmented_neutrophil")  # folders "4" and "9"
+    config = load_config("quick", train__epochs=1, train__classes=pair)
+    config = replace(
+        config,
+        model=replace(config.model, input_size=32),
+        geometry=replace(config.geometry, input_size=32),
+    )
+    splits = json.loads((tiny_run / "splits.json").read_text())
+    dataset = open_dataset(splits["dataset"]["source"])
+    fit(config, dataset, splits, tmp_path / "local", log=lambda m: None)
+    model = load_model(export_onnx(tmp_path / "local", tmp_path / "local.onnx", int8=True))
+    q = model.metadata["quantisation"]
+    val = [p for p in splits["folds"][0]["val"] if splits["labels"][p] in pair]
+    assert model.classes == list(pair) and 0 < q["cells"] == len(val)

@@ -125,13 +125,17 @@ def _quantised(
     from marrowdiff.quantize import agreement, quantize_int8
 
     cells = run_cells(Path(model_path), data)
-    train = cells.images(cells.train)
     reference = OnnxModel(float_path)
+
+    def own(paths: list[str]) -> list[str]:  # a local model's cells are of its classes only
+        return [p for p in paths if cells.splits["labels"][p] in reference.classes]
+
+    train = cells.images(own(cells.train))
     proto = quantize_int8(float_path, centre_views(list(train.values()), reference.geometry))
     proto = _described(proto, meta, doc)
     checked = float_path.with_name("int8.onnx")
     write_bytes(checked, proto.SerializeToString())
-    split, images = ("val", cells.images(cells.val)) if cells.val else ("train", train)
+    split, images = ("val", cells.images(own(cells.val))) if cells.val else ("train", train)
     labels = [cells.splits["labels"][path] for path in images]
     report = {
         "method": "onnxruntime static, QDQ, uint8 activations, int8 per-channel weights, "
