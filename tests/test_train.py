@@ -58,17 +58,22 @@ def test_fit_writes_a_self_describing_checkpoint(easy_data, tmp_path):
     assert np.allclose(predictor.proba(images, tta=True).sum(1), 1)
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path, ema):
     dataset = open_dataset(easy_data)
     splits = prepare_splits(dataset, tmp_path / "a", log=lambda m: None)
-    full = fit(_config(3), dataset, splits, tmp_path / "a", log=lambda m: None)
+    config = replace(_config(3), train=replace(_config(3).train, ema=ema))
+    full = fit(config, dataset, splits, tmp_path / "a", log=lambda m: None)
     assert (
-        fit(_config(3), dataset, splits, tmp_path / "b", log=lambda m: None, stop_after=2) is None
+        fit(config, dataset, splits, tmp_path / "b", log=lambda m: None, stop_after=2) is None
     )  # killed after epoch 2
     assert not (tmp_path / "b" / "model.pt").exists()
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
-    assert state["epoch"] == 2
-    resumed = fit(_config(3), dataset, splits, tmp_path / "b", resume=True, log=lambda m: None)
+    assert state["epoch"] == 2 and ("averaged" in state) == bool(ema)
+    resumed = fit(config, dataset, splits, tmp_path / "b", resume=True, log=lambda m: None)
+    if ema:  # the model kept is the average, not the last step's weights
+        last = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
+        assert any(not torch.equal(v, full["state_dict"][k]) for k, v in last.items())
 
     def drop_time(rows):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]

@@ -44,6 +44,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     colour: str = "rgb"  # input colour space: "rgb" or "yuv" (the paper's)
     colour_jitter: float = 0.1  # per-channel gain jitter, for stain and white-balance variation
+    ema: float = 0.0  # per-step decay of a moving average of the weights, kept as the model; 0: off
     seed: int = 0
     fold: int = 0  # train on this CV fold's train part, validate on its val part; -1: all, no val
     classes: tuple[str, ...] = ()  # train on these classes only (a local model); () = all

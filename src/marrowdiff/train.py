@@ -16,6 +16,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from marrowdiff import __version__
@@ -129,9 +130,11 @@ def train_one_epoch(
     generator: torch.Generator,
     runtime: Runtime | None = None,
     progress: bool = False,
+    after_step=None,
 ) -> dict:
     """One pass over `items` in global batches of `config.batch_size`, each rank taking its
-    share of every batch; returns mean loss and accuracy on the training views (all ranks)."""
+    share of every batch; returns mean loss and accuracy on the training views (all ranks).
+    `after_step()`, if given, runs after every optimiser step."""
     runtime = runtime or Runtime()
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
@@ -155,6 +158,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if after_step is not None:
+            after_step()
         total += len(y)
         correct += int((logits.argmax(1) == y).sum())
         loss_sum += loss.item() * len(batch) / runtime.world
@@ -270,6 +275,14 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, tc)
     )
+    # With `ema`, the model validated, calibrated and kept is the moving average of the
+    # weights (and batch-norm statistics), updated after every step.
+    averaged = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
+        if tc.ema
+        else None
+    )
+    kept = averaged.module if averaged is not None else model
     history: list[dict] = []
     start_epoch = 0
     last = out / "last.pt"
@@ -278,6 +291,8 @@ def fit(
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
         history, start_epoch = state["history"], state["epoch"]
         log(f"resuming {out} after epoch {start_epoch}")
     elif resume:
@@ -334,9 +349,10 @@ def fit(
             generator,
             runtime,
             progress and runtime.main,
+            after_step=None if averaged is None else lambda: averaged.update_parameters(model),
         )
         if runtime.main:
-            logits = predict_logits(model, val.bank, norm, device=runtime.device)
+            logits = predict_logits(kept, val.bank, norm, device=runtime.device)
             row |= val_metrics(logits, val.labels)
         row["seconds"] = round(time.time() - began, 1)
         history.append(row)
@@ -350,7 +366,8 @@ def fit(
                     "history": history,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                },
+                }
+                | ({} if averaged is None else {"averaged": averaged.state_dict()}),
             )
             write_history(out, history)
         barrier(runtime)  # last.pt is whole before any rank goes on
@@ -360,8 +377,8 @@ def fit(
     if not runtime.main:
         return None
     final = meta | {
-        "calibration": calibrate_split(model, val, norm, log),
-        "state_dict": model.state_dict(),
+        "calibration": calibrate_split(kept, val, norm, log),
+        "state_dict": kept.state_dict(),
         "epoch": tc.epochs,
         "history": history,
         "metrics": {k: v for k, v in history[-1].items() if k.startswith("val_")}
