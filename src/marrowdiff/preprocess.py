@@ -70,10 +70,11 @@ def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
     h, w = image.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    square = Image.fromarray(np.ascontiguousarray(image[top : top + s, left : left + s]))
-    if s != side:
-        square = square.resize((side, side), Image.BICUBIC if s < side else Image.LANCZOS)
-    return np.asarray(square)
+    square = np.ascontiguousarray(image[top : top + s, left : left + s])
+    if s == side:
+        return square
+    resample = Image.BICUBIC if s < side else Image.LANCZOS
+    return np.asarray(Image.fromarray(square).resize((side, side), resample))
 
 
 def centre_views(images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
