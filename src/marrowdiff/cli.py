@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--int8",
         action="store_true",
-        help="quantise to 8-bit integers (about 1.8x the cells/s on a CPU), calibrated on the "
+        help="quantise to 8-bit integers (about twice the cells/s on a CPU), calibrated on the "
         "run's training cells and checked against the float model on its validation cells",
     )
     p.add_argument("--data", type=Path, help="the run's data set, if it has moved (with --int8)")
