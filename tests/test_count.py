@@ -145,6 +145,11 @@ def test_int8_export_is_quantised_described_and_close_to_float(tiny_run, tmp_pat
     images = [synthetic_cell(rng, 48, radius=r) for r in (8, 12, 16, 10)]
     difference = np.abs(int8.proba(images) - reference.proba(images))
     assert difference.max() < 0.2  # 8-bit steps move probabilities, a little
+    for k, image in enumerate(images):
+        write_image(tmp_path / "cells" / f"{k}.png", image)
+    cells = tmp_path / "cells.csv"
+    assert main(["classify", str(out), str(tmp_path / "cells"), "--out", str(cells)]) == 0
+    assert len(list(csv.DictReader(cells.open()))) == len(images)
 
 
 def test_int8_export_needs_the_runs_cells(tiny_run, tmp_path):
