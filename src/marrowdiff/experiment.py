@@ -29,7 +29,15 @@ from marrowdiff.evaluate import (
 from marrowdiff.fileio import save_image, write_json, write_text
 from marrowdiff.predict import DualStage, Predictor
 from marrowdiff.splits import SplitConfig, SplitError, splits_for_dataset
-from marrowdiff.train import fit
+from marrowdiff.train import (
+    calibrate_split,
+    fit,
+    fold_paths,
+    load_checkpoint,
+    load_split_images,
+    save_checkpoint,
+    select,
+)
 from marrowdiff.transforms import TABLE1_RECIPES
 
 # Choi et al. 2017, Table 1 (accuracy, precision, recall, F1 in %), and the dual-stage result.
@@ -263,15 +271,12 @@ class RunCells:
     val: list[str]
 
     def images(self, paths: list[str]) -> dict[str, np.ndarray]:
-        wanted = set(paths)
-        return {r.path: self.dataset.load(r) for r in self.dataset.records if r.path in wanted}
+        return load_split_images(self.dataset, paths)
 
 
 def run_cells(run: Path, data: str | Path | None = None) -> RunCells:
     """The cells a run was trained and validated on, read from its splits.json and the data
     set its checkpoint names (or `data`, which must be the same data set)."""
-    from marrowdiff.train import fold_paths, load_checkpoint
-
     state = load_checkpoint(run)
     path = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
     splits_file = path.parent / "splits.json"
@@ -296,8 +301,6 @@ def calibrate_run(
     run: Path, data: str | None = None, target: float = TARGET_ACCURACY, log=print
 ) -> dict:
     """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
-    from marrowdiff.train import calibrate_split, save_checkpoint, select
-
     cells = run_cells(run, data)
     if not cells.val:
         raise ValueError(

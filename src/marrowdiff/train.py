@@ -8,6 +8,7 @@ import csv
 import io
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def train_one_epoch(
     generator: torch.Generator,
     runtime: Runtime | None = None,
     progress: bool = False,
-    after_step=None,
+    after_step: Callable[[], None] | None = None,
 ) -> dict:
     """One pass over `items` in global batches of `config.batch_size`, each rank taking its
     share of every batch; returns mean loss and accuracy on the training views (all ranks).
@@ -238,14 +239,7 @@ def fit(
         )
     torch.manual_seed(tc.seed)
     train_paths, val_paths = fold_paths(splits, tc.fold)
-    wanted = set(train_paths) | set(val_paths)
-    images = _load_images(dataset, wanted)
-    missing = wanted - set(images)
-    if missing:
-        raise ValueError(
-            f"{len(missing)} split image(s) are unreadable or not in {dataset.source}"
-            f", e.g. {sorted(missing)[:3]}; run `marrowdiff split` again"
-        )
+    images = load_split_images(dataset, [*train_paths, *val_paths])
     train = select(splits, train_paths, classes, images, config)
     empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
     if empty:
@@ -433,15 +427,22 @@ def _with_classes(config: RunConfig, n: int) -> RunConfig:
     return replace(config, model=replace(config.model, num_classes=n))
 
 
-def _load_images(dataset: Dataset, wanted: set[str]) -> dict[str, np.ndarray]:
-    """path -> image for the wanted records; unreadable ones are left out (the caller says)."""
-    images = {}
+def load_split_images(dataset: Dataset, paths: list[str]) -> dict[str, np.ndarray]:
+    """path -> image for the given split paths; raises, naming some, if any is unreadable or
+    not in the data set."""
+    wanted, images = set(paths), {}
     for record in dataset.records:
         if record.path in wanted:
             try:
                 images[record.path] = dataset.load(record)
             except ImageReadError:
                 continue
+    missing = wanted - set(images)
+    if missing:
+        raise ValueError(
+            f"{len(missing)} split image(s) are unreadable or not in {dataset.source}"
+            f", e.g. {sorted(missing)[:3]}; run `marrowdiff split` again"
+        )
     return images
 
 
