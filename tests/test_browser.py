@@ -1,5 +1,6 @@
-"""End to end in headless Chromium: create a case, upload a field, reclassify a cell with the
-keyboard, review the rest, sign off and read the exported report."""
+"""End to end in headless Chromium: create a case, upload a field, add a cell the detector
+missed by clicking on the field, reclassify a cell with the keyboard, review the rest, sign off
+and read the exported report."""
 
 import json
 import os
@@ -17,7 +18,7 @@ from marrowdiff.engine import load_classifier
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import ReviewStation
 
-from .test_webapp import synthetic_field
+from .test_webapp import empty_spot, synthetic_field
 
 CHROMIUM = os.environ.get("MARROWDIFF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -73,9 +74,29 @@ def test_review_a_case_in_the_browser(server, tmp_path):
         page.set_input_files("#files", str(field))
         page.click("#upload")
         page.wait_for_selector(".cell")
-        cells = page.locator(".cell")
-        n = cells.count()
-        assert n >= 4
+        found = page.locator(".cell").count()
+        assert found >= 4
+
+        # The field view: every cell circled; a click where there is none adds a missed cell.
+        page.click("#tab-fields")
+        page.wait_for_selector("#field-svg circle")
+        assert page.locator("#field-svg circle").count() == found
+        view = json.load(urllib.request.urlopen(f"{server}/api/cases/1"))
+        x, y = empty_spot(view, view["images"][0])
+        page.check("#add-mode")
+        box = page.locator("#field-svg").bounding_box()
+        scale = box["width"] / view["images"][0]["width"]
+        page.mouse.click(box["x"] + x * scale, box["y"] + y * scale)
+        page.wait_for_function(
+            f"document.querySelectorAll('#field-svg circle').length === {found + 1}"
+        )
+        added = page.locator("#field-svg circle.selected")
+        assert abs(float(added.get_attribute("cx")) - x) < 2 / scale
+        page.screenshot(path=str(tmp_path / "field-view.png"), full_page=True)
+        page.keyboard.press("f")  # back to the cells, the added one still selected
+        page.wait_for_selector("#gallery:not([hidden]) .cell.selected")
+        n = found + 1
+        assert page.locator(".cell").count() == n
 
         # Reclassify the selected cell with the keyboard: the key of a class it is not.
         first = page.locator(".cell.selected")
@@ -107,6 +128,7 @@ def test_review_a_case_in_the_browser(server, tmp_path):
     case_id = 1
     report = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/report/report.json"))
     assert report["n_counted"] == n and report["about"]["signed_by"] == "ana"
+    assert report["about"]["cells_added_by_reviewer"] == 1
     assert sum(1 for c in report["cells"] if c["class"] == code) >= 1
     log = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/log"))
     assert [e["detail"]["after"]["status"] for e in log if e["action"] == "review"][

@@ -31,6 +31,16 @@ def synthetic_field(seed=0) -> bytes:
     return encode(field)
 
 
+def empty_spot(view: dict, field: dict) -> tuple[float, float]:
+    """(x, y): the point of a field farthest from every cell on it, where a missed cell would be
+    added."""
+    ys, xs = np.mgrid[50 : field["height"] - 50 : 10, 50 : field["width"] - 50 : 10]
+    centres = np.array([[c["y"], c["x"]] for c in view["cells"] if c["image_id"] == field["id"]])
+    gap = np.hypot(ys[..., None] - centres[:, 0], xs[..., None] - centres[:, 1]).min(-1)
+    k = np.unravel_index(gap.argmax(), gap.shape)
+    return float(xs[k]), float(ys[k])
+
+
 def station(tiny_run, data_dir, **limits):
     count = CountConfig(detect=DetectConfig(cell_diameter=90))
     return ReviewStation(
@@ -164,3 +174,79 @@ def test_uploads_are_stored_under_server_chosen_names(tiny_run, tmp_path):
     assert not list(tmp_path.rglob("escape.png"))
     stored = list((tmp_path / "r" / "images").rglob("*.png"))
     assert len(stored) == 1 and len(stored[0].stem) == 32  # a uuid
+
+
+def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client):
+    case = new_case(client)
+    cell_png = encode(synthetic_cell(np.random.default_rng(1), 48, radius=12))
+    upload(client, case, ("field.png", synthetic_field()), ("cell.png", cell_png))
+    view = client.get(f"/api/cases/{case}").json()
+    field = next(i for i in view["images"] if i["kind"] == "field")
+    patch = next(i for i in view["images"] if i["kind"] == "patch")
+    cells = view["cells"]
+    found = view["differential"]["n_cells_found"]
+    preview = client.get(f"/api/images/{field['id']}/field.jpg")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+
+    x, y = empty_spot(view, field)
+    at = f"/api/cases/{case}/images/{field['id']}/cells"
+    added = client.post(at, headers=ANA, json={"x": x, "y": y})
+    assert added.status_code == 201, added.text
+    cell = added.json()["cell"]
+    assert (cell["x"], cell["y"], cell["origin"], cell["status"]) == (x, y, "reviewer", "pending")
+    classes = [c["code"] for c in client.get("/api/info").json()["classes"]]
+    assert cell["model_class"] in classes and len(cell["proba"]) == len(classes)
+    assert added.json()["differential"]["n_cells_found"] == found + 1
+    assert all(c["origin"] == "detector" for c in cells)
+
+    # Refused, with a reason: on top of a cell, outside the field, on a patch, nobody, elsewhere.
+    again = client.post(at, headers=ANA, json={"x": x + 5, "y": y})
+    assert again.status_code == 400 and f"cell {cell['id']} is already there" in again.text
+    outside = client.post(at, headers=ANA, json={"x": -1, "y": y})
+    assert outside.status_code == 400 and "outside" in outside.text
+    on_patch = client.post(f"/api/cases/{case}/images/{patch['id']}/cells", headers=ANA,
+                           json={"x": 10, "y": 10})  # fmt: skip
+    assert on_patch.status_code == 400 and "patch" in on_patch.text
+    assert client.post(at, json={"x": x, "y": y}).status_code == 400
+    other = new_case(client, "smear-2")
+    elsewhere = f"/api/cases/{other}/images/{field['id']}/cells"
+    assert client.post(elsewhere, headers=ANA, json={"x": x, "y": y}).status_code == 404
+    assert client.post(f"/api/cases/{case}/images/999/cells", headers=ANA,
+                       json={"x": x, "y": y}).status_code == 404  # fmt: skip
+
+    for c in client.get(f"/api/cases/{case}").json()["cells"]:
+        client.post(f"/api/cells/{c['id']}", headers=ANA, json={"status": "confirmed"})
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
+    report = client.get(f"/api/cases/{case}/report/report.json").json()
+    assert report["n_counted"] == len(cells) + 1
+    assert report["about"]["cells_added_by_reviewer"] == 1
+    assert client.post(at, headers=ANA, json={"x": x, "y": y + 200}).status_code == 409
+    log = client.get(f"/api/cases/{case}/log").json()
+    assert [e["cell_id"] for e in log if e["action"] == "add cell"] == [cell["id"]]
+
+
+def test_a_data_folder_from_before_added_cells_is_brought_up_to_date(tmp_path):
+    from marrowdiff.web.store import SCHEMA, Store
+
+    old = SCHEMA.replace(
+        """,
+    origin TEXT NOT NULL DEFAULT 'detector'  -- 'detector', or 'reviewer' (a missed cell added)
+        CHECK (origin IN ('detector', 'reviewer'))""",
+        "",
+    )
+    assert "origin TEXT" not in old
+    path = tmp_path / "marrowdiff.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(old)
+    db.execute("INSERT INTO cases (name, created_at, created_by) VALUES ('a', 'now', 'ana')")
+    db.execute(
+        "INSERT INTO images (case_id, kind, original_name, stored_name, width, height, created_at)"
+        " VALUES (1, 'field', 'f.png', 'x.png', 100, 100, 'now')"
+    )
+    db.execute(
+        "INSERT INTO cells (case_id, image_id, x, y, model_class, probability, model_flag, proba,"
+        " label) VALUES (1, 1, 5, 5, 'myeloblast', 0.9, '', '[0.9, 0.1]', 'myeloblast')"
+    )
+    db.commit()
+    db.close()
+    assert Store(path).cells(1)[0]["origin"] == "detector"

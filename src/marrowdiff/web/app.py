@@ -33,6 +33,11 @@ class Review(BaseModel):
     label: str | None = None
 
 
+class NewCellAt(BaseModel):
+    x: float  # field px
+    y: float
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -105,6 +110,7 @@ def create_app(station: ReviewStation) -> FastAPI:
             ],
             "limits": {"max_file_mb": limits.max_file_bytes / 2**20, "max_files": limits.max_files},
             "target": station.report.target,
+            "cell_radius": station.count.detect.cell_diameter / 2,
         }
 
     @app.get("/api/cases")
@@ -150,6 +156,20 @@ def create_app(station: ReviewStation) -> FastAPI:
             too_big = all("limit" in r["error"] for r in results)
             raise HTTPException(413 if too_big else 415, "; ".join(r["error"] for r in results))
         return {"results": results, "differential": station.differential(case_id)}
+
+    @app.get("/api/images/{image_id}/field.jpg")
+    def field_image(image_id: int):
+        return Response(
+            station.field_jpeg(image_id),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "max-age=86400"},
+        )
+
+    @app.post("/api/cases/{case_id}/images/{image_id}/cells", status_code=201)
+    def add_cell(case_id: int, image_id: int, body: NewCellAt, x_user: str | None = Header(None)):
+        user = _user(x_user)
+        cell = station.add_cell(case_id, image_id, user, body.x, body.y)
+        return {"cell": cell, "differential": station.differential(case_id)}
 
     @app.get("/api/cells/{cell_id}/image.jpg")
     def cell_image(cell_id: int):

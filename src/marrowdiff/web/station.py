@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
 from marrowdiff.report import Cell, ReportConfig, summarise, write_report
-from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
+from marrowdiff.web.store import NewCell, NotFoundError, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
 REVIEW_FLAGS = {
@@ -50,6 +50,7 @@ class Limits:
     max_files: int = 50  # per request
     max_pixels: int = 50_000_000  # a decoded image
     field_side: float = 2.5  # an image this many patch sides long (or more) is a field
+    same_cell: float = 0.3  # an added cell this close to another (cell diameters) is that cell
 
 
 class UploadError(ValueError):
@@ -105,10 +106,7 @@ class ReviewStation:
             _display_name(filename),
             stored,
             (w, h),
-            [
-                NewCell(c.x, c.y, c.label, c.probability, c.flag, [float(p) for p in c.proba])
-                for c in cells
-            ],
+            [_new_cell(c) for c in cells],
         )
         return {
             "image": image_id,
@@ -116,6 +114,39 @@ class ReviewStation:
             "kind": "field" if is_field else "patch",
             "cells": len(cell_ids),
         }
+
+    def add_cell(self, case_id: int, image_id: int, user: str, x: float, y: float) -> dict:
+        """A nucleated cell the detector missed, at field pixel (x, y): cropped and classified
+        as `count` would, and added unreviewed. Refused outside the field, on a patch, or on
+        top of a cell already there."""
+        if self.store.case(case_id)["signed_at"]:
+            raise SignedError(f"case {case_id} is signed and cannot be changed")
+        image_row = self.store.image(image_id)
+        if image_row["case_id"] != case_id:
+            raise NotFoundError(f"case {case_id} has no image {image_id}")
+        if image_row["kind"] != "field":
+            raise StoreError(f"image {image_id} is a single-cell patch, not a field")
+        w, h = image_row["width"], image_row["height"]
+        if not (0 <= x < w and 0 <= y < h):
+            raise StoreError(f"({x:.0f}, {y:.0f}) is outside the {w} x {h} field")
+        gap = self.limits.same_cell * self.count.detect.cell_diameter
+        for other in self.store.cells(case_id):
+            if other["image_id"] == image_id and np.hypot(other["x"] - x, other["y"] - y) < gap:
+                raise StoreError(
+                    f"cell {other['id']} is already there ({other['x']:.0f}, {other['y']:.0f}); "
+                    "select it to review it"
+                )
+        field = self._load(case_id, image_id, image_row["stored_name"])
+        patch = crop(field, y, x, self.count.detect.patch_size)
+        (cell,) = classify_images(self.classifier, [("", patch)], self.count.tta, False)
+        cell = replace(cell, x=x, y=y)  # where it is in the field, not in its patch
+        return self.store.add_cell(case_id, image_id, user, _new_cell(cell, "reviewer"))
+
+    def field_jpeg(self, image_id: int) -> bytes:
+        """A field as the report previews it (at most 1,000 px wide), for the field view."""
+        row = self.store.image(image_id)
+        image = self._load(row["case_id"], image_id, row["stored_name"])
+        return encode_jpeg(field_preview(row["original_name"], image).preview, quality=85)
 
     def _image_path(self, case_id: int, stored: str) -> Path:
         return self.data_dir / "images" / str(case_id) / stored
@@ -203,6 +234,7 @@ class ReviewStation:
             "case": case["name"],
             "signed_by": user,
             "cell_radius": self.count.detect.cell_diameter / 2,
+            "cells_added_by_reviewer": sum(c["origin"] == "reviewer" for c in rows),
         }
         write_report(
             folder / "report",
@@ -228,6 +260,11 @@ class ReviewStation:
             group = _csv(f"case:{case_name}")
             lines.append(f"{name},{c['label']},{group},{c['model_class']},{c['status']}")
         write_text(out / "manifest.csv", "\n".join(lines) + "\n")
+
+
+def _new_cell(c: Cell, origin: str = "detector") -> NewCell:
+    """A classified cell as the records keep it."""
+    return NewCell(c.x, c.y, c.label, c.probability, c.flag, [float(p) for p in c.proba], origin)
 
 
 def _display_name(filename: str) -> str:

@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS cells (
     status TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'confirmed', 'corrected', 'not_a_cell', 'unidentified')),
     reviewed_by TEXT,
-    reviewed_at TEXT
+    reviewed_at TEXT,
+    origin TEXT NOT NULL DEFAULT 'detector'  -- 'detector', or 'reviewer' (a missed cell added)
+        CHECK (origin IN ('detector', 'reviewer'))
 );
 CREATE TABLE IF NOT EXISTS log (
     id INTEGER PRIMARY KEY,
@@ -85,6 +87,16 @@ class NotFoundError(StoreError):
     """No such case, image or cell."""
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a data folder made by an earlier version up to this schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
+    if "origin" not in columns:
+        db.execute(
+            "ALTER TABLE cells ADD COLUMN origin TEXT NOT NULL DEFAULT 'detector' "
+            "CHECK (origin IN ('detector', 'reviewer'))"
+        )
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -97,6 +109,7 @@ class NewCell:
     probability: float
     model_flag: str
     proba: list[float]
+    origin: str = "detector"
 
 
 class Store:
@@ -109,6 +122,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")  # an acknowledged correction survives a crash
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        _migrate(self.db)
         self.lock = threading.RLock()  # one connection, shared by the server's threads
 
     @contextmanager
@@ -185,25 +199,7 @@ class Store:
                 " created_at) VALUES (?,?,?,?,?,?,?)",
                 (case_id, kind, original_name, stored_name, size[0], size[1], now()),
             ).lastrowid
-            ids = []
-            for c in cells:
-                ids.append(
-                    db.execute(
-                        "INSERT INTO cells (case_id, image_id, x, y, model_class, probability,"
-                        " model_flag, proba, label) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            case_id,
-                            image_id,
-                            c.x,
-                            c.y,
-                            c.model_class,
-                            c.probability,
-                            c.model_flag,
-                            json.dumps(c.proba),
-                            c.model_class,
-                        ),
-                    ).lastrowid
-                )
+            ids = [self._insert_cell(db, case_id, image_id, c) for c in cells]
             self._log(
                 db,
                 user,
@@ -212,6 +208,54 @@ class Store:
                 {"image": image_id, "name": original_name, "kind": kind, "cells": len(ids)},
             )
         return image_id, ids
+
+    @staticmethod
+    def _insert_cell(db, case_id: int, image_id: int, c: NewCell) -> int:
+        return db.execute(
+            "INSERT INTO cells (case_id, image_id, x, y, model_class, probability,"
+            " model_flag, proba, label, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                case_id,
+                image_id,
+                c.x,
+                c.y,
+                c.model_class,
+                c.probability,
+                c.model_flag,
+                json.dumps(c.proba),
+                c.model_class,
+                c.origin,
+            ),
+        ).lastrowid
+
+    def add_cell(self, case_id: int, image_id: int, user: str, cell: NewCell) -> dict:
+        """A cell the detector missed, placed by a person on one of the case's fields; it
+        comes in unreviewed, with the model's class, like any other."""
+        with self.transaction() as db:
+            self._open_case(db, case_id)
+            image = db.execute(
+                "SELECT kind FROM images WHERE id = ? AND case_id = ?", (image_id, case_id)
+            ).fetchone()
+            if image is None:
+                raise NotFoundError(f"case {case_id} has no image {image_id}")
+            if image["kind"] != "field":
+                raise StoreError(f"image {image_id} is a single-cell patch, not a field")
+            cell_id = self._insert_cell(db, case_id, image_id, cell)
+            self._log(
+                db,
+                user,
+                case_id,
+                "add cell",
+                {"image": image_id, "x": cell.x, "y": cell.y, "model_class": cell.model_class},
+                cell_id,
+            )
+        return self.cell(cell_id)
+
+    def image(self, image_id: int) -> dict:
+        rows = self._rows("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise NotFoundError(f"no image {image_id}")
+        return dict(rows[0])
 
     def images(self, case_id: int) -> list[dict]:
         rows = self._rows("SELECT * FROM images WHERE case_id = ? ORDER BY id", (case_id,))

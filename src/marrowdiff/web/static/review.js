@@ -2,7 +2,11 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { info: null, caseId: null, view: null, order: [], selected: null };
+const state = {
+  info: null, caseId: null, view: null, order: [], selected: null,
+  tab: "cells", field: 0, // the field view's field (index into fieldImages())
+};
+const SVG = "http://www.w3.org/2000/svg";
 
 function say(text, isError = false) {
   const el = $("#status");
@@ -77,6 +81,7 @@ function isSigned() {
 }
 
 async function showCase(id) {
+  if (state.caseId !== id) state.field = 0;
   state.caseId = id;
   $("#cases-view").hidden = true;
   $("#case-view").hidden = false;
@@ -90,9 +95,10 @@ function renderCase() {
   const v = state.view;
   $("#case-title").textContent = `Case ${v.case.name}`;
   renderDifferential(v.differential);
-  renderGallery();
+  renderCells();
   const signed = isSigned();
   $("#upload-box").hidden = signed;
+  $("#add-box").hidden = signed;
   $("#sign").hidden = signed;
   $("#signed").innerHTML = "";
   if (signed) {
@@ -149,9 +155,24 @@ function groups() {
   return out.filter((g) => g.cells.length);
 }
 
+function renderCells() {
+  // The gallery and the field view; keys move through the cells in the order the tab shows.
+  if (!fieldImages().length) state.tab = "cells";
+  const galleryOrder = renderGallery();
+  const fieldOrder = renderField();
+  state.order = state.tab === "cells" ? galleryOrder : fieldOrder;
+  $("#gallery").hidden = state.tab !== "cells";
+  $("#fields").hidden = state.tab !== "fields";
+  $("#tab-fields").disabled = fieldImages().length === 0;
+  for (const tab of ["cells", "fields"]) {
+    $(`#tab-${tab}`).setAttribute("aria-selected", String(state.tab === tab));
+  }
+  if (state.selected) markSelected();
+}
+
 function renderGallery() {
   const gallery = $("#gallery");
-  state.order = [];
+  const order = [];
   gallery.replaceChildren(...groups().map((group) => {
     const section = document.createElement("div");
     section.className = "group";
@@ -160,14 +181,88 @@ function renderGallery() {
     const box = document.createElement("div");
     box.className = "cells";
     for (const cell of group.cells) {
-      state.order.push(cell);
+      order.push(cell);
       box.append(cellElement(cell));
     }
     section.append(title, box);
     return section;
   }));
-  if (state.selected) markSelected();
+  return order;
 }
+
+// ---- the field view: each field with its cells circled; a click adds a missed cell --------
+
+function fieldImages() {
+  return state.view.images.filter((image) => image.kind === "field");
+}
+
+function renderField() {
+  // Draws the current field; returns every field cell, field by field, in reading order.
+  const images = fieldImages();
+  const cells = state.view.cells;
+  const order = images.flatMap((image) => cells.filter((c) => c.image_id === image.id)
+    .sort((a, b) => a.y - b.y || a.x - b.x));
+  if (!images.length) return order;
+  state.field = Math.min(Math.max(state.field, 0), images.length - 1);
+  const image = images[state.field];
+  $("#field-name").textContent =
+    `field ${state.field + 1} of ${images.length}: ${image.original_name}`;
+  const img = $("#field-img");
+  const src = `/api/images/${image.id}/field.jpg`;
+  if (img.getAttribute("src") !== src) img.src = src;
+  const svg = $("#field-svg");
+  svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
+  svg.classList.toggle("adding", $("#add-mode").checked && !isSigned());
+  const r = state.info.cell_radius;
+  svg.replaceChildren(...cells.filter((c) => c.image_id === image.id).flatMap((cell) => {
+    const circle = document.createElementNS(SVG, "circle");
+    circle.setAttribute("cx", cell.x);
+    circle.setAttribute("cy", cell.y);
+    circle.setAttribute("r", r);
+    circle.setAttribute("class", `mark ${cell.status} ${cell.model_flag ? "flagged" : ""}`);
+    circle.dataset.id = cell.id;
+    circle.onclick = (event) => {
+      event.stopPropagation();
+      select(cell.id);
+    };
+    const text = document.createElementNS(SVG, "text");
+    text.setAttribute("x", cell.x + 0.75 * r);
+    text.setAttribute("y", cell.y - 0.75 * r);
+    text.setAttribute("font-size", 0.4 * r); // in field px, so it scales with the field
+    text.textContent = classOf(cell.label).abbrev;
+    return [circle, text];
+  }));
+  return order;
+}
+
+function showTab(tab) {
+  if (tab === "fields" && !fieldImages().length) return;
+  state.tab = tab;
+  renderCells();
+}
+
+$("#tab-cells").onclick = () => showTab("cells");
+$("#tab-fields").onclick = () => showTab("fields");
+$("#prev-field").onclick = () => { state.field -= 1; renderCells(); };
+$("#next-field").onclick = () => { state.field += 1; renderCells(); };
+$("#add-mode").onchange = () => renderCells();
+
+$("#field-svg").onclick = async (event) => {
+  if (!$("#add-mode").checked || isSigned() || !needUser()) return;
+  const svg = $("#field-svg");
+  const point = new DOMPoint(event.clientX, event.clientY)
+    .matrixTransform(svg.getScreenCTM().inverse());
+  const image = fieldImages()[state.field];
+  const result = await api("POST", `/api/cases/${state.caseId}/images/${image.id}/cells`,
+    { x: point.x, y: point.y });
+  state.view.cells.push(result.cell);
+  state.view.differential = result.differential;
+  renderDifferential(result.differential);
+  select(result.cell.id);
+  renderCells();
+  say(`cell ${result.cell.id} added (the model says ${classOf(result.cell.label).name}): ` +
+      "review it like the others");
+};
 
 function cellElement(cell) {
   const div = document.createElement("div");
@@ -199,11 +294,21 @@ function select(id) {
 }
 
 function markSelected() {
-  for (const el of document.querySelectorAll(".cell.selected")) el.classList.remove("selected");
-  const el = document.querySelector(`.cell[data-id="${state.selected}"]`);
-  if (el) {
+  if (state.tab === "fields") {
+    // Follow the selection to its field.
+    const cell = state.view.cells.find((c) => c.id === state.selected);
+    const k = cell ? fieldImages().findIndex((image) => image.id === cell.image_id) : -1;
+    if (k >= 0 && k !== state.field) {
+      state.field = k;
+      renderField();
+    }
+  }
+  for (const el of document.querySelectorAll(".selected")) el.classList.remove("selected");
+  for (const el of document.querySelectorAll(`[data-id="${state.selected}"]`)) {
     el.classList.add("selected");
-    el.scrollIntoView({ block: "nearest" });
+    if (el.classList.contains("cell") && state.tab === "cells") {
+      el.scrollIntoView({ block: "nearest" });
+    }
   }
 }
 
@@ -222,7 +327,7 @@ async function reviewSelected(status, label) {
   cells[cells.findIndex((c) => c.id === result.cell.id)] = result.cell;
   state.view.differential = result.differential;
   renderDifferential(result.differential);
-  renderGallery();
+  renderCells();
   // On to the next unreviewed cell after this one, in the order shown before the change.
   const byId = new Map(cells.map((c) => [c.id, c]));
   const next = before.slice(at + 1).concat(before.slice(0, at))
@@ -259,7 +364,8 @@ $("#back").onclick = (event) => {
 };
 
 document.addEventListener("keydown", (event) => {
-  if (state.caseId === null || event.target.tagName === "INPUT") return;
+  const typing = event.target.tagName === "INPUT" && event.target.type !== "checkbox";
+  if (state.caseId === null || typing) return;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const cls = state.info.classes.find((c) => c.key === event.key);
   let handled = true;
@@ -267,6 +373,7 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "Enter") reviewSelected("confirmed");
   else if (event.key === "x") reviewSelected("not_a_cell");
   else if (event.key === "u") reviewSelected("unidentified");
+  else if (event.key === "f") showTab(state.tab === "cells" ? "fields" : "cells");
   else if (event.key === "ArrowRight" || event.key === "ArrowDown") move(1);
   else if (event.key === "ArrowLeft" || event.key === "ArrowUp") move(-1);
   else handled = false;
