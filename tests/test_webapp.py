@@ -187,6 +187,7 @@ def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client)
     found = view["differential"]["n_cells_found"]
     preview = client.get(f"/api/images/{field['id']}/field.jpg")
     assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+    assert client.get("/api/images/999/field.jpg").status_code == 404
 
     x, y = empty_spot(view, field)
     at = f"/api/cases/{case}/images/{field['id']}/cells"
