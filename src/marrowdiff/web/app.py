@@ -78,6 +78,11 @@ def _user(x_user: str | None) -> str:
     return user
 
 
+def _jpeg(data: bytes) -> Response:
+    """An image that never changes once stored: the browser may keep it for a day."""
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+
 def create_app(station: ReviewStation) -> FastAPI:
     app = FastAPI(title="marrowdiff review station", docs_url=None, redoc_url=None)
     limits = station.limits
@@ -159,11 +164,7 @@ def create_app(station: ReviewStation) -> FastAPI:
 
     @app.get("/api/images/{image_id}/field.jpg")
     def field_image(image_id: int):
-        return Response(
-            station.field_jpeg(image_id),
-            media_type="image/jpeg",
-            headers={"Cache-Control": "max-age=86400"},
-        )
+        return _jpeg(station.field_jpeg(image_id))
 
     @app.post("/api/cases/{case_id}/images/{image_id}/cells", status_code=201)
     def add_cell(case_id: int, image_id: int, body: NewCellAt, x_user: str | None = Header(None)):
@@ -173,11 +174,7 @@ def create_app(station: ReviewStation) -> FastAPI:
 
     @app.get("/api/cells/{cell_id}/image.jpg")
     def cell_image(cell_id: int):
-        return Response(
-            station.cell_jpeg(cell_id),
-            media_type="image/jpeg",
-            headers={"Cache-Control": "max-age=86400"},
-        )
+        return _jpeg(station.cell_jpeg(cell_id))
 
     @app.post("/api/cells/{cell_id}")
     def review(cell_id: int, body: Review, x_user: str | None = Header(None)):
