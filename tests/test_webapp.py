@@ -221,6 +221,8 @@ def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client)
     report = client.get(f"/api/cases/{case}/report/report.json").json()
     assert report["n_counted"] == len(cells) + 1
     assert report["about"]["cells_added_by_reviewer"] == 1
+    page = client.get(f"/api/cases/{case}/report/report.html").text
+    assert "signed by ana" in page and "added at review: 1" in page
     assert client.post(at, headers=ANA, json={"x": x, "y": y + 200}).status_code == 409
     log = client.get(f"/api/cases/{case}/log").json()
     assert [e["cell_id"] for e in log if e["action"] == "add cell"] == [cell["id"]]

@@ -258,6 +258,12 @@ def render_html(
         f"{summary['n_fields']} field(s); {summary['n_cells_found']} cells found. "
         f"Model: {esc(str(about.get('model', '?')))}. Created {esc(summary['created'])}.</p>",
     ]
+    if "signed_by" in about:  # from the review station
+        parts.append(
+            f"<p>Every cell reviewed by a person; signed by {esc(str(about['signed_by']))}. "
+            f"Cells the detector missed, added at review: "
+            f"{int(about.get('cells_added_by_reviewer', 0))}.</p>"
+        )
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]
     parts.append("<h2>Differential</h2>")
     parts.append(_table(summary["classes"], ["name", "abbrev", "lineage", "count", "percent"]))
