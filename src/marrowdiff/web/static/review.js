@@ -226,7 +226,9 @@ function renderField() {
       select(cell.id);
     };
     const text = document.createElementNS(SVG, "text");
-    text.setAttribute("x", cell.x + 0.75 * r);
+    const left = cell.x + 2 * r > image.width; // near the right edge: the label goes left
+    text.setAttribute("text-anchor", left ? "end" : "start");
+    text.setAttribute("x", cell.x + (left ? -0.75 : 0.75) * r);
     text.setAttribute("y", cell.y - 0.75 * r);
     text.setAttribute("font-size", 0.4 * r); // in field px, so it scales with the field
     text.textContent = classOf(cell.label).abbrev;
@@ -318,22 +320,36 @@ function move(step) {
   if (next) select(next.id);
 }
 
-async function reviewSelected(status, label) {
+// Reviews go to the server one at a time, in the order they were keyed; the selection moves on
+// at the key press, so a fast reviewer's next key goes to the next cell, not to this one again.
+const reviews = { queue: Promise.resolve(), sent: new Set() };
+
+function reviewSelected(status, label) {
   if (isSigned() || state.selected === null || !needUser()) return;
+  const id = state.selected;
   const before = state.order.map((c) => c.id);
-  const at = before.indexOf(state.selected);
-  const result = await api("POST", `/api/cells/${state.selected}`, { status, label });
-  const cells = state.view.cells;
-  cells[cells.findIndex((c) => c.id === result.cell.id)] = result.cell;
-  state.view.differential = result.differential;
-  renderDifferential(result.differential);
-  renderCells();
-  // On to the next unreviewed cell after this one, in the order shown before the change.
-  const byId = new Map(cells.map((c) => [c.id, c]));
+  const at = before.indexOf(id);
+  reviews.sent.add(id);
+  // On to the next unreviewed cell after this one, in the order shown now.
+  const byId = new Map(state.view.cells.map((c) => [c.id, c]));
   const next = before.slice(at + 1).concat(before.slice(0, at))
-    .find((id) => byId.get(id).status === "pending");
-  select(next === undefined ? result.cell.id : next);
-  say(`cell ${result.cell.id}: ${result.cell.status} as ${classOf(result.cell.label).name}`);
+    .find((other) => byId.get(other).status === "pending" && !reviews.sent.has(other));
+  select(next === undefined ? id : next);
+  reviews.queue = reviews.queue.then(async () => {
+    try {
+      const result = await api("POST", `/api/cells/${id}`, { status, label });
+      const cells = state.view.cells;
+      cells[cells.findIndex((c) => c.id === result.cell.id)] = result.cell;
+      state.view.differential = result.differential;
+      renderDifferential(result.differential);
+      renderCells();
+      say(`cell ${result.cell.id}: ${result.cell.status} as ${classOf(result.cell.label).name}`);
+    } catch (error) {
+      // api() has said why; the cell stays as it was, to be reviewed again.
+    } finally {
+      reviews.sent.delete(id);
+    }
+  });
 }
 
 $("#upload").onclick = async () => {
