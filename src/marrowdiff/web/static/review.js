@@ -369,6 +369,7 @@ $("#upload").onclick = async () => {
 
 $("#sign").onclick = async () => {
   if (!needUser()) return;
+  await reviews.queue; // the last reviews typed reach the server first
   await api("POST", `/api/cases/${state.caseId}/sign`);
   say("signed: the report is written");
   await showCase(state.caseId);
