@@ -116,6 +116,26 @@ def test_count_makes_one_report_from_several_fields_with_either_backend(
     assert (tmp_path / "pt" / "report.html").stat().st_size > 10_000
 
 
+def test_count_skips_what_it_cannot_read_and_reports_an_empty_field(
+    tiny_run, fields, tmp_path, capsys
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a-field.png").write_bytes((fields / "field0.png").read_bytes())
+    write_image(folder / "blank.png", np.full((540, 660, 3), (232, 220, 215), np.uint8))
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_bytes(b"not an image")
+    (folder / "trunc.png").write_bytes((fields / "field1.png").read_bytes()[:3000])
+    argv = ["count", str(tiny_run), str(folder), "--out", str(tmp_path / "out")]
+    assert main(argv + ["--cell-diameter", "90"]) == 0
+    out = capsys.readouterr().out
+    for name in ("empty.jpg", "notes.png", "trunc.png"):
+        assert f"skipped {folder / name}" in out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_fields"] == 2 and report["n_cells_found"] >= 3  # the blank field counts
+    assert "blank.png (0 cells)" in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_a_dual_stage_set_classifies_too(tiny_run, onnx_file):
     classifier = load_classifier([onnx_file, tiny_run])
     proba, unsure = classifier.classify([synthetic_cell(np.random.default_rng(0), 48)])

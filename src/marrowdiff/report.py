@@ -77,8 +77,10 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
     return pick(config.myeloid, "myeloid"), pick(config.erythroid, "erythroid")
 
 
-def summarise(cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig) -> dict:
-    """The numbers of the report, from the cells (pure)."""
+def summarise(
+    cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig, fields: list[str] = ()
+) -> dict:
+    """The numbers of the report, from the cells and the names of the fields examined (pure)."""
     counted = [c for c in cells if not c.flag]
     n = len(counted)
     tally = Counter(c.label for c in cells)
@@ -126,7 +128,7 @@ def summarise(cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig) -
         "format": REPORT_FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "vocabulary": vocabulary.name,
-        "n_fields": len({c.field for c in cells}),
+        "n_fields": len({c.field for c in cells} | set(fields)),  # a field without cells too
         "n_cells_found": len(cells),
         "n_counted": n,
         "target": config.target,
@@ -184,7 +186,7 @@ def write_report(
 ) -> dict:
     """report.json, cells.csv and report.html in `out`; returns the summary."""
     out = Path(out)
-    summary = summarise(cells, vocabulary, config) | {
+    summary = summarise(cells, vocabulary, config, [f.name for f in fields]) | {
         "about": about or {},
         "config": config.to_dict(),
     }
