@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from marrowdiff.detect import DetectConfig, crop, detect
+from marrowdiff.detect import DetectConfig, crop, detect, size_warning
 from marrowdiff.fields import FieldConfig, TrueCell, make_field, match, score_detection
 from marrowdiff.synthetic import synthetic_cell
 
@@ -31,6 +31,15 @@ def test_finds_the_cells_of_synthetic_fields_touching_ones_included(patches):
             totals[key] += score[key]
     assert totals["tp"] >= 18
     assert totals["fp"] <= 1 and totals["fn"] <= 1
+
+
+def test_a_field_at_another_magnification_is_told_apart(patches):
+    field, _ = make_field(patches, ["x"] * len(patches), SMALL_FIELD, seed=0)
+    assert size_warning(detect(field, DetectConfig(cell_diameter=90)), DetectConfig(90)) == ""
+    for wrong in (50.0, 180.0):  # set for x500 or x2000 fields
+        config = DetectConfig(cell_diameter=wrong)
+        warning = size_warning(detect(field, config), config)
+        assert f"set for cells of {wrong:.0f} px" in warning and "--cell-diameter" in warning
 
 
 def test_the_field_generator_places_touching_and_border_cells(patches):

@@ -53,10 +53,11 @@ def test_write_report_makes_json_csv_and_a_self_contained_page(tmp_path):
     for c in cells:
         c.thumbnail = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
         c.proba = np.full(10, 0.1)
-    field = FieldImage("f.png", 200, 300, np.zeros((100, 150, 3), np.uint8), 0.5)
+    field = FieldImage("f.png", 200, 300, np.zeros((100, 150, 3), np.uint8), 0.5, "too small")
     write_report(tmp_path, cells, [field], VOCAB, list(VOCAB.codes), ReportConfig())
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n_counted"] == 1 and len(report["cells"]) == 2
+    assert "f.png: too small" in report["warnings"]  # what detection noticed about a field
     header = (tmp_path / "cells.csv").read_text().splitlines()[0].split(",")
     assert header[:6] == ["field", "x", "y", "class", "probability", "flag"]
     page = (tmp_path / "report.html").read_text()

@@ -253,3 +253,11 @@ def test_a_data_folder_from_before_added_cells_is_brought_up_to_date(tmp_path):
     db.commit()
     db.close()
     assert Store(path).cells(1)[0]["origin"] == "detector"
+
+
+def test_a_field_at_another_magnification_gets_a_warning(tiny_run, tmp_path):
+    count = CountConfig(detect=DetectConfig(cell_diameter=180))
+    app = create_app(ReviewStation(tmp_path / "r", load_classifier([tiny_run]), count))
+    client = TestClient(app)
+    result = upload(client, new_case(client), ("field.png", synthetic_field())).json()
+    assert "--cell-diameter" in result["results"][0]["warning"]

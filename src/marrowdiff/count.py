@@ -3,12 +3,12 @@ whole microscope fields. Both return `report.Cell`s for `report.write_report`.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
 
-from marrowdiff.detect import DetectConfig, crop, detect
+from marrowdiff.detect import DetectConfig, crop, detect, size_warning
 from marrowdiff.engine import Classifier
 from marrowdiff.report import Cell, FieldImage
 from marrowdiff.sources import Input, read_inputs
@@ -99,7 +99,8 @@ def count_field(
         cells.append(
             Cell(name, d.x, d.y, classifier.classes[k], float(p[k]), flag, p, thumbnail(patch))
         )
-    return cells, field_preview(name, image)
+    preview = replace(field_preview(name, image), warning=size_warning(found, config.detect))
+    return cells, preview
 
 
 def count_fields(
@@ -112,4 +113,6 @@ def count_fields(
         cells += found
         fields.append(preview)
         log(f"{item.name}: {len(found)} cells ({sum(not c.flag for c in found)} counted)")
+        if preview.warning:
+            log(f"warning: {item.name}: {preview.warning}")
     return cells, fields

@@ -60,6 +60,7 @@ class FieldImage:
     width: int
     preview: np.ndarray  # the field downscaled for the report
     scale: float  # preview px per field px
+    warning: str = ""  # what detection noticed about this field (detect.size_warning)
 
 
 def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str], list[str]]:
@@ -186,10 +187,9 @@ def write_report(
 ) -> dict:
     """report.json, cells.csv and report.html in `out`; returns the summary."""
     out = Path(out)
-    summary = summarise(cells, vocabulary, config, [f.name for f in fields]) | {
-        "about": about or {},
-        "config": config.to_dict(),
-    }
+    summary = summarise(cells, vocabulary, config, [f.name for f in fields])
+    summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
+    summary |= {"about": about or {}, "config": config.to_dict()}
     rows = cell_rows(cells, classes)
     write_json(out / "report.json", summary | {"cells": rows})
     write_csv(out / "cells.csv", rows)

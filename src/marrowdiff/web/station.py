@@ -93,8 +93,10 @@ class ReviewStation:
             raise UploadError(f"{filename}: not an image this station can read ({error})") from None
         h, w = image.shape[:2]
         is_field = max(h, w) >= self.limits.field_side * self.count.detect.patch_size
+        warning = ""
         if is_field:
-            cells, _ = count_field(self.classifier, filename, image, self.count)
+            cells, preview = count_field(self.classifier, filename, image, self.count)
+            warning = preview.warning
         else:
             cells = classify_images(self.classifier, [(filename, image)], self.count.tta, False)
         stored = f"{uuid.uuid4().hex}.png"
@@ -113,6 +115,7 @@ class ReviewStation:
             "name": _display_name(filename),
             "kind": "field" if is_field else "patch",
             "cells": len(cell_ids),
+            "warning": warning,
         }
 
     def add_cell(self, case_id: int, image_id: int, user: str, x: float, y: float) -> dict:

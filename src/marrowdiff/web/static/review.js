@@ -359,7 +359,8 @@ $("#upload").onclick = async () => {
   for (const file of files) form.append("files", file);
   say(`counting ${files.length} image(s)...`);
   const result = await api("POST", `/api/cases/${state.caseId}/images`, form);
-  const problems = result.results.filter((r) => r.error).map((r) => r.error);
+  const problems = result.results.filter((r) => r.error).map((r) => r.error)
+    .concat(result.results.filter((r) => r.warning).map((r) => `${r.name}: ${r.warning}`));
   const found = result.results.filter((r) => !r.error).reduce((n, r) => n + r.cells, 0);
   say(`${found} cells found` + (problems.length ? `; ${problems.join("; ")}` : ""),
       problems.length > 0);
