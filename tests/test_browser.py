@@ -123,12 +123,17 @@ def test_review_a_case_in_the_browser(server, tmp_path):
         page.click("#sign")
         page.wait_for_selector("#signed a")
         page.screenshot(path=str(tmp_path / "review-station.png"), full_page=True)
+        page.click("#back")  # the cases page: how detection did on the signed cases
+        page.wait_for_function(
+            "document.querySelector('#detection').textContent.includes('recall')"
+        )
+        assert "1 missed cell(s) added" in page.inner_text("#detection")
         browser.close()
 
     case_id = 1
     report = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/report/report.json"))
     assert report["n_counted"] == n and report["about"]["signed_by"] == "ana"
-    assert report["about"]["cells_added_by_reviewer"] == 1
+    assert report["about"]["detection"]["added"] == 1
     assert sum(1 for c in report["cells"] if c["class"] == code) >= 1
     log = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/log"))
     reviews = [e for e in log if e["action"] == "review"]

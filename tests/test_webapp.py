@@ -98,6 +98,9 @@ def test_a_case_from_upload_to_sign_off(client, tmp_path):
     report = client.get(f"/api/cases/{case}/report/report.json").json()
     assert report["n_counted"] == len(cells) - 1  # the "not a cell" is not counted
     assert report["flagged"] == {"not a cell": 1}
+    detection = report["about"]["detection"]  # cells[1] is on the field: a false detection
+    assert detection["not_a_cell"] == 1 and detection["found"] == kinds["field"]
+    assert detection["precision"] == round(1 - 1 / kinds["field"], 4)
     assert "M:E" in client.get(f"/api/cases/{case}/report/report.html").text
     export = tmp_path / "review" / "cases" / str(case) / "export"
     dataset = open_dataset(export / "manifest.csv")  # what `marrowdiff train` reads
@@ -220,9 +223,12 @@ def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client)
     assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
     report = client.get(f"/api/cases/{case}/report/report.json").json()
     assert report["n_counted"] == len(cells) + 1
-    assert report["about"]["cells_added_by_reviewer"] == 1
+    detection = report["about"]["detection"]  # by the reviewer's verdicts: all confirmed
+    assert (detection["found"], detection["not_a_cell"], detection["added"]) == (found - 1, 0, 1)
+    assert detection["precision"] == 1 and detection["recall"] == round((found - 1) / found, 4)
+    assert client.get("/api/detection").json() == detection  # the only signed case
     page = client.get(f"/api/cases/{case}/report/report.html").text
-    assert "signed by ana" in page and "added at review: 1" in page
+    assert "signed by ana" in page and "1 missed cell(s) added at review" in page
     assert client.post(at, headers=ANA, json={"x": x, "y": y + 200}).status_code == 409
     log = client.get(f"/api/cases/{case}/log").json()
     assert [e["cell_id"] for e in log if e["action"] == "add cell"] == [cell["id"]]

@@ -262,9 +262,8 @@ def render_html(
     ]
     if "signed_by" in about:  # from the review station
         parts.append(
-            f"<p>Every cell reviewed by a person; signed by {esc(str(about['signed_by']))}. "
-            f"Cells the detector missed, added at review: "
-            f"{int(about.get('cells_added_by_reviewer', 0))}.</p>"
+            f"<p>Every cell reviewed by a person; signed by {esc(str(about['signed_by']))}."
+            f"{_detection_sentence(about.get('detection'))}</p>"
         )
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]
     parts.append("<h2>Differential</h2>")
@@ -300,6 +299,21 @@ def render_html(
             )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _detection_sentence(d: dict | None) -> str:
+    """How detection did on the fields by the reviewer's verdicts (`Store.detection_tally`)."""
+    if not d or not d.get("found") and not d.get("added"):
+        return ""
+
+    def rate(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    return (
+        f" On the fields, by the reviewer's verdicts: {d['found']} cells found, "
+        f"{d['not_a_cell']} of them not cells, and {d['added']} missed cell(s) added at review "
+        f"(detection precision {rate(d['precision'])}, recall {rate(d['recall'])})."
+    )
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:

@@ -118,6 +118,12 @@ def create_app(station: ReviewStation) -> FastAPI:
             "cell_radius": station.count.detect.cell_diameter / 2,
         }
 
+    @app.get("/api/detection")
+    def detection():
+        """The detector's precision and recall on the fields of every signed case, by the
+        reviewers' verdicts: on this laboratory's own smears."""
+        return station.store.detection_tally()
+
     @app.get("/api/cases")
     def cases():
         return station.store.cases()

@@ -237,7 +237,7 @@ class ReviewStation:
             "case": case["name"],
             "signed_by": user,
             "cell_radius": self.count.detect.cell_diameter / 2,
-            "cells_added_by_reviewer": sum(c["origin"] == "reviewer" for c in rows),
+            "detection": self.store.detection_tally(case_id),  # by the reviewer's verdicts
         }
         write_report(
             folder / "report",

@@ -97,6 +97,17 @@ def _migrate(db: sqlite3.Connection) -> None:
         )
 
 
+def detection_rates(tally: dict) -> dict:
+    """Precision (found cells that are cells) and recall (cells that were found) of the
+    detector from a `detection_tally`; None where nothing is known yet."""
+    kept = tally["found"] - tally["not_a_cell"] - tally["pending"]
+    reviewed = tally["found"] - tally["pending"]
+    return tally | {
+        "precision": round(kept / reviewed, 4) if reviewed else None,
+        "recall": round(kept / (kept + tally["added"]), 4) if kept + tally["added"] else None,
+    }
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -322,6 +333,24 @@ class Store:
             )
             self._log(db, user, case_id, "sign", {})
         return self.case(case_id)
+
+    def detection_tally(self, case_id: int | None = None) -> dict:
+        """How the detector did by its reviewers' verdicts, on fields of signed cases (every
+        cell reviewed), or of one case: cells it found, those marked "not a cell", and cells
+        a person added because it missed them."""
+        where = "cases.signed_at IS NOT NULL" if case_id is None else "cells.case_id = ?"
+        row = self._rows(
+            "SELECT COUNT(DISTINCT cells.case_id) AS cases,"
+            " SUM(cells.origin = 'detector') AS found,"
+            " SUM(cells.origin = 'detector' AND cells.status = 'not_a_cell') AS not_a_cell,"
+            " SUM(cells.origin = 'detector' AND cells.status = 'pending') AS pending,"
+            " SUM(cells.origin = 'reviewer') AS added"
+            " FROM cells JOIN images ON images.id = cells.image_id"
+            " JOIN cases ON cases.id = cells.case_id"
+            f" WHERE images.kind = 'field' AND {where}",
+            () if case_id is None else (case_id,),
+        )[0]
+        return detection_rates({k: v or 0 for k, v in dict(row).items()})
 
     def log(self, case_id: int) -> list[dict]:
         rows = self._rows("SELECT * FROM log WHERE case_id = ? ORDER BY id", (case_id,))

@@ -60,6 +60,13 @@ async function showCases() {
     tr.onclick = () => { location.hash = `case/${c.id}`; };
     return tr;
   }));
+  const d = await api("GET", "/api/detection");
+  const rate = (v) => (v === null ? "n/a" : v.toFixed(3));
+  $("#detection").textContent = d.cases === 0
+    ? "Detection on real fields: known once a case with fields is signed."
+    : `Detection on the fields of ${d.cases} signed case(s), by the reviewers' verdicts: ` +
+      `precision ${rate(d.precision)}, recall ${rate(d.recall)} (${d.found} cells found, ` +
+      `${d.not_a_cell} not cells, ${d.added} missed cell(s) added).`;
 }
 
 $("#new-case").onsubmit = async (event) => {
