@@ -83,7 +83,8 @@ def test_review_a_case_in_the_browser(server, tmp_path):
         assert page.locator("#field-svg circle").count() == found
         view = json.load(urllib.request.urlopen(f"{server}/api/cases/1"))
         x, y = empty_spot(view, view["images"][0])
-        page.check("#add-mode")
+        page.keyboard.press("a")  # add missed cells: on
+        assert page.is_checked("#add-mode")
         box = page.locator("#field-svg").bounding_box()
         scale = box["width"] / view["images"][0]["width"]
         page.mouse.click(box["x"] + x * scale, box["y"] + y * scale)

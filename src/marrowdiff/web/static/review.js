@@ -399,6 +399,13 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "x") reviewSelected("not_a_cell");
   else if (event.key === "u") reviewSelected("unidentified");
   else if (event.key === "f") showTab(state.tab === "cells" ? "fields" : "cells");
+  else if (state.tab === "fields" && (event.key === "[" || event.key === "]")) {
+    state.field += event.key === "]" ? 1 : -1;
+    renderCells();
+  } else if (state.tab === "fields" && event.key === "a" && !isSigned()) {
+    $("#add-mode").checked = !$("#add-mode").checked;
+    renderCells();
+  }
   else if (event.key === "ArrowRight" || event.key === "ArrowDown") move(1);
   else if (event.key === "ArrowLeft" || event.key === "ArrowUp") move(-1);
   else handled = false;
