@@ -132,18 +132,12 @@ class ReviewStation:
         w, h = image_row["width"], image_row["height"]
         if not (0 <= x < w and 0 <= y < h):
             raise StoreError(f"({x:.0f}, {y:.0f}) is outside the {w} x {h} field")
-        gap = self.limits.same_cell * self.count.detect.cell_diameter
-        for other in self.store.cells(case_id):
-            if other["image_id"] == image_id and np.hypot(other["x"] - x, other["y"] - y) < gap:
-                raise StoreError(
-                    f"cell {other['id']} is already there ({other['x']:.0f}, {other['y']:.0f}); "
-                    "select it to review it"
-                )
         field = self._load(case_id, image_id, image_row["stored_name"])
         patch = crop(field, y, x, self.count.detect.patch_size)
         (cell,) = classify_images(self.classifier, [("", patch)], self.count.tta, False)
         cell = replace(cell, x=x, y=y)  # where it is in the field, not in its patch
-        return self.store.add_cell(case_id, image_id, user, _new_cell(cell, "reviewer"))
+        gap = self.limits.same_cell * self.count.detect.cell_diameter
+        return self.store.add_cell(case_id, image_id, user, _new_cell(cell, "reviewer"), gap)
 
     def field_jpeg(self, image_id: int) -> bytes:
         """A field as the report previews it (at most 1,000 px wide), for the field view."""

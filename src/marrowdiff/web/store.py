@@ -9,6 +9,7 @@ a restart or a browser reload loses nothing that was acknowledged.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -239,9 +240,13 @@ class Store:
             ),
         ).lastrowid
 
-    def add_cell(self, case_id: int, image_id: int, user: str, cell: NewCell) -> dict:
+    def add_cell(
+        self, case_id: int, image_id: int, user: str, cell: NewCell, min_gap: float = 0.0
+    ) -> dict:
         """A cell the detector missed, placed by a person on one of the case's fields; it
-        comes in unreviewed, with the model's class, like any other."""
+        comes in unreviewed, with the model's class, like any other. Refused closer than
+        `min_gap` px to a cell already on the field (checked in the same transaction, so two
+        reviewers clicking on one cell add it once)."""
         with self.transaction() as db:
             self._open_case(db, case_id)
             image = db.execute(
@@ -251,6 +256,12 @@ class Store:
                 raise NotFoundError(f"case {case_id} has no image {image_id}")
             if image["kind"] != "field":
                 raise StoreError(f"image {image_id} is a single-cell patch, not a field")
+            for other in db.execute("SELECT id, x, y FROM cells WHERE image_id = ?", (image_id,)):
+                if math.hypot(other["x"] - cell.x, other["y"] - cell.y) < min_gap:
+                    raise StoreError(
+                        f"cell {other['id']} is already there ({other['x']:.0f}, "
+                        f"{other['y']:.0f}); select it to review it"
+                    )
             cell_id = self._insert_cell(db, case_id, image_id, cell)
             self._log(
                 db,
