@@ -242,8 +242,12 @@ def test_a_data_folder_from_before_added_cells_is_brought_up_to_date(tmp_path):
     origin TEXT NOT NULL DEFAULT 'detector'  -- 'detector', or 'reviewer' (a missed cell added)
         CHECK (origin IN ('detector', 'reviewer'))""",
         "",
+    ).replace(
+        """,
+    warning TEXT NOT NULL DEFAULT ''   -- what detection noticed (detect.size_warning)""",
+        "",
     )
-    assert "origin TEXT" not in old
+    assert "origin TEXT" not in old and "warning TEXT" not in old
     path = tmp_path / "marrowdiff.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(old)
@@ -258,12 +262,22 @@ def test_a_data_folder_from_before_added_cells_is_brought_up_to_date(tmp_path):
     )
     db.commit()
     db.close()
-    assert Store(path).cells(1)[0]["origin"] == "detector"
+    store = Store(path)
+    assert store.cells(1)[0]["origin"] == "detector" and store.images(1)[0]["warning"] == ""
 
 
 def test_a_field_at_another_magnification_gets_a_warning(tiny_run, tmp_path):
     count = CountConfig(detect=DetectConfig(cell_diameter=180))
     app = create_app(ReviewStation(tmp_path / "r", load_classifier([tiny_run]), count))
     client = TestClient(app)
-    result = upload(client, new_case(client), ("field.png", synthetic_field())).json()
+    case = new_case(client)
+    result = upload(client, case, ("field.png", synthetic_field())).json()
     assert "--cell-diameter" in result["results"][0]["warning"]
+    # Kept with the field: the review page shows it, and so does the signed report.
+    view = client.get(f"/api/cases/{case}").json()
+    assert view["images"][0]["warning"] == result["results"][0]["warning"]
+    for c in view["cells"]:
+        client.post(f"/api/cells/{c['id']}", headers=ANA, json={"status": "confirmed"})
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
+    warnings = client.get(f"/api/cases/{case}/report/report.json").json()["warnings"]
+    assert any(w.startswith("field.png: the cells found") for w in warnings)

@@ -32,7 +32,7 @@ from marrowdiff.detect import crop
 from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
-from marrowdiff.report import Cell, ReportConfig, summarise, write_report
+from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
 from marrowdiff.web.store import NewCell, NotFoundError, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
@@ -109,6 +109,7 @@ class ReviewStation:
             stored,
             (w, h),
             [_new_cell(c) for c in cells],
+            warning,
         )
         return {
             "image": image_id,
@@ -141,9 +142,13 @@ class ReviewStation:
 
     def field_jpeg(self, image_id: int) -> bytes:
         """A field as the report previews it (at most 1,000 px wide), for the field view."""
-        row = self.store.image(image_id)
-        image = self._load(row["case_id"], image_id, row["stored_name"])
-        return encode_jpeg(field_preview(row["original_name"], image).preview, quality=85)
+        return encode_jpeg(self._field(self.store.image(image_id)).preview, quality=85)
+
+    def _field(self, row: dict) -> FieldImage:
+        """An uploaded field (an `images` row) as the report shows it, with what detection
+        noticed about it."""
+        image = self._load(row["case_id"], row["id"], row["stored_name"])
+        return replace(field_preview(row["original_name"], image), warning=row["warning"])
 
     def _image_path(self, case_id: int, stored: str) -> Path:
         return self.data_dir / "images" / str(case_id) / stored
@@ -221,11 +226,7 @@ class ReviewStation:
             raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")
         folder = self.data_dir / "cases" / str(case_id)
         cells = self._report_cells(rows, thumbnails=True)
-        fields = [
-            field_preview(row["original_name"], self._load(case_id, row["id"], row["stored_name"]))
-            for row in self.store.images(case_id)
-            if row["kind"] == "field"
-        ]
+        fields = [self._field(row) for row in self.store.images(case_id) if row["kind"] == "field"]
         about = {
             "model": self.model_name,
             "case": case["name"],

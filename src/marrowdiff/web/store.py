@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS images (
     stored_name TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    warning TEXT NOT NULL DEFAULT ''   -- what detection noticed (detect.size_warning)
 );
 CREATE TABLE IF NOT EXISTS cells (
     id INTEGER PRIMARY KEY,
@@ -88,14 +89,22 @@ class NotFoundError(StoreError):
     """No such case, image or cell."""
 
 
+# Columns added since the first version: (table, column, definition), for `_migrate`.
+ADDED_COLUMNS = (
+    (
+        "cells",
+        "origin",
+        "TEXT NOT NULL DEFAULT 'detector' CHECK (origin IN ('detector', 'reviewer'))",
+    ),
+    ("images", "warning", "TEXT NOT NULL DEFAULT ''"),
+)
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a data folder made by an earlier version up to this schema."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
-    if "origin" not in columns:
-        db.execute(
-            "ALTER TABLE cells ADD COLUMN origin TEXT NOT NULL DEFAULT 'detector' "
-            "CHECK (origin IN ('detector', 'reviewer'))"
-        )
+    for table, column, definition in ADDED_COLUMNS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 def detection_rates(tally: dict) -> dict:
@@ -203,13 +212,14 @@ class Store:
         stored_name: str,
         size: tuple[int, int],
         cells: list[NewCell],
+        warning: str = "",
     ) -> tuple[int, list[int]]:
         with self.transaction() as db:
             self._open_case(db, case_id)
             image_id = db.execute(
                 "INSERT INTO images (case_id, kind, original_name, stored_name, width, height,"
-                " created_at) VALUES (?,?,?,?,?,?,?)",
-                (case_id, kind, original_name, stored_name, size[0], size[1], now()),
+                " created_at, warning) VALUES (?,?,?,?,?,?,?,?)",
+                (case_id, kind, original_name, stored_name, size[0], size[1], now(), warning),
             ).lastrowid
             ids = [self._insert_cell(db, case_id, image_id, c) for c in cells]
             self._log(

@@ -214,6 +214,8 @@ function renderField() {
   const image = images[state.field];
   $("#field-name").textContent =
     `field ${state.field + 1} of ${images.length}: ${image.original_name}`;
+  $("#field-warning").textContent = image.warning || "";
+  $("#field-warning").hidden = !image.warning;
   const img = $("#field-img");
   const src = `/api/images/${image.id}/field.jpg`;
   if (img.getAttribute("src") !== src) img.src = src;
