@@ -3,7 +3,7 @@ whole microscope fields. Both return `report.Cell`s for `report.write_report`.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -77,12 +77,14 @@ def classify_patches(
     return cells
 
 
-def field_preview(name: str, image: np.ndarray) -> FieldImage:
-    """The field downscaled to at most PREVIEW_WIDTH px wide, for the report."""
+def field_preview(name: str, image: np.ndarray, warning: str = "") -> FieldImage:
+    """The field downscaled to at most PREVIEW_WIDTH px wide, for the report, with what
+    detection noticed about it (`detect.size_warning`)."""
     h, w = image.shape[:2]
     scale = min(1.0, PREVIEW_WIDTH / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return FieldImage(name, h, w, np.asarray(Image.fromarray(image).resize(size)), scale)
+    preview = np.asarray(Image.fromarray(image).resize(size))
+    return FieldImage(name, h, w, preview, scale, warning)
 
 
 def count_field(
@@ -99,8 +101,7 @@ def count_field(
         cells.append(
             Cell(name, d.x, d.y, classifier.classes[k], float(p[k]), flag, p, thumbnail(patch))
         )
-    preview = replace(field_preview(name, image), warning=size_warning(found, config.detect))
-    return cells, preview
+    return cells, field_preview(name, image, size_warning(found, config.detect))
 
 
 def count_fields(

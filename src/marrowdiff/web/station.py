@@ -33,7 +33,7 @@ from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
 from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
-from marrowdiff.web.store import NewCell, NotFoundError, SignedError, Store, StoreError
+from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
 REVIEW_FLAGS = {
@@ -121,19 +121,14 @@ class ReviewStation:
 
     def add_cell(self, case_id: int, image_id: int, user: str, x: float, y: float) -> dict:
         """A nucleated cell the detector missed, at field pixel (x, y): cropped and classified
-        as `count` would, and added unreviewed. Refused outside the field, on a patch, or on
-        top of a cell already there."""
-        if self.store.case(case_id)["signed_at"]:
-            raise SignedError(f"case {case_id} is signed and cannot be changed")
-        image_row = self.store.image(image_id)
-        if image_row["case_id"] != case_id:
-            raise NotFoundError(f"case {case_id} has no image {image_id}")
-        if image_row["kind"] != "field":
-            raise StoreError(f"image {image_id} is a single-cell patch, not a field")
-        w, h = image_row["width"], image_row["height"]
+        as `count` would, and added unreviewed. Refused outside the field here, and by the
+        records (`Store.add_cell`, in one transaction) on a patch, on another case's image, in
+        a signed case, or on top of a cell already there."""
+        row = self.store.image(image_id)
+        w, h = row["width"], row["height"]
         if not (0 <= x < w and 0 <= y < h):
             raise StoreError(f"({x:.0f}, {y:.0f}) is outside the {w} x {h} field")
-        field = self._load(case_id, image_id, image_row["stored_name"])
+        field = self._load(row["case_id"], image_id, row["stored_name"])
         patch = crop(field, y, x, self.count.detect.patch_size)
         (cell,) = classify_images(self.classifier, [("", patch)], self.count.tta, False)
         cell = replace(cell, x=x, y=y)  # where it is in the field, not in its patch
@@ -148,7 +143,7 @@ class ReviewStation:
         """An uploaded field (an `images` row) as the report shows it, with what detection
         noticed about it."""
         image = self._load(row["case_id"], row["id"], row["stored_name"])
-        return replace(field_preview(row["original_name"], image), warning=row["warning"])
+        return field_preview(row["original_name"], image, row["warning"])
 
     def _image_path(self, case_id: int, stored: str) -> Path:
         return self.data_dir / "images" / str(case_id) / stored

@@ -163,11 +163,10 @@ function groups() {
 }
 
 function renderCells() {
-  // The gallery and the field view; keys move through the cells in the order the tab shows.
+  // The tab shown (the gallery or the field view) is drawn; keys move through the cells in
+  // the order it shows them.
   if (!fieldImages().length) state.tab = "cells";
-  const galleryOrder = renderGallery();
-  const fieldOrder = renderField();
-  state.order = state.tab === "cells" ? galleryOrder : fieldOrder;
+  state.order = state.tab === "cells" ? renderGallery() : renderField();
   $("#gallery").hidden = state.tab !== "cells";
   $("#fields").hidden = state.tab !== "fields";
   $("#tab-fields").disabled = fieldImages().length === 0;
