@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
+from marrowdiff.choi2017 import LOCAL_PAIR
 from marrowdiff.config import load_config
 from marrowdiff.datasets import open_dataset
-from marrowdiff.evaluate import HEADLINE as KEYS
-from marrowdiff.experiment import LOCAL_PAIR, evaluate_run, prepare_splits
-from marrowdiff.splits import SplitConfig
+from marrowdiff.evaluate import evaluate_run
+from marrowdiff.metrics import HEADLINE as KEYS
+from marrowdiff.splits import SplitConfig, splits_for_run
 from marrowdiff.train import fit
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     for k in map(int, args.folds.split(",")):
         fold_began = time.time()
         fold_dir = args.out / f"test-fold-{k}"
-        splits = prepare_splits(dataset, fold_dir, config=SplitConfig(test_fold=k), log=quiet)
+        splits = splits_for_run(dataset, fold_dir, config=SplitConfig(test_fold=k), log=quiet)
         fit(config, dataset, splits, fold_dir / "global", resume=True, log=quiet)
         trained = time.time() - fold_began
         local = replace(config, train=replace(config.train, classes=LOCAL_PAIR))

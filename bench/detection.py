@@ -15,18 +15,18 @@ compared with the truth: the count error per class.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
+from marrowdiff.boxes import score_detection
 from marrowdiff.count import CountConfig, count_field
 from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig, detect
-from marrowdiff.engine import load_classifier
-from marrowdiff.fields import FieldConfig, make_field, score_detection
+from marrowdiff.predict import load_classifier
+from marrowdiff.smear import FieldConfig, make_field
+from marrowdiff.splits import Splits
 
 
 def main() -> None:
@@ -47,8 +47,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     dataset = open_dataset(args.data)
-    splits = json.loads(Path(args.splits).read_text())
-    paths = set(splits["test"] if args.split == "test" else splits["folds"][0][args.split])
+    splits = Splits.read(args.splits)
+    train, val = splits.fold(0)
+    paths = set({"test": splits.test, "train": train, "val": val}[args.split])
     records = [r for r in dataset.records if r.path in paths]
     patches = [dataset.load(r) for r in records]
     labels = [r.label for r in records]

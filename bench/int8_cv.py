@@ -9,7 +9,6 @@ TTA. Nothing is tuned here; the quantisation settings were fixed on validation f
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -18,8 +17,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from marrowdiff.datasets import open_dataset
-from marrowdiff.engine import load_model
 from marrowdiff.export import export_onnx
+from marrowdiff.predict import load_model
+from marrowdiff.splits import Splits
 
 
 def scores(model, images: list[np.ndarray], truth: np.ndarray, tta: bool) -> tuple:
@@ -37,8 +37,7 @@ def main() -> None:
     rows = []
     for fold_dir in sorted(args.cv.glob("test-fold-*")):
         run = fold_dir / "global"
-        splits = json.loads((fold_dir / "splits.json").read_text())
-        test = set(splits["test"])
+        test = set(Splits.read(fold_dir).test)
         records = [r for r in dataset.records if r.path in test]
         images = [dataset.load(r) for r in records]
         name = fold_dir.name

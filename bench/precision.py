@@ -17,7 +17,7 @@ import torch
 from marrowdiff.config import PRESETS
 from marrowdiff.datasets import open_dataset
 from marrowdiff.models import build_model
-from marrowdiff.predict import Predictor
+from marrowdiff.predict import load_model
 from marrowdiff.preprocess import centre_views
 from marrowdiff.transforms import normalise
 
@@ -51,20 +51,20 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for precision in ("fp32", "bf16"):
         print(f"training {precision}: {train_rate(precision):6.1f} img/s (batch 40)")
-    predictor = Predictor.load(args.model)
+    model = load_model(args.model)
     dataset = open_dataset(args.data)
     images = [dataset.load(r) for r in dataset.records]
     x = normalise(
-        torch.from_numpy(centre_views(images, predictor.config.geometry)),
-        predictor.normalisation,
+        torch.from_numpy(centre_views(images, model.geometry)),
+        model.normalisation,
     ).contiguous(memory_format=torch.channels_last)
     proba, rates = {}, {}
     with torch.inference_mode():
         for precision in ("fp32", "bf16"):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                predictor.model(x[:128])
+                model.module(x[:128])
                 began = time.perf_counter()
-                logits = torch.cat([predictor.model(x[i : i + 128]) for i in range(0, len(x), 128)])
+                logits = torch.cat([model.module(x[i : i + 128]) for i in range(0, len(x), 128)])
                 rates[precision] = len(x) / (time.perf_counter() - began)
             proba[precision] = torch.softmax(logits.float(), 1).numpy()
     diff = np.abs(proba["fp32"] - proba["bf16"])

@@ -31,12 +31,12 @@ from PIL import Image
 from marrowdiff.config import PRESETS
 from marrowdiff.count import CountConfig, count_field
 from marrowdiff.datasets import open_dataset
-from marrowdiff.engine import Classifier, load_model
 from marrowdiff.export import Deployable, export_graph, export_onnx
-from marrowdiff.fields import FieldConfig, make_field
 from marrowdiff.models import build_model
+from marrowdiff.predict import Classifier, load_model
 from marrowdiff.preprocess import centre_views
 from marrowdiff.report import ReportConfig, write_report
+from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.transforms import Normalisation
 
 
@@ -116,11 +116,11 @@ def main() -> None:
     torch_model, onnx_model = load_model(args.model), load_model(onnx_path)
     int8_model = load_model(int8_path)
     size = torch_model.geometry.input_size
-    deployable = Deployable(torch_model.predictor.model, torch_model.predictor.normalisation)
+    deployable = Deployable(torch_model.module, torch_model.normalisation)
     dataset = open_dataset(args.data)
     patches = [dataset.load(r) for r in dataset.records[:512]]
     windows = centre_views(patches, torch_model.geometry)  # int8 ranges fit real cells
-    label = f"{args.model.name}: {torch_model.predictor.config.model.name} ({size} px)"
+    label = f"{args.model.name}: {torch_model.metadata['config']['model']['name']} ({size} px)"
     rows = [
         (label, *network_rates(deployable.eval(), size, onnx_path, windows)),
         (label + " int8", *network_rates(None, size, int8_path, windows)),

@@ -85,7 +85,7 @@ def tiny_run(tmp_path_factory):
 
     from marrowdiff.config import load_config
     from marrowdiff.datasets import open_dataset
-    from marrowdiff.experiment import prepare_splits
+    from marrowdiff.splits import splits_for_run
     from marrowdiff.train import fit
 
     rng = np.random.default_rng(11)
@@ -100,6 +100,6 @@ def tiny_run(tmp_path_factory):
         geometry=replace(config.geometry, input_size=32),
     )
     dataset = open_dataset(root / "data")
-    splits = prepare_splits(dataset, root / "run", log=lambda m: None)
+    splits = splits_for_run(dataset, root / "run", log=lambda m: None)
     fit(config, dataset, splits, root / "run", log=lambda m: None)
     return root / "run"

@@ -14,7 +14,7 @@ import pytest
 
 from marrowdiff.count import CountConfig
 from marrowdiff.detect import DetectConfig
-from marrowdiff.engine import load_classifier
+from marrowdiff.predict import load_classifier
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import ReviewStation
 

@@ -107,7 +107,7 @@ def test_counting_with_an_onnx_model_never_imports_pytorch():
     import sys
 
     code = (
-        "import sys; from marrowdiff import cli, engine, count, report; "
+        "import sys; from marrowdiff import cli, predict, count, report; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from marrowdiff.cli import main
-from marrowdiff.engine import load_classifier, load_model
 from marrowdiff.export import export_onnx
-from marrowdiff.fields import FieldConfig, make_field
+from marrowdiff.predict import load_classifier, load_model
+from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
 
 from .conftest import TINY_CLASSES, write_image
@@ -185,6 +185,7 @@ def test_int8_export_of_a_local_model_uses_its_own_classes(tiny_run, tmp_path):
 
     from marrowdiff.config import load_config
     from marrowdiff.datasets import open_dataset
+    from marrowdiff.splits import Splits
     from marrowdiff.train import fit
 
     pair = ("myeloblast", "segmented_neutrophil")  # folders "4" and "9"
@@ -194,10 +195,10 @@ def test_int8_export_of_a_local_model_uses_its_own_classes(tiny_run, tmp_path):
         model=replace(config.model, input_size=32),
         geometry=replace(config.geometry, input_size=32),
     )
-    splits = json.loads((tiny_run / "splits.json").read_text())
-    dataset = open_dataset(splits["dataset"]["source"])
+    splits = Splits.read(tiny_run)
+    dataset = open_dataset(splits.to_dict()["dataset"]["source"])
     fit(config, dataset, splits, tmp_path / "local", log=lambda m: None)
     model = load_model(export_onnx(tmp_path / "local", tmp_path / "local.onnx", int8=True))
     q = model.metadata["quantisation"]
-    val = [p for p in splits["folds"][0]["val"] if splits["labels"][p] in pair]
+    val = splits.of_classes(splits.fold(0)[1], list(pair))
     assert model.classes == list(pair) and 0 < q["cells"] == len(val)

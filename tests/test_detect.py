@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from marrowdiff.boxes import TrueCell, match, score_detection
 from marrowdiff.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.fields import FieldConfig, TrueCell, make_field, match, score_detection
+from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
 
 SMALL_FIELD = FieldConfig(height=540, width=660, cells=6, red_cells=40)
@@ -64,7 +65,7 @@ def test_a_cell_cut_by_the_border_is_marked(patches):
 
 def test_an_empty_smear_has_no_cells():
     rng = np.random.default_rng(0)
-    from marrowdiff.fields import smear_background
+    from marrowdiff.smear import smear_background
 
     background = smear_background(rng, 400, 500, red_cells=60, radius=55).astype(np.uint8)
     assert detect(background, DetectConfig(cell_diameter=90)) == []
@@ -92,7 +93,7 @@ def test_scoring_leaves_border_cells_out_on_both_sides():
 
 
 def test_public_field_boxes_are_read_and_scored(patches, tmp_path):
-    from marrowdiff.fields import evaluate_on_boxes, read_boxes
+    from marrowdiff.boxes import evaluate_on_boxes, read_boxes
 
     from .conftest import write_image
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from marrowdiff.export import export_onnx
-from marrowdiff.fields import FieldConfig, make_field
+from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
 
 from .conftest import TINY_CLASSES, write_image

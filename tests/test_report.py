@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from marrowdiff.classes import load_vocabulary
-from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
+from marrowdiff.report import About, Cell, FieldImage, ReportConfig, summarise, write_report
 
 VOCAB = load_vocabulary("choi2017")
 
@@ -54,8 +54,10 @@ def test_write_report_makes_json_csv_and_a_self_contained_page(tmp_path):
         c.thumbnail = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
         c.proba = np.full(10, 0.1)
     field = FieldImage("f.png", 200, 300, np.zeros((100, 150, 3), np.uint8), 0.5, "too small")
-    write_report(tmp_path, cells, [field], VOCAB, list(VOCAB.codes), ReportConfig())
+    about = About(model="m.onnx", cell_radius=25.0, tta=False)
+    write_report(tmp_path, cells, [field], VOCAB, list(VOCAB.codes), ReportConfig(), about)
     report = json.loads((tmp_path / "report.json").read_text())
+    assert report["about"] == {"model": "m.onnx", "cell_radius": 25.0, "tta": False}
     assert report["n_counted"] == 1 and len(report["cells"]) == 2
     assert "f.png: too small" in report["warnings"]  # what detection noticed about a field
     header = (tmp_path / "cells.csv").read_text().splitlines()[0].split(",")

@@ -9,10 +9,12 @@ import torch
 
 from marrowdiff.config import load_config
 from marrowdiff.datasets import open_dataset
-from marrowdiff.experiment import evaluate_run, prepare_splits
-from marrowdiff.predict import Predictor
+from marrowdiff.evaluate import evaluate_run
+from marrowdiff.predict import load_model
+from marrowdiff.run import CheckpointError, load_checkpoint
+from marrowdiff.splits import splits_for_run
 from marrowdiff.synthetic import synthetic_cell
-from marrowdiff.train import fit, load_checkpoint
+from marrowdiff.train import apply_gains, fit, jitter_gains
 
 from .conftest import write_image
 
@@ -39,7 +41,7 @@ def _config(epochs=3):
 
 def test_fit_writes_a_self_describing_checkpoint(easy_data, tmp_path):
     dataset = open_dataset(easy_data)
-    splits = prepare_splits(dataset, tmp_path / "run", log=lambda m: None)
+    splits = splits_for_run(dataset, tmp_path / "run", log=lambda m: None)
     final = fit(_config(), dataset, splits, tmp_path / "run", log=lambda m: None)
     assert len(final["history"]) == 3
     assert final["history"][-1]["train_loss"] < final["history"][0]["train_loss"]  # it learns
@@ -51,17 +53,17 @@ def test_fit_writes_a_self_describing_checkpoint(easy_data, tmp_path):
     assert state["vocabulary"]["name"] == "choi2017"
     assert set(state["config"]) == {"model", "geometry", "train"}
     assert "optimizer" not in state  # the deployable file holds no training state
-    predictor = Predictor.load(tmp_path / "run")
+    model = load_model(tmp_path / "run")
     images = [dataset.load(r) for r in dataset.records[:4]]
-    proba = predictor.proba(images)
+    proba = model.proba(images)
     assert proba.shape == (4, 3) and np.allclose(proba.sum(1), 1)
-    assert np.allclose(predictor.proba(images, tta=True).sum(1), 1)
+    assert np.allclose(model.proba(images, tta=True).sum(1), 1)
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path, ema):
     dataset = open_dataset(easy_data)
-    splits = prepare_splits(dataset, tmp_path / "a", log=lambda m: None)
+    splits = splits_for_run(dataset, tmp_path / "a", log=lambda m: None)
     config = replace(_config(3), train=replace(_config(3).train, ema=ema))
     full = fit(config, dataset, splits, tmp_path / "a", log=lambda m: None)
     assert (
@@ -85,14 +87,14 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path, e
 
 def test_local_model_and_dual_stage_evaluation(easy_data, tmp_path):
     dataset = open_dataset(easy_data)
-    splits = prepare_splits(dataset, tmp_path / "g", log=lambda m: None)
+    splits = splits_for_run(dataset, tmp_path / "g", log=lambda m: None)
     fit(_config(), dataset, splits, tmp_path / "g", log=lambda m: None)
     local = replace(
         _config(),
         train=replace(_config().train, classes=("band_neutrophil", "segmented_neutrophil")),
     )
     fit(local, dataset, splits, tmp_path / "l", log=lambda m: None)
-    assert load_checkpoint(tmp_path / "l")["classes"] == ["band_neutrophil", "segmented_neutrophil"]
+    assert load_checkpoint(tmp_path / "l").classes == ["band_neutrophil", "segmented_neutrophil"]
     single = evaluate_run([tmp_path / "g"], invariance=True, log=lambda m: None)
     invariance = json.loads((tmp_path / "g" / "invariance.json").read_text())
     assert invariance["transforms"][0] == "identity" and invariance["overall"][0] == 1.0
@@ -124,7 +126,7 @@ def test_checkpoint_errors_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="marrowdiff train"):
         load_checkpoint(tmp_path)
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a marrowdiff checkpoint"):
+    with pytest.raises(CheckpointError, match="not a marrowdiff checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
 
 
@@ -137,7 +139,7 @@ def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
     assert main([*train, "--epochs", "1"]) == 0
     assert (run / "model.pt").is_file() and (run / "splits.json").is_file()
     assert main([*train, "--epochs", "2", "--resume"]) == 0
-    assert len(load_checkpoint(run)["history"]) == 2
+    assert len(load_checkpoint(run).state["history"]) == 2
     assert main(["evaluate", str(run), "--tta"]) == 0
     assert json.loads((run / "metrics.json").read_text())["tta"] is True
 
@@ -157,10 +159,27 @@ def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
     assert "differential report of synthetic fields" in capsys.readouterr().out
 
 
-def test_training_without_colour_jitter_as_the_paper_preset(easy_data, tmp_path):
-    config = _config(epochs=1)
-    config = replace(config, train=replace(config.train, colour_jitter=0.0))
+def test_colour_jitter_scales_each_image_within_its_amount_and_zero_turns_it_off():
+    generator = torch.Generator().manual_seed(0)
+    assert jitter_gains(4, 0.0, generator) is None  # the paper preset: no jitter
+    x = torch.full((4, 3, 2, 2), 100, dtype=torch.uint8)
+    assert torch.equal(apply_gains(x, None), x)
+    gains = jitter_gains(4, 0.1, generator)
+    assert gains.shape == (4, 3, 1, 1) and ((gains >= 0.9) & (gains <= 1.1)).all()
+    assert len(set(gains.flatten().tolist())) == 12  # per image and channel
+    assert torch.equal(apply_gains(x, gains), (100 * gains).round().to(torch.uint8).expand(x.shape))
+
+
+def test_colour_jitter_changes_what_the_model_learns(easy_data, tmp_path):
     dataset = open_dataset(easy_data)
-    splits = prepare_splits(dataset, tmp_path / "run", log=lambda m: None)
-    final = fit(config, dataset, splits, tmp_path / "run", log=lambda m: None)
-    assert len(final["history"]) == 1 and np.isfinite(final["history"][0]["train_loss"])
+    splits = splits_for_run(dataset, tmp_path / "s", log=lambda m: None)
+    weights = {}
+    for name, jitter in (("off", 0.0), ("off-again", 0.0), ("on", 0.2)):
+        config = _config(epochs=1)
+        config = replace(config, train=replace(config.train, colour_jitter=jitter))
+        weights[name] = fit(config, dataset, splits, tmp_path / name, log=lambda m: None)[
+            "state_dict"
+        ]
+    same = [torch.equal(v, weights["off-again"][k]) for k, v in weights["off"].items()]
+    changed = [not torch.equal(v, weights["on"][k]) for k, v in weights["off"].items()]
+    assert all(same) and any(changed)

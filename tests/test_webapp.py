@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from marrowdiff.count import CountConfig
 from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig
-from marrowdiff.engine import load_classifier
-from marrowdiff.fields import FieldConfig, make_field
+from marrowdiff.predict import load_classifier
+from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import Limits, ReviewStation

@@ -7,6 +7,7 @@ are for the person who has to judge the suspicious pairs.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,11 +16,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from marrowdiff import __version__
-from marrowdiff.datasets import Dataset, Record
+from marrowdiff.datasets import Dataset, DatasetError, Record
 from marrowdiff.duplicates import DuplicateConfig, find_duplicates, group_pairs
 from marrowdiff.fileio import save_image, write_json, write_text
 
 AUDIT_VERSION = 1
+AUDIT_FILE = "audit.json"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,23 @@ def run_audit(
     return audit
 
 
+def read_audit(path: str | Path) -> dict:
+    """An audit.json written by `write_audit` (or the one in a folder)."""
+    path = Path(path)
+    path = path / AUDIT_FILE if path.is_dir() else path
+    try:
+        audit = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no audit; make one with `marrowdiff audit`") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(
+            f"{path}: not a readable audit.json ({error}); make one with `marrowdiff audit`"
+        ) from None
+    if not isinstance(audit, dict) or "fingerprint" not in audit:
+        raise DatasetError(f"{path}: not a marrowdiff audit; make one with `marrowdiff audit`")
+    return audit
+
+
 def write_audit(
     audit: dict,
     records: list[Record],
@@ -121,7 +140,7 @@ def write_audit(
             groups[start : start + config.sheet_rows], by_path, config.thumb, first_index=start + 1
         )
         sheets.append(save_image(out / f"duplicates-{page}.png", sheet))
-    written = [write_json(out / "audit.json", audit)]
+    written = [write_json(out / AUDIT_FILE, audit)]
     markdown = audit_markdown(audit, [s.name for s in sheets], vocabulary_names or {})
     written.append(write_text(out / "audit.md", markdown))
     return written + sheets

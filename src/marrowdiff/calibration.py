@@ -11,6 +11,7 @@ Both are stored with the model, separately for plain and 8-way rotation/flip (TT
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -19,6 +20,7 @@ from scipy.special import log_softmax, softmax
 # Unflagged validation cells should be right this often. Every cell is reviewed in the review
 # station anyway; the flag says which ones to look at first and which not to count unseen.
 TARGET_ACCURACY = 0.90
+MODES = {"plain": False, "tta": True}  # calibrated separately: name -> test-time augmentation
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,47 @@ def calibrate(
         ece_after=expected_calibration_error(after, labels),
         n=len(labels),
     )
+
+
+def calibrate_modes(
+    logits: dict[str, np.ndarray],
+    labels: np.ndarray,
+    target: float = TARGET_ACCURACY,
+    log=print,
+) -> dict:
+    """{"plain": ..., "tta": ...} calibrations from each mode's validation logits (N, C) and the
+    true labels; {} when there are too few validation cells to fit them."""
+    if len(labels) < 10:
+        log("no validation split to calibrate on: probabilities stay uncalibrated, no cell flagged")
+        return {}
+    out = {mode: calibrate(x, labels, target).to_dict() for mode, x in logits.items()}
+    c = out["plain"]
+    log(
+        f"calibrated on {c['n']} validation cells: temperature {c['temperature']:.2f}, "
+        f"unsure below p={c['threshold']:.2f} ({c['coverage']:.0%} of cells sure, "
+        f"{c['accepted_accuracy']:.1%} of them right)"
+    )
+    return out
+
+
+def calibrate_run(
+    run: str | Path, data: str | Path | None = None, target: float = TARGET_ACCURACY, log=print
+) -> dict:
+    """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
+    from marrowdiff.predict import TorchModel
+    from marrowdiff.run import load_checkpoint
+
+    checkpoint = load_checkpoint(run)
+    _, val = checkpoint.cells()
+    if not val:
+        raise ValueError(
+            f"{checkpoint.path} was trained on all of train-validation (fold -1): no "
+            "validation cells are left to calibrate on"
+        )
+    images = checkpoint.dataset(data).load_paths(val)
+    model = TorchModel.from_checkpoint(checkpoint)
+    labels = checkpoint.splits().label_indices(val, model.classes)
+    logits = {mode: model.logits(images, tta) for mode, tta in MODES.items()}
+    calibration = calibrate_modes(logits, labels, target, log)
+    checkpoint.with_state(calibration=calibration).save()
+    return calibration

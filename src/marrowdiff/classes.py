@@ -140,6 +140,28 @@ class Vocabulary:
         )
 
 
+def vocabulary_template(vocabulary: Vocabulary) -> str:
+    """A vocabulary as a TOML file for a person to edit, with comments on what to fill in;
+    `load_vocabulary` reads it back as the same vocabulary."""
+
+    def text(value: str) -> str:  # a TOML basic string: JSON's escapes are TOML's
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = [f"name = {text(vocabulary.name)}", f"description = {text(vocabulary.description)}"]
+    for cell in vocabulary.classes:
+        lines += [
+            "",
+            "[[classes]]",
+            f"code = {text(cell.code)}",
+            f"name = {text(cell.name)}",
+            f"lineage = {text(cell.lineage)}  # {', '.join(LINEAGES)}",
+            f"order = {cell.order}  # maturation order within the lineage, 1 = most immature",
+            f"abbrev = {text(cell.abbrev)}",
+            f"aliases = [{', '.join(text(a) for a in cell.aliases)}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _normalise(label: str) -> str:
     return re.sub(r"[\s_\-]+", " ", str(label).strip().lower())
 

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from marrowdiff import __version__
-from marrowdiff.audit import run_audit
+from marrowdiff import __version__, run
+from marrowdiff.audit import read_audit, run_audit
 from marrowdiff.calibration import TARGET_ACCURACY
-from marrowdiff.classes import VocabularyError, builtin_vocabularies, load_vocabulary
+from marrowdiff.classes import (
+    VocabularyError,
+    builtin_vocabularies,
+    load_vocabulary,
+    vocabulary_template,
+)
 from marrowdiff.config import PRESETS, DeviceError, RunConfig, load_config
 from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
 from marrowdiff.detect import DetectConfig
-from marrowdiff.engine import load_classifier, load_model
-from marrowdiff.fileio import save_image, write_json, write_text
+from marrowdiff.fileio import write_text
 from marrowdiff.images import ImageReadError
+from marrowdiff.predict import load_classifier, load_model
 from marrowdiff.recipes import RECIPES
 from marrowdiff.report import ReportConfig
 from marrowdiff.sources import list_inputs
-from marrowdiff.splits import SplitConfig, SplitError, splits_for_dataset
+from marrowdiff.splits import AUDIT_DIR, SplitConfig, SplitError, splits_for_dataset
 
 # PyTorch is imported by the commands that train or load checkpoints, not here: `classify` and
 # `count` with an ONNX model run without it (half the memory, a second faster to start).
@@ -34,6 +39,7 @@ USER_ERRORS = (
     ImageReadError,
     FileNotFoundError,
     DeviceError,
+    run.CheckpointError,
 )
 
 
@@ -296,8 +302,6 @@ def _count_args(p: argparse.ArgumentParser) -> None:
 
 def _count_configs(args):
     """(CountConfig, ReportConfig) from the options `_count_args` and `_model_args` add."""
-    from dataclasses import replace
-
     from marrowdiff.count import CountConfig
 
     detect = replace(DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size)
@@ -352,20 +356,9 @@ def cmd_vocab_show(args) -> int:
 
 
 def cmd_vocab_init(args) -> int:
-    dataset = open_dataset(args.data, "infer")
-    lines = [f'name = "{args.out.stem}"', 'description = ""', ""]
-    for cell in dataset.vocabulary.classes:
-        lines += [
-            "[[classes]]",
-            f'code = "{cell.code}"',
-            f'name = "{cell.name}"',
-            'lineage = "other"  # erythroid, myeloid, lymphoid or other',
-            f"order = {cell.order}  # maturation order within the lineage",
-            "aliases = []",
-            "",
-        ]
-    write_text(args.out, "\n".join(lines))
-    print(f"{args.out}: {len(dataset.vocabulary)} classes; edit names, lineages and orders")
+    vocabulary = replace(open_dataset(args.data, "infer").vocabulary, name=args.out.stem)
+    write_text(args.out, vocabulary_template(vocabulary))
+    print(f"{args.out}: {len(vocabulary)} classes; edit names, lineages and orders")
     return 0
 
 
@@ -387,20 +380,16 @@ def _run_audit(dataset: Dataset, out: Path) -> dict:
 
 def cmd_split(args) -> int:
     dataset = open_dataset(args.data, args.vocab)
-    audit = json.loads(args.audit.read_text()) if args.audit else _run_audit(dataset, args.out)
+    audit = read_audit(args.audit) if args.audit else _run_audit(dataset, args.out)
     config = SplitConfig(
         seed=args.seed, test_folds=args.test_folds, test_fold=args.test_fold, folds=args.folds
     )
     splits = splits_for_dataset(dataset, audit, config)
-    write_json(args.out / "splits.json", splits)
-    for warning in splits["warnings"]:
+    path = splits.write(args.out)
+    for warning in splits.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    sizes = ", ".join(f"{len(f['train'])}/{len(f['val'])}" for f in splits["folds"])
-    print(
-        f"{splits['n_images']} images in {splits['n_groups']} groups: "
-        f"test {len(splits['test'])}, folds train/val {sizes}"
-    )
-    print(f"splits: {args.out / 'splits.json'}")
+    print(splits.summary())
+    print(f"splits: {path}")
     return 0
 
 
@@ -421,7 +410,7 @@ def _train_config(args) -> RunConfig:
 
 def cmd_train(args) -> int:
     from marrowdiff.distributed import barrier, setup, teardown
-    from marrowdiff.experiment import prepare_splits
+    from marrowdiff.splits import splits_for_run
     from marrowdiff.train import fit
 
     runtime = setup(args.device, args.precision)
@@ -431,7 +420,7 @@ def cmd_train(args) -> int:
         if not runtime.main:  # rank 0 audits and splits; the others read what it wrote
             barrier(runtime)
         log = _log if runtime.main else (lambda message: None)
-        splits = prepare_splits(dataset, args.out, args.splits, log=log)
+        splits = splits_for_run(dataset, args.out, args.splits, log=log)
         if runtime.main:
             barrier(runtime)
         fit(
@@ -447,19 +436,19 @@ def cmd_train(args) -> int:
     finally:
         teardown(runtime)
     if runtime.main:
-        print(f"model: {args.out / 'model.pt'}  curves: {args.out / 'curves.png'}")
+        print(f"model: {args.out / run.MODEL}  curves: {args.out / run.CURVES}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from marrowdiff.experiment import evaluate_run
+    from marrowdiff.evaluate import evaluate_run
 
     evaluate_run(args.runs, args.data, args.split, args.tta, args.out, args.invariance, log=_log)
     return 0
 
 
 def cmd_experiment(args) -> int:
-    from marrowdiff.experiment import table1
+    from marrowdiff.choi2017 import table1
 
     preset = "quick" if args.quick else args.config
     config = load_config(preset, train__epochs=args.epochs)
@@ -472,86 +461,45 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from marrowdiff.experiment import calibrate_run
+    from marrowdiff.calibration import calibrate_run
 
     calibrate_run(args.run_dir, args.data, args.target_accuracy, log=_log)
     return 0
 
 
 def cmd_classify(args) -> int:
-    from marrowdiff.count import classify_patches
-    from marrowdiff.report import cell_rows, write_csv
+    from marrowdiff.count import classify_to_csv
 
     classifier = load_classifier(args.model.split(","), args.device)
     inputs = list_inputs(args.inputs)
-    cells, _ = _sharded(
-        lambda mine: (
-            classify_patches(classifier, mine, tta=args.tta, log=_log, thumbnails=False),
-            [],
-        ),
-        inputs,
-    )
+    cells = classify_to_csv(classifier, inputs, args.out, tta=args.tta, log=_log)
     if cells is None:  # another rank of a torchrun job: rank 0 writes
         return 0
-    rows = [{"path": r.pop("field")} | r for r in cell_rows(cells, classifier.classes)]
-    for row in rows:
-        del row["x"], row["y"]
-    write_csv(args.out, rows)
     unsure = sum(c.flag == "unsure" for c in cells)
     print(f"{len(cells)} of {len(inputs)} patches classified ({unsure} unsure): {args.out}")
     return 0 if cells or not inputs else 1
 
 
 def cmd_count(args) -> int:
-    from marrowdiff.count import count_fields
-    from marrowdiff.report import write_report
-
     classifier = load_classifier(args.model.split(","), args.device)
     config, report_config = _count_configs(args)
-    cells, fields = _sharded(
-        lambda mine: count_fields(classifier, mine, config, log=_log), list_inputs(args.inputs)
-    )
-    if cells is None:  # another rank of a torchrun job: rank 0 writes
+    return _count(classifier, list_inputs(args.inputs), config, report_config, args.out, args.model)
+
+
+def _count(classifier, inputs, config, report_config, out: Path, model_name: str) -> int:
+    from marrowdiff.count import count_to_report
+
+    summary = count_to_report(classifier, inputs, config, report_config, out, model_name, _log)
+    if summary is None:  # another rank of a torchrun job: rank 0 writes
         return 0
-    about = {
-        "model": args.model,
-        "tta": args.tta,
-        "calibration": classifier.calibration(args.tta).to_dict(),
-        "detect": config.detect.to_dict(),
-        "cell_radius": config.detect.cell_diameter / 2,
-    }
-    summary = write_report(
-        args.out, cells, fields, classifier.vocabulary, classifier.classes, report_config, about
-    )
     me = summary["me_ratio"]["value"]
     print(
         f"{summary['n_counted']} cells counted in {summary['n_fields']} field(s), "
-        f"M:E {'n/a' if me is None else f'{me:.2f}'}: {args.out / 'report.html'}"
+        f"M:E {'n/a' if me is None else f'{me:.2f}'}: {out / 'report.html'}"
     )
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     return 0
-
-
-def _sharded(work, inputs: list):
-    """work(inputs) -> (cells, fields). Under torchrun each rank works on every world-th input
-    and rank 0 gets all results merged in input order, the same as one process would make;
-    other ranks get (None, None). Run alone, work(inputs) (and PyTorch is not imported)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # as distributed.launched(), torch-free
-        return work(inputs)
-    from marrowdiff.distributed import gather, setup, teardown
-
-    runtime = setup("cpu")
-    try:
-        parts = gather(work(inputs[runtime.rank :: runtime.world]), runtime)
-    finally:
-        teardown(runtime)
-    if not runtime.main:
-        return None, None
-    order = {item.name: i for i, item in enumerate(inputs)}
-    cells = sorted((c for part in parts for c in part[0]), key=lambda c: order[c.field])
-    fields = sorted((f for part in parts for f in part[1]), key=lambda f: order[f.name])
-    return cells, fields
 
 
 def cmd_export(args) -> int:
@@ -597,14 +545,17 @@ def cmd_serve(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from marrowdiff.experiment import evaluate_run, prepare_splits
+    from marrowdiff.count import CountConfig
+    from marrowdiff.evaluate import evaluate_run
     from marrowdiff.export import export_onnx
+    from marrowdiff.smear import write_fields
+    from marrowdiff.splits import splits_for_run
     from marrowdiff.train import fit
 
     data = args.data or fetch("wbc_plosone", Path("data"), progress=_progress())
     dataset = open_dataset(data)
     _log(f"== audit and split {data}")
-    splits = prepare_splits(dataset, args.out, log=_log)
+    splits = splits_for_run(dataset, args.out, log=_log)
     _log("== train")
     config = load_config(args.config, train__epochs=args.epochs)
     fit(config, dataset, splits, args.out / "model", resume=True, progress=_progress(), log=_log)
@@ -614,30 +565,18 @@ def cmd_demo(args) -> int:
     onnx = export_onnx(args.out / "model", args.out / "model.onnx")
     int8 = export_onnx(args.out / "model", args.out / "model-int8.onnx", int8=True, data=data)
     _log(f"{int8}: {_quantisation_summary(int8)}")
-    fields = _demo_fields(dataset, splits["test"], args.out / "fields")
-    cmd_count(
-        build_parser().parse_args(
-            ["count", str(onnx), str(fields), "--out", str(args.out / "count"), "--target", "300"]
-        )
+    fields = write_fields(dataset, splits.test, args.out / "fields")
+    _count(
+        load_classifier([onnx]),
+        list_inputs([fields]),
+        CountConfig(),
+        ReportConfig(target=300),
+        args.out / "count",
+        str(onnx),
     )
     print(
         f"model: {args.out / 'model'} (metrics.json, confusion.png, misclassified.html, "
-        f"curves.png); audit: {args.out / 'audit' / 'audit.md'}; differential report of "
+        f"curves.png); audit: {args.out / AUDIT_DIR / 'audit.md'}; differential report of "
         f"synthetic fields: {args.out / 'count' / 'report.html'}"
     )
     return 0
-
-
-def _demo_fields(dataset: Dataset, paths: list[str], out: Path, n: int = 4) -> Path:
-    """A few synthetic 1080 x 1330 fields pasted from held-out cells (docs/counting.md)."""
-    from PIL import Image
-
-    from marrowdiff.fields import FieldConfig, make_field
-
-    wanted = set(paths)
-    records = [r for r in dataset.records if r.path in wanted]
-    patches = [dataset.load(r) for r in records]
-    for k in range(n):
-        field, _ = make_field(patches, [r.label for r in records], FieldConfig(), seed=k)
-        save_image(out / f"synthetic-field-{k + 1}.png", Image.fromarray(field))
-    return out

@@ -1,16 +1,27 @@
 """Images in, cells out: classify single-cell patches, or find, crop and classify the cells of
-whole microscope fields. Both return `report.Cell`s for `report.write_report`."""
+whole microscope fields (`report.Cell`s); `classify_to_csv` and `count_to_report` are the
+`classify` and `count` commands, their inputs shared among the processes of a torchrun job."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from marrowdiff.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.engine import Classifier
-from marrowdiff.report import Cell, FieldImage
+from marrowdiff.predict import Classifier
+from marrowdiff.ranks import on_every_rank
+from marrowdiff.report import (
+    About,
+    Cell,
+    FieldImage,
+    ReportConfig,
+    cell_rows,
+    write_csv,
+    write_report,
+)
 from marrowdiff.sources import Input, read_inputs
 
 THUMBNAIL = 80  # px, gallery crops
@@ -117,3 +128,56 @@ def count_fields(
         if preview.warning:
             log(f"warning: {item.name}: {preview.warning}")
     return cells, fields
+
+
+def _in_input_order(parts: list[list], inputs: list[Input], name) -> list:
+    """The items of every rank's part, in the order of the inputs they came from (stable)."""
+    order = {item.name: i for i, item in enumerate(inputs)}
+    return sorted((x for part in parts for x in part), key=lambda x: order[name(x)])
+
+
+def classify_to_csv(
+    classifier: Classifier, inputs: list[Input], out: Path, tta: bool = False, log=print
+) -> list[Cell] | None:
+    """Classify single-cell patches into a CSV (path, class, probability, flag, p_<class>...);
+    returns the cells (None on a torchrun rank other than 0, which writes nothing)."""
+    parts = on_every_rank(
+        lambda mine: classify_patches(classifier, mine, tta=tta, log=log, thumbnails=False),
+        inputs,
+    )
+    if parts is None:
+        return None
+    cells = _in_input_order(parts, inputs, lambda c: c.field)
+    rows = [{"path": r.pop("field")} | r for r in cell_rows(cells, classifier.classes)]
+    for row in rows:
+        del row["x"], row["y"]
+    write_csv(out, rows)
+    return cells
+
+
+def count_to_report(
+    classifier: Classifier,
+    inputs: list[Input],
+    config: CountConfig,
+    report: ReportConfig,
+    out: Path,
+    model_name: str,
+    log=print,
+) -> dict | None:
+    """Count the cells of fields and write one report (report.html/.json, cells.csv) into
+    `out`; returns its summary (None on a torchrun rank other than 0, which writes nothing)."""
+    parts = on_every_rank(lambda mine: count_fields(classifier, mine, config, log), inputs)
+    if parts is None:
+        return None
+    cells = _in_input_order([cells for cells, _ in parts], inputs, lambda c: c.field)
+    fields = _in_input_order([fields for _, fields in parts], inputs, lambda f: f.name)
+    about = About(
+        model=model_name,
+        cell_radius=config.detect.cell_radius,
+        tta=config.tta,
+        calibration=classifier.calibration(config.tta).to_dict(),
+        detect=config.detect.to_dict(),
+    )
+    return write_report(
+        out, cells, fields, classifier.vocabulary, classifier.classes, report, about
+    )

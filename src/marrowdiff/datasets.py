@@ -120,6 +120,23 @@ class Dataset:
                 images.append(image)
         return records, images, skipped
 
+    def load_paths(self, paths: list[str]) -> list[np.ndarray]:
+        """The images of `paths`, in that order (the paths of a split); raises, naming some, if
+        any is unreadable or not in the data set."""
+        by_path = {r.path: r for r in self.records}
+        images, missing = [], []
+        for path in paths:
+            try:
+                images.append(self.load(by_path[path]))
+            except (KeyError, ImageReadError):
+                missing.append(path)
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} split image(s) are unreadable or not in {self.source}, e.g. "
+                f"{missing[:3]}; run `marrowdiff split` again"
+            )
+        return images
+
     def _zipfile(self) -> zipfile.ZipFile:
         # One handle per process: a handle inherited through fork (DataLoader workers,
         # torchrun ranks) shares its file offset with the parent and must not be reused.
@@ -168,7 +185,7 @@ def open_dataset(source: str | Path, vocabulary: Vocabulary | str = "choi2017") 
     )
 
 
-def _junk_reason(parts: tuple[str, ...]) -> str | None:
+def junk_reason(parts: tuple[str, ...]) -> str | None:
     """Why a path is not a data file, or None if it may be one."""
     for part in parts[:-1]:
         if part.lower() in JUNK_DIRS or part.startswith("."):
@@ -204,7 +221,7 @@ def _scan_folder(root: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]
         dirnames.sort()
         for name in sorted(filenames):
             parts = PurePosixPath(Path(dirpath, name).relative_to(root).as_posix()).parts
-            reason = _junk_reason(parts)
+            reason = junk_reason(parts)
             if reason:
                 skipped.append(Skipped("/".join(parts), reason))
             else:
@@ -225,7 +242,7 @@ def _scan_zip(path: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
         if info.is_dir():
             continue
         parts = PurePosixPath(info.filename).parts
-        reason = _junk_reason(parts)
+        reason = junk_reason(parts)
         if reason:
             skipped.append(Skipped(info.filename, reason))
         else:

@@ -41,6 +41,11 @@ class DetectConfig:
     cytoplasm: float = 0.2  # whole-cell threshold, as a fraction of the nucleus threshold
     red_margin: float = 10.0  # a nucleus pixel's red may exceed its blue by at most this much
 
+    @property
+    def cell_radius(self) -> float:
+        """px: the circle a report draws around each cell found."""
+        return self.cell_diameter / 2
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from marrowdiff.config import DeviceError
+from marrowdiff.ranks import launched
 
 _NORM_GROUP = None  # the process group GlobalBatchNorm reduces over (made by `setup`)
 
@@ -49,11 +50,6 @@ class Runtime:
         return torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
-
-
-def launched() -> bool:
-    """Whether torchrun (or another launcher) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:

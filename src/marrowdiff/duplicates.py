@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.feature import match_template
 
 
@@ -62,21 +64,22 @@ def find_duplicates(
     return sorted(pairs, key=lambda p: (p.a, p.b))
 
 
+def components(n: int, edges: list[tuple[int, int]]) -> np.ndarray:
+    """(n,) component label of each node of an undirected graph on 0..n-1; the labels are
+    numbered in order of each component's smallest node."""
+    if not edges:
+        return np.arange(n)
+    a, b = np.array(edges, dtype=np.int64).T
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
 def group_pairs(n: int, pairs: list[DuplicatePair]) -> list[list[int]]:
     """Connected components (of two or more) of the duplicate graph, each sorted, in order."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for pair in pairs:
-        parent[root(pair.a)] = root(pair.b)
+    label = components(n, [(p.a, p.b) for p in pairs])
     groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
+    for i, k in enumerate(label):
+        groups.setdefault(int(k), []).append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 

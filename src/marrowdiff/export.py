@@ -17,9 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from marrowdiff.engine import ONNX_METADATA_KEY, OnnxModel
 from marrowdiff.fileio import write_bytes
-from marrowdiff.predict import Predictor
+from marrowdiff.predict import ONNX_METADATA_KEY, OnnxModel, TorchModel
+from marrowdiff.preprocess import centre_views
+from marrowdiff.quantize import agreement, quantize_int8
+from marrowdiff.run import Checkpoint, load_checkpoint
 from marrowdiff.transforms import Normalisation, to_colour
 
 OPSET = 17
@@ -40,12 +42,12 @@ class Deployable(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def onnx_metadata(predictor: Predictor) -> dict:
+def onnx_metadata(checkpoint: Checkpoint) -> dict:
     keep = ("format", "marrowdiff_version", "config", "classes", "vocabulary", "normalisation")
-    meta = {k: predictor.metadata[k] for k in keep if k in predictor.metadata}
-    meta["calibration"] = predictor.metadata.get("calibration") or {}
-    meta["data"] = predictor.metadata.get("data", {})
-    meta["exported_from"] = predictor.source
+    meta = {k: checkpoint.state[k] for k in keep if k in checkpoint.state}
+    meta["calibration"] = checkpoint.state.get("calibration") or {}
+    meta["data"] = checkpoint.state.get("data", {})
+    meta["exported_from"] = str(checkpoint.path)
     return meta
 
 
@@ -78,15 +80,16 @@ def export_onnx(
     (`data` if it has moved)."""
     import onnx
 
-    predictor = Predictor.load(model_path)
-    size = predictor.config.geometry.input_size
+    checkpoint = load_checkpoint(model_path)
+    model = TorchModel.from_checkpoint(checkpoint)
+    size = model.geometry.input_size
     wrapper = Deployable(
-        predictor.model.eval().to(memory_format=torch.contiguous_format), predictor.normalisation
+        model.module.eval().to(memory_format=torch.contiguous_format), model.normalisation
     )
-    meta = onnx_metadata(predictor)
+    meta = onnx_metadata(checkpoint)
     doc = (
-        f"marrowdiff cell classifier ({predictor.config.model.name}, "
-        f"{len(predictor.classes)} classes): input uint8 RGB (N, 3, {size}, {size})"
+        f"marrowdiff cell classifier ({checkpoint.config.model.name}, "
+        f"{len(model.classes)} classes): input uint8 RGB (N, 3, {size}, {size})"
     )
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
@@ -94,7 +97,7 @@ def export_onnx(
         proto = _described(onnx.load(str(raw)), meta, doc)
         if int8:
             write_bytes(raw, proto.SerializeToString())
-            proto = _quantised(model_path, raw, data, meta, doc + ", int8")
+            proto = _quantised(checkpoint, raw, data, meta, doc + ", int8")
         write_bytes(out, proto.SerializeToString())
     OnnxModel(out)  # loads and reads back its metadata, or raises
     return Path(out)
@@ -115,33 +118,27 @@ def _described(proto, meta: dict, doc: str):
 
 
 def _quantised(
-    model_path: str | Path, float_path: Path, data: str | Path | None, meta: dict, doc: str
+    checkpoint: Checkpoint, float_path: Path, data: str | Path | None, meta: dict, doc: str
 ):
     """The int8 graph of the float one at `float_path`, calibrated on the run's training cells;
     its metadata adds "quantisation": how far it moved from the float graph on the run's
     validation cells (training cells for a fold -1 run)."""
-    from marrowdiff.experiment import run_cells
-    from marrowdiff.preprocess import centre_views
-    from marrowdiff.quantize import agreement, quantize_int8
-
-    cells = run_cells(Path(model_path), data)
+    train_paths, val_paths = checkpoint.cells()  # a local model's: of its classes only
+    dataset = checkpoint.dataset(data)
     reference = OnnxModel(float_path)
-
-    def own(paths: list[str]) -> list[str]:  # a local model's cells are of its classes only
-        return [p for p in paths if cells.splits["labels"][p] in reference.classes]
-
-    train = cells.images(own(cells.train))
-    proto = quantize_int8(float_path, centre_views(list(train.values()), reference.geometry))
+    train = dataset.load_paths(train_paths)
+    proto = quantize_int8(float_path, centre_views(train, reference.geometry))
     proto = _described(proto, meta, doc)
     checked = float_path.with_name("int8.onnx")
     write_bytes(checked, proto.SerializeToString())
-    split, images = ("val", cells.images(own(cells.val))) if cells.val else ("train", train)
-    labels = [cells.splits["labels"][path] for path in images]
+    split, paths = ("val", val_paths) if val_paths else ("train", train_paths)
+    images = dataset.load_paths(val_paths) if val_paths else train
+    labels = [checkpoint.splits().labels[p] for p in paths]
     report = {
         "method": "onnxruntime static, QDQ, uint8 activations, int8 per-channel weights, "
         "min-max ranges; first conv and classifier in float",
         "calibration_cells": len(train),
         "compared_on": split,
-        **agreement(reference, OnnxModel(checked), list(images.values()), labels),
+        **agreement(reference, OnnxModel(checked), images, labels),
     }
     return _described(proto, {**meta, "quantisation": report}, doc)

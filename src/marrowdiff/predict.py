@@ -1,119 +1,232 @@
-"""Checkpoint -> class probabilities for single-cell patches (and dual-stage combinations)."""
+"""Trained models behind one interface: cell patches in, calibrated class probabilities out.
+
+Every command that predicts (evaluate, calibrate, classify, count, the review station, export's
+checks) goes through `Model`, with one preprocessing path (`preprocess.centre_views`) and one
+test-time augmentation; a `Classifier` adds the dual-stage refinement and the "unsure" flag.
+Two backends: `TorchModel` (a run folder, a checkpoint, or a module being trained) and
+`OnnxModel` (an exported file). The ONNX path never imports PyTorch: a laboratory PC needs only
+onnxruntime, numpy, Pillow and scikit-image.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import os
 from pathlib import Path
 
 import numpy as np
-import torch
+from scipy.special import log_softmax
 
+from marrowdiff.calibration import Calibration
 from marrowdiff.classes import Vocabulary
-from marrowdiff.config import RunConfig
 from marrowdiff.dualstage import check_locals, combine
-from marrowdiff.models import build_model
-from marrowdiff.train import load_checkpoint, predict_logits
-from marrowdiff.transforms import Normalisation, PatchBank
+from marrowdiff.preprocess import Geometry, centre_views, d4_numpy
+
+ONNX_METADATA_KEY = "marrowdiff"
 
 
-class Predictor:
-    """A trained model with everything needed to turn raw RGB patches into probabilities."""
+class Model:
+    """What every backend provides; a backend implements `forward` on (B, 3, S, S) uint8."""
 
-    def __init__(self, state: dict, source: str = "<checkpoint>"):
-        self.source = source
-        self.config = RunConfig.from_dict(state["config"])
-        self.classes: list[str] = list(state["classes"])
-        self.vocabulary = Vocabulary.from_dict(state["vocabulary"])
-        self.normalisation = Normalisation.from_dict(state["normalisation"])
-        self.metadata = {
-            k: v for k, v in state.items() if k not in ("state_dict", "optimizer", "scheduler")
-        }
-        self.model = build_model(replace(self.config.model, pretrained=False))
-        self.model.load_state_dict(state["state_dict"])
-        self.model.eval().to(memory_format=torch.channels_last)
+    source: str
+    classes: list[str]
+    vocabulary: Vocabulary
+    geometry: Geometry
+    calibrations: dict[str, Calibration]  # "plain" and "tta"
+    metadata: dict
+    batch_size = 64
 
-    @classmethod
-    def load(cls, path: str | Path) -> Predictor:
-        """From a run folder (its model.pt) or a checkpoint file."""
-        return cls(load_checkpoint(path), str(path))
+    def forward(self, windows: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) uint8 input windows -> (B, C) float64 logits."""
+        raise NotImplementedError
 
-    def proba(
-        self, images: list[np.ndarray], tta: bool = False, batch_size: int = 128
-    ) -> np.ndarray:
-        """(N, C) softmax probabilities for (H, W, 3) uint8 RGB patches."""
-        if not images:
-            return np.zeros((0, len(self.classes)))
-        bank = PatchBank(images, self.config.geometry)
-        logits = predict_logits(
-            self.model, bank, self.normalisation, tta=tta, batch_size=batch_size
-        )
-        return torch.softmax(logits.double(), dim=1).numpy()
+    def calibration(self, tta: bool) -> Calibration:
+        return self.calibrations.get("tta" if tta else "plain", Calibration())
 
-    def invariance(self, images: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
-        """Predictions under each rotation/flip and under shifts of the crop centre.
+    def window_logits(self, windows: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N, C) logits of input windows; with tta, the mean log-softmax over the 8
+        rotations/flips of each window."""
+        out = []
+        for start in range(0, len(windows), self.batch_size):
+            x = windows[start : start + self.batch_size]
+            if tta:
+                views = [log_softmax(self.forward(d4_numpy(x, k)), axis=1) for k in range(8)]
+                out.append(np.mean(views, axis=0))
+            else:
+                out.append(self.forward(x))
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
 
-        Returns transform names and (T, N) predicted class indices; transform 0 is the
-        identity, so `preds == preds[0]` says where the prediction held."""
-        bank = PatchBank(images, self.config.geometry)
-        pad = self.config.geometry.pad
-        shifts = sorted(
-            {
-                (sy * m, sx * m)
-                for m in (max(1, pad // 2), pad)
-                for sy in (-1, 0, 1)
-                for sx in (-1, 0, 1)
-                if sy or sx
-            }
-        )
-        transforms = [(0, 0, k) for k in range(8)] + [(dy, dx, 0) for dy, dx in shifts]
-        names = [
-            "identity",
-            "rot90",
-            "rot180",
-            "rot270",
-            "flip",
-            "rot90+flip",
-            "rot180+flip",
-            "rot270+flip",
-        ] + [f"shift({dy:+d},{dx:+d})" for dy, dx, _ in transforms[8:]]
-        index = np.arange(len(images))
-        preds = [
-            predict_logits(
-                self.model,
-                bank,
-                self.normalisation,
-                items=np.column_stack(
-                    [
-                        index,
-                        np.full_like(index, dy),
-                        np.full_like(index, dx),
-                        np.full_like(index, k),
-                    ]
-                ),
-            )
-            .argmax(1)
-            .numpy()
-            for dy, dx, k in transforms
+    def logits(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
+        """(N, C) logits of (H, W, 3) uint8 RGB patches, preprocessed a batch at a time."""
+        out = [
+            self.window_logits(centre_views(images[i : i + self.batch_size], self.geometry), tta)
+            for i in range(0, len(images), self.batch_size)
         ]
-        return names, np.stack(preds)
-
-
-class DualStage:
-    """A global predictor refined by local predictors of neighbouring stages."""
-
-    def __init__(self, global_: Predictor, locals_: list[Predictor]):
-        check_locals(global_.classes, global_.source, locals_)
-        self.global_, self.locals_ = global_, locals_
-        self.classes = global_.classes
-        self.vocabulary = global_.vocabulary
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
 
     def proba(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
-        return self.refine(self.global_.proba(images, tta), images, tta)
+        """(N, C) calibrated probabilities."""
+        return self.calibration(tta).proba(self.logits(images, tta))
+
+
+class TorchModel(Model):
+    """A PyTorch module with its normalisation: from a checkpoint, or while it trains."""
+
+    def __init__(
+        self,
+        module,
+        normalisation,
+        geometry: Geometry,
+        classes: list[str],
+        vocabulary: Vocabulary,
+        calibrations: dict[str, Calibration] | None = None,
+        source: str = "<module>",
+        metadata: dict | None = None,
+    ):
+        import torch
+
+        self._torch = torch  # imported here: the ONNX path needs none of it
+        self.module, self.normalisation = module, normalisation
+        self.geometry, self.classes, self.vocabulary = geometry, list(classes), vocabulary
+        self.calibrations = calibrations or {}
+        self.source, self.metadata = source, metadata or {}
+        self.device = next(module.parameters()).device
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, device: str = "cpu") -> TorchModel:
+        """A `run.Checkpoint`'s model, built and placed on `device` (cpu, cuda, auto)."""
+        from dataclasses import replace
+
+        import torch
+
+        from marrowdiff.distributed import resolve_device
+        from marrowdiff.models import build_model
+
+        config = checkpoint.config
+        module = build_model(replace(config.model, pretrained=False))
+        module.load_state_dict(checkpoint.state["state_dict"])
+        module.eval().to(memory_format=torch.channels_last)
+        module.to(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
+        return cls(
+            module,
+            checkpoint.normalisation,
+            config.geometry,
+            checkpoint.classes,
+            checkpoint.vocabulary,
+            checkpoint.calibrations,
+            str(checkpoint.path),
+            checkpoint.metadata,
+        )
+
+    def forward(self, windows: np.ndarray) -> np.ndarray:
+        from marrowdiff.transforms import normalise
+
+        torch = self._torch
+        self.module.eval()
+        with torch.inference_mode():
+            x = normalise(
+                torch.from_numpy(np.ascontiguousarray(windows)).to(self.device), self.normalisation
+            )
+            out = self.module(x.contiguous(memory_format=torch.channels_last))
+        return out.double().cpu().numpy()
+
+
+class OnnxModel(Model):
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own, undocumented, exception types
+            raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
+        meta = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
+        if meta is None:
+            raise ValueError(
+                f"{path}: an ONNX model without marrowdiff metadata; "
+                "export it with `marrowdiff export RUN --onnx FILE`"
+            )
+        meta = json.loads(meta)
+        self.metadata = meta
+        self.source = str(path)
+        self.classes = list(meta["classes"])
+        self.vocabulary = Vocabulary.from_dict(meta["vocabulary"])
+        self.geometry = Geometry(**meta["config"]["geometry"])
+        self.calibrations = {
+            k: Calibration.from_dict(v) for k, v in (meta.get("calibration") or {}).items()
+        }
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, windows: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: windows})[0].astype(np.float64)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Model:
+    """A run folder, a .pt checkpoint or an exported .onnx file. `device` (cpu, cuda, auto)
+    places a PyTorch model; an ONNX model runs on the CPU (ONNX Runtime's CPU provider)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such model; give a run folder from `marrowdiff train`, "
+            "a .pt checkpoint or an .onnx file from `marrowdiff export`"
+        )
+    if path.suffix.lower() == ".onnx":
+        return OnnxModel(path)
+    from marrowdiff.run import load_checkpoint
+
+    return TorchModel.from_checkpoint(load_checkpoint(path), device)
+
+
+class Classifier:
+    """A global model, optionally refined by local models of neighbouring stages (dual-stage)."""
+
+    def __init__(self, global_: Model, locals_: list[Model] = ()):
+        check_locals(global_.classes, global_.source, locals_)
+        self.global_, self.locals_ = global_, list(locals_)
+        self.classes = global_.classes
+        self.vocabulary = global_.vocabulary
+        self.geometry = global_.geometry
+
+    @property
+    def dual_stage(self) -> bool:
+        return bool(self.locals_)
+
+    def calibration(self, tta: bool) -> Calibration:
+        return self.global_.calibration(tta)
 
     def refine(
         self, global_proba: np.ndarray, images: list[np.ndarray], tta: bool = False
     ) -> np.ndarray:
-        """The global model's probabilities, refined by the local models."""
+        """The global model's probabilities, refined by the local models (unchanged without)."""
+        if not self.locals_ or not len(images):
+            return global_proba
         return combine(
-            global_proba, self.classes, [(p.proba(images, tta), p.classes) for p in self.locals_]
+            global_proba, self.classes, [(m.proba(images, tta), m.classes) for m in self.locals_]
         )
+
+    def proba(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
+        """(N, C) calibrated probabilities."""
+        return self.refine(self.global_.proba(images, tta), images, tta)
+
+    def unsure(self, proba: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N,) bool: below the calibrated threshold, the cells to look at first."""
+        return proba.max(1) < self.calibration(tta).threshold if len(proba) else np.zeros(0, bool)
+
+    def classify(
+        self, images: list[np.ndarray], tta: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C) calibrated probabilities and (N,) bool "unsure" flags."""
+        proba = self.proba(images, tta)
+        return proba, self.unsure(proba, tta)
+
+
+def load_classifier(paths: list[str | Path], device: str = "cpu") -> Classifier:
+    """One model, or a dual-stage set: the first global, the rest local models."""
+    if not paths:
+        raise ValueError("no model given")
+    models = [load_model(p, device) for p in paths]
+    return Classifier(models[0], models[1:])

@@ -77,6 +77,30 @@ def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(square).resize((side, side), resample))
 
 
+def canvas(image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(C + 2P, C + 2P, 3) uint8: a patch resized to the canvas, white-balanced if the model
+    is, and reflect-padded by the largest shift, from which every training view is cut."""
+    square = resize_patch(image, geometry.canvas)
+    if geometry.white_balance:
+        square = white_balance(square)
+    p = geometry.pad
+    return np.pad(square, ((p, p), (p, p), (0, 0)), mode="reflect")
+
+
+def shifted_views(images: list[np.ndarray], geometry: Geometry, dy: int, dx: int) -> np.ndarray:
+    """(N, 3, S, S) uint8: the `input_size` window of each canvas, its centre moved (dy, dx)
+    px from the patch centre (at most the pad); (0, 0) is `centre_views`."""
+    s = geometry.input_size
+    base = geometry.pad + (geometry.canvas - s) // 2
+    if max(abs(dy), abs(dx)) > geometry.pad:
+        raise ValueError(f"shift ({dy}, {dx}) is larger than the pad, {geometry.pad} px")
+    out = np.empty((len(images), 3, s, s), np.uint8)
+    for i, image in enumerate(images):
+        window = canvas(image, geometry)[base + dy : base + dy + s, base + dx : base + dx + s]
+        out[i] = window.transpose(2, 0, 1)
+    return out
+
+
 def centre_views(images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
     """(N, 3, S, S) uint8: each patch resized to the canvas, white-balanced if the model was,
     and its centred `input_size` window (what `PatchBank.centre` gives, without PyTorch).

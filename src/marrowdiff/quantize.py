@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marrowdiff.engine import Model
+from marrowdiff.predict import Model
 
 CALIBRATION_BATCH = 32
 

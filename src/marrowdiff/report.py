@@ -41,6 +41,24 @@ class ReportConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class About:
+    """How a report was made (report.json's "about"): the model, how cells were found, and,
+    from the review station, the case and who signed it."""
+
+    model: str
+    cell_radius: float  # px in the field: the circle drawn around each cell
+    tta: bool | None = None
+    calibration: dict | None = None
+    detect: dict | None = None
+    case: str | None = None
+    signed_by: str | None = None
+    detection: dict | None = None  # detector precision and recall by the reviewers' verdicts
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 @dataclass
 class Cell:
     field: str  # the field (image) it was found in, or the patch file
@@ -183,17 +201,17 @@ def write_report(
     vocabulary: Vocabulary,
     classes: list[str],
     config: ReportConfig,
-    about: dict | None = None,
+    about: About,
 ) -> dict:
     """report.json, cells.csv and report.html in `out`; returns the summary."""
     out = Path(out)
     summary = summarise(cells, vocabulary, config, [f.name for f in fields])
     summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
-    summary |= {"about": about or {}, "config": config.to_dict()}
+    summary |= {"about": about.to_dict(), "config": config.to_dict()}
     rows = cell_rows(cells, classes)
     write_json(out / "report.json", summary | {"cells": rows})
     write_csv(out / "cells.csv", rows)
-    write_text(out / "report.html", render_html(summary, cells, fields, vocabulary))
+    write_text(out / "report.html", render_html(summary, cells, fields, vocabulary, about))
     return summary
 
 
@@ -247,10 +265,13 @@ padding:.5em 1em;margin:.5em 0}.gallery{display:flex;flex-wrap:wrap;gap:4px}
 
 
 def render_html(
-    summary: dict, cells: list[Cell], fields: list[FieldImage], vocabulary: Vocabulary
+    summary: dict,
+    cells: list[Cell],
+    fields: list[FieldImage],
+    vocabulary: Vocabulary,
+    about: About,
 ) -> str:
     esc = html.escape
-    about = summary.get("about", {})
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>marrowdiff differential count</title>",
@@ -258,12 +279,12 @@ def render_html(
         "<h1>Differential count</h1>",
         f"<p>{summary['n_counted']} cells counted (target {summary['target']}) in "
         f"{summary['n_fields']} field(s); {summary['n_cells_found']} cells found. "
-        f"Model: {esc(str(about.get('model', '?')))}. Created {esc(summary['created'])}.</p>",
+        f"Model: {esc(about.model)}. Created {esc(summary['created'])}.</p>",
     ]
-    if "signed_by" in about:  # from the review station
+    if about.signed_by is not None:  # from the review station
         parts.append(
-            f"<p>Every cell reviewed by a person; signed by {esc(str(about['signed_by']))}."
-            f"{_detection_sentence(about.get('detection'))}</p>"
+            f"<p>Every cell reviewed by a person; signed by {esc(about.signed_by)}."
+            f"{_detection_sentence(about.detection)}</p>"
         )
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]
     parts.append("<h2>Differential</h2>")
@@ -289,10 +310,9 @@ def render_html(
             parts.append(_gallery(members, vocabulary))
     if fields:
         parts.append("<h2>Fields</h2>")
-        radius = float(about.get("cell_radius", 40))
         for image in fields:
             mine = [c for c in cells if c.field == image.name]
-            overlay = jpeg_data_uri(field_overlay(image, mine, vocabulary, radius))
+            overlay = jpeg_data_uri(field_overlay(image, mine, vocabulary, about.cell_radius))
             parts.append(
                 f"<div class='field'><h3>{esc(image.name)} ({len(mine)} cells)</h3>"
                 f"<img alt='{esc(image.name)}' src='{overlay}'></div>"

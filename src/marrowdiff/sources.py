@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marrowdiff.datasets import _junk_reason
+from marrowdiff.datasets import junk_reason
 from marrowdiff.images import ImageReadError, decode_rgb
 
 
@@ -37,13 +37,13 @@ def list_inputs(paths: list[str | Path]) -> list[Input]:
     for given in map(Path, paths):
         if given.is_dir():
             for path in sorted(p for p in given.rglob("*") if p.is_file()):
-                if _junk_reason(path.relative_to(given).parts) is None:
+                if junk_reason(path.relative_to(given).parts) is None:
                     found.append(Input(str(path), path))
         elif given.is_file() and zipfile.is_zipfile(given):
             with zipfile.ZipFile(given) as archive:
                 members = sorted(m for m in archive.namelist() if not m.endswith("/"))
             for member in members:
-                if _junk_reason(tuple(member.split("/"))) is None:
+                if junk_reason(tuple(member.split("/"))) is None:
                     found.append(Input(f"{given}!{member}", given, member))
         elif given.is_file():
             found.append(Input(str(given), given))

@@ -9,17 +9,22 @@ cross-validation. The result depends only on the listing and the seed: same inpu
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import sklearn
 from sklearn.model_selection import StratifiedGroupKFold
 
 from marrowdiff import __version__
+from marrowdiff.duplicates import components
+from marrowdiff.fileio import write_json
 
 SPLITS_VERSION = 1
+AUDIT_DIR = "audit"  # where `splits_for_run` audits a data set it splits, beside splits.json
 
 
 class SplitError(ValueError):
@@ -34,28 +39,127 @@ class SplitConfig:
     folds: int = 5  # cross-validation folds of the train-validation part (4:1)
 
 
+class Splits:
+    """A data set's splits (`splits.json`): the one reader and writer of that file.
+
+    `labels` maps every split path to its class code; `test` lists the test paths; `fold(k)`
+    gives the (train, val) paths of CV fold k, and fold -1 all of train-validation with no
+    validation part. The JSON itself stays as `make_splits` wrote it (`to_dict`)."""
+
+    FILE = "splits.json"
+
+    def __init__(self, data: dict, source: str = "<splits>"):
+        if data.get("splits_version") != SPLITS_VERSION or not all(
+            k in data for k in ("labels", "test", "folds")
+        ):
+            raise SplitError(
+                f"{source}: not a marrowdiff splits file (version "
+                f"{data.get('splits_version')!r}); make one with `marrowdiff split`"
+            )
+        self._data, self.source = data, source
+
+    @classmethod
+    def read(cls, path: str | Path) -> Splits:
+        """A splits.json file, or the one in a folder."""
+        path = Path(path)
+        path = path / cls.FILE if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no splits file; make one with `marrowdiff split DATA --out DIR`"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SplitError(
+                f"{path}: not a readable splits file ({error}); make one with `marrowdiff split`"
+            ) from None
+        if not isinstance(data, dict):
+            raise SplitError(
+                f"{path}: not a marrowdiff splits file; make one with `marrowdiff split`"
+            )
+        return cls(data, str(path))
+
+    def write(self, folder: str | Path) -> Path:
+        """FOLDER/splits.json, atomically; returns its path."""
+        path = Path(folder) / self.FILE
+        write_json(path, self._data)
+        return path
+
+    def to_dict(self) -> dict:
+        return self._data
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self._data["labels"]
+
+    @property
+    def test(self) -> list[str]:
+        return self._data["test"]
+
+    @property
+    def n_folds(self) -> int:
+        return len(self._data["folds"])
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self._data.get("dataset", {}).get("fingerprint")
+
+    @property
+    def config(self) -> dict:
+        return self._data.get("config", {})
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._data.get("warnings", [])
+
+    def classes_present(self) -> set[str]:
+        return set(self.labels.values())
+
+    def fold(self, k: int) -> tuple[list[str], list[str]]:
+        """(train, val) paths of CV fold k; fold -1 trains on all of train-validation, no val."""
+        if k == -1:
+            return sorted(set(self.labels) - set(self.test)), []
+        if not 0 <= k < self.n_folds:
+            raise SplitError(f"fold {k} does not exist: the splits have {self.n_folds}")
+        fold = self._data["folds"][k]
+        return fold["train"], fold["val"]
+
+    def of_classes(self, paths: list[str], classes: list[str]) -> list[str]:
+        """The paths whose class is one of `classes`, in order."""
+        keep = set(classes)
+        return [p for p in paths if self.labels[p] in keep]
+
+    def label_indices(self, paths: list[str], classes: list[str]) -> np.ndarray:
+        """(N,) int64 index into `classes` of each path's class."""
+        return np.array([classes.index(self.labels[p]) for p in paths], dtype=np.int64)
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{len(f['train'])}/{len(f['val'])}" for f in self._data["folds"])
+        return (
+            f"{self._data['n_images']} images in {self._data['n_groups']} groups: "
+            f"test {len(self.test)}, folds train/val {sizes}"
+        )
+
+
 def merge_groups(
     paths: list[str], user_groups: list[str | None], duplicate_groups: list[list[str]]
 ) -> list[str]:
-    """One group id per item: user groups joined with duplicate groups (union of overlaps)."""
+    """One group id per item: user groups joined with duplicate groups (union of overlaps);
+    the id is the first path of the group."""
     index = {p: i for i, p in enumerate(paths)}
-    parent = list(range(len(paths)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    edges: list[tuple[int, int]] = []
     first_of: dict[str, int] = {}
     for i, group in enumerate(user_groups):
         if group is not None:
-            parent[root(i)] = root(first_of.setdefault(group, i))
+            edges.append((i, first_of.setdefault(group, i)))
     for members in duplicate_groups:
         present = [index[p] for p in members if p in index]
-        for i in present[1:]:
-            parent[root(i)] = root(present[0])
-    return [paths[root(i)] for i in range(len(paths))]
+        edges += [(present[0], i) for i in present[1:]]
+    label = components(len(paths), edges)
+    first = {}
+    for i, k in enumerate(label):
+        first.setdefault(k, i)
+    return [paths[first[k]] for k in label]
 
 
 def make_splits(
@@ -181,7 +285,7 @@ def _keep_in_training(
     return np.array([i for i in held if groups[i] not in back], dtype=int)
 
 
-def splits_for_dataset(dataset, audit: dict, config: SplitConfig = SplitConfig()) -> dict:
+def splits_for_dataset(dataset, audit: dict, config: SplitConfig = SplitConfig()) -> Splits:
     """Splits of a scanned data set's readable images, duplicate groups from its audit."""
     if audit.get("fingerprint") != dataset.fingerprint:
         raise SplitError(
@@ -202,7 +306,7 @@ def splits_for_dataset(dataset, audit: dict, config: SplitConfig = SplitConfig()
         "vocabulary": dataset.vocabulary.name,
     }
     check_splits(splits)
-    return splits
+    return Splits(splits, f"splits of {dataset.source}")
 
 
 def check_splits(splits: dict) -> None:
@@ -223,3 +327,44 @@ def check_splits(splits: dict) -> None:
                     f"fold {k}: duplicate/patient groups cross the split: "
                     f"{[splits['groups'][g] for g in sorted(crossing)]}"
                 )
+
+
+def splits_for_run(
+    dataset,
+    out: Path,
+    splits_file: Path | None = None,
+    config: SplitConfig | None = None,
+    log=print,
+) -> Splits:
+    """The splits a run in `out` trains on: `splits_file` (which must be of this data set), or
+    OUT/splits.json if it was made with this config for this listing, or else the data set
+    audited into OUT/audit/ and split now into OUT/splits.json."""
+    from marrowdiff.audit import run_audit
+
+    config = config or SplitConfig()
+    if splits_file is not None:
+        splits = Splits.read(splits_file)
+        if splits.fingerprint != dataset.fingerprint:
+            raise SplitError(
+                f"{splits_file} was made for another listing than {dataset.source};"
+                " run `marrowdiff split` on this data set"
+            )
+        return splits
+    path = Path(out) / Splits.FILE
+    if path.is_file():
+        splits = Splits.read(path)
+        if splits.fingerprint == dataset.fingerprint and splits.config == asdict(config):
+            return splits
+    log(
+        f"auditing and splitting {dataset.source} (seed {config.seed}, "
+        f"test fold {config.test_fold})"
+    )
+    audit = run_audit(dataset, Path(out) / AUDIT_DIR, log=log)
+    if audit["n_conflicting_groups"]:
+        log(
+            f"{audit['n_conflicting_groups']} cell(s) filed under two classes; kept together "
+            f"in the splits. See {Path(out) / AUDIT_DIR / 'audit.md'}"
+        )
+    splits = splits_for_dataset(dataset, audit, config)
+    splits.write(out)
+    return splits

@@ -1,5 +1,5 @@
-"""Training: plain functions (train_one_epoch, predict_logits, fit) and self-describing
-checkpoints, written atomically every epoch so that `--resume` continues a run killed at any
+"""Training: plain functions (train_one_epoch, fit) that write a run folder (`run.py`), with a
+checkpoint written atomically every epoch so that `--resume` continues a run killed at any
 moment, with the same result as an uninterrupted run."""
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import log_softmax
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from marrowdiff import __version__
-from marrowdiff.calibration import TARGET_ACCURACY, calibrate
+from marrowdiff import __version__, run
+from marrowdiff.calibration import MODES, calibrate_modes
+from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig, TrainConfig
 from marrowdiff.datasets import Dataset
 from marrowdiff.distributed import (
@@ -32,19 +34,13 @@ from marrowdiff.distributed import (
     plan_batches,
     shard,
 )
-from marrowdiff.fileio import save_image, write_bytes, write_json, write_text
-from marrowdiff.images import ImageReadError
+from marrowdiff.fileio import save_image, write_json, write_text
 from marrowdiff.models import build_model
-from marrowdiff.transforms import (
-    Normalisation,
-    PatchBank,
-    d4,
-    fit_normalisation,
-    get_recipe,
-    normalise,
-)
-
-CHECKPOINT_FORMAT = "marrowdiff.checkpoint/1"
+from marrowdiff.predict import TorchModel
+from marrowdiff.preprocess import Geometry
+from marrowdiff.recipes import get_recipe
+from marrowdiff.splits import Splits
+from marrowdiff.transforms import Normalisation, PatchBank, fit_normalisation, normalise
 
 
 @dataclass
@@ -57,25 +53,22 @@ class SplitData:
 
 
 def select(
-    splits: dict,
-    paths: list[str],
-    classes: list[str],
-    images: dict[str, np.ndarray],
-    config: RunConfig,
+    dataset: Dataset, splits: Splits, paths: list[str], classes: list[str], geometry: Geometry
 ) -> SplitData:
-    """Images of `paths` whose class is in `classes`, as a SplitData."""
-    keep = [p for p in paths if splits["labels"][p] in classes]
-    labels = np.array([classes.index(splits["labels"][p]) for p in keep], dtype=np.int64)
-    return SplitData(keep, labels, PatchBank([images[p] for p in keep], config.geometry))
+    """The images of `paths` whose class is in `classes`, decoded onto canvases."""
+    keep = splits.of_classes(paths, classes)
+    bank = PatchBank(dataset.load_paths(keep), geometry)
+    return SplitData(keep, splits.label_indices(keep, classes), bank)
 
 
-def fold_paths(splits: dict, fold: int) -> tuple[list[str], list[str]]:
-    """(train, val) paths of a CV fold; fold -1 trains on all of train-validation, no val."""
-    if fold == -1:
-        return sorted(set(splits["labels"]) - set(splits["test"])), []
-    if not 0 <= fold < len(splits["folds"]):
-        raise ValueError(f"fold {fold} does not exist: the splits have {len(splits['folds'])}")
-    return splits["folds"][fold]["train"], splits["folds"][fold]["val"]
+def training_classes(config: TrainConfig, vocabulary: Vocabulary, splits: Splits) -> list[str]:
+    """The classes a run learns, in vocabulary order: --classes, or every class in the splits."""
+    present = splits.classes_present()
+    classes = list(config.classes) or [c for c in vocabulary.codes if c in present]
+    unknown = set(classes) - set(vocabulary.codes)
+    if unknown:
+        raise ValueError(f"--classes {sorted(unknown)} are not in vocabulary {vocabulary.name!r}")
+    return classes
 
 
 def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
@@ -168,51 +161,91 @@ def train_one_epoch(
     return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
 
 
-@torch.inference_mode()
-def predict_logits(
-    model: nn.Module,
-    bank: PatchBank,
-    norm: Normalisation,
-    tta: bool = False,
-    batch_size: int = 128,
-    device: torch.device | str = "cpu",
-    items: np.ndarray | None = None,
-) -> torch.Tensor:
-    """(N, C) logits of the centre views (or of `items`, (N, 4) [index, dy, dx, d4]); with
-    tta, the mean log-softmax over the 8 rotations/flips of each view."""
-    model.eval()
-    outputs = []
-    n = len(bank) if items is None else len(items)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        views = (
-            bank.centre(np.arange(start, stop)) if items is None else bank.views(items[start:stop])
-        )
-        x = normalise(views, norm).to(device, memory_format=torch.channels_last)
-        if tta:
-            turned = torch.stack([model(d4(x, k)).log_softmax(1) for k in range(8)])
-            outputs.append(turned.mean(0).cpu())
-        else:
-            outputs.append(model(x).cpu())
-    return torch.cat(outputs) if outputs else torch.empty(0)
-
-
-def val_metrics(logits: torch.Tensor, labels: np.ndarray) -> dict:
+def val_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Validation loss (cross-entropy), accuracy and macro-F1 of (N, C) logits."""
     if len(labels) == 0:
         return {}
-    y = torch.from_numpy(labels)
-    pred = logits.argmax(1).numpy()
+    pred = logits.argmax(1)
     return {
-        "val_loss": float(nn.functional.cross_entropy(logits, y)),
+        "val_loss": float(-log_softmax(logits, axis=1)[np.arange(len(labels)), labels].mean()),
         "val_acc": float((pred == labels).mean()),
         "val_f1_macro": float(f1_score(labels, pred, average="macro", zero_division=0)),
     }
 
 
+@dataclass
+class Learner:
+    """What an optimiser step changes: the model (wrapped for DDP under torchrun) and the same
+    module without the wrapper (the one saved), the optimiser, its schedule, and the moving
+    average of the weights when `ema` is on."""
+
+    model: nn.Module
+    model_without_ddp: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+
+    @property
+    def kept(self) -> nn.Module:
+        """The module validated, calibrated and saved: the moving average with `ema`."""
+        return self.ema.module if self.ema is not None else self.model_without_ddp
+
+    def state(self) -> dict:
+        """The resumable state (last.pt)."""
+        ema = {} if self.ema is None else {"averaged": self.ema.state_dict()}
+        return {
+            "state_dict": self.model_without_ddp.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        } | ema
+
+    def load(self, state: dict) -> None:
+        self.model_without_ddp.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["averaged"])
+
+    def after_step(self) -> Callable[[], None] | None:
+        if self.ema is None:
+            return None
+        return lambda: self.ema.update_parameters(self.model_without_ddp)
+
+
+def make_learner(config: RunConfig, steps_per_epoch: int, runtime: Runtime) -> Learner:
+    """The model of `config` on the runtime's device, with its optimiser and schedule."""
+    tc = config.train
+    model_without_ddp = build_model(config.model)
+    if runtime.distributed:
+        globalise_batch_norm(model_without_ddp)
+    model_without_ddp = model_without_ddp.to(runtime.device, memory_format=torch.channels_last)
+    model = model_without_ddp
+    if runtime.distributed:
+        model = DistributedDataParallel(
+            model_without_ddp,
+            device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
+            broadcast_buffers=False,  # global batch norm keeps the buffers equal on all ranks
+        )
+    optimizer = make_optimizer(model_without_ddp, tc)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, tc)
+    )
+    # With `ema`, the model validated, calibrated and kept is the moving average of the
+    # weights (and batch-norm statistics), updated after every step.
+    ema = (
+        AveragedModel(
+            model_without_ddp, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True
+        )
+        if tc.ema
+        else None
+    )
+    return Learner(model, model_without_ddp, optimizer, scheduler, ema)
+
+
 def fit(
     config: RunConfig,
     dataset: Dataset,
-    splits: dict,
+    splits: Splits,
     out: str | Path,
     resume: bool = False,
     progress: bool = False,
@@ -220,7 +253,8 @@ def fit(
     stop_after: int | None = None,
     runtime: Runtime | None = None,
 ) -> dict | None:
-    """Train a model on a split; write checkpoints, history and curves into `out`.
+    """Train a model on a split; write checkpoints, history and curves into the run folder
+    `out`, and return the final checkpoint's state.
 
     `stop_after` ends the run after that many epochs as a kill would (last.pt only, no
     model.pt, returns None); `resume` then continues it. Under torchrun (`runtime` from
@@ -228,95 +262,38 @@ def fit(
     DistributedDataParallel and rank 0 alone writes files."""
     runtime = runtime or Runtime()
     log = log if runtime.main else _silent
-    out = Path(out)
-    tc = config.train
-    present = set(splits["labels"].values())
-    classes = list(tc.classes) or [c for c in dataset.vocabulary.codes if c in present]
-    unknown = set(classes) - set(dataset.vocabulary.codes)
-    if unknown:
-        raise ValueError(
-            f"--classes {sorted(unknown)} are not in vocabulary {dataset.vocabulary.name!r}"
-        )
+    out, tc = Path(out), config.train
+    classes = training_classes(tc, dataset.vocabulary, splits)
     torch.manual_seed(tc.seed)
-    train_paths, val_paths = fold_paths(splits, tc.fold)
-    images = load_split_images(dataset, [*train_paths, *val_paths])
-    train = select(splits, train_paths, classes, images, config)
+    train_paths, val_paths = splits.fold(tc.fold)
+    train = select(dataset, splits, train_paths, classes, config.geometry)
     empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
     if empty:
         raise ValueError(
             f"no training images of class(es) {', '.join(empty)} in this split; "
             "leave them out of --classes or add data"
         )
-    val = select(splits, val_paths, classes, images, config)
+    val = select(dataset, splits, val_paths, classes, config.geometry)
+    val_windows = val.bank.centre().numpy()
     norm = fit_normalisation(train.bank.centre(), tc.colour)
-    model_config = _with_classes(config, len(classes))
-    model = build_model(model_config.model)
-    if runtime.distributed:
-        globalise_batch_norm(model)
-    model = model.to(runtime.device, memory_format=torch.channels_last)
-    trained = model
-    if runtime.distributed:
-        trained = DistributedDataParallel(
-            model,
-            device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
-            broadcast_buffers=False,  # global batch norm keeps the buffers equal on all ranks
-        )
+    config = _with_classes(config, len(classes))
     recipe = get_recipe(tc.recipe)
     steps_per_epoch = math.ceil(
         len(recipe.items(train.labels, config.geometry, tc.seed, 0)) / tc.batch_size
     )
-    optimizer = make_optimizer(model, tc)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, tc)
-    )
-    # With `ema`, the model validated, calibrated and kept is the moving average of the
-    # weights (and batch-norm statistics), updated after every step.
-    averaged = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
-        if tc.ema
-        else None
-    )
-    kept = averaged.module if averaged is not None else model
-    history: list[dict] = []
-    start_epoch = 0
-    last = out / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location=runtime.device, weights_only=True)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if averaged is not None:
-            averaged.load_state_dict(state["averaged"])
-        history, start_epoch = state["history"], state["epoch"]
-        log(f"resuming {out} after epoch {start_epoch}")
-    elif resume:
-        log(f"nothing to resume in {out}; starting afresh")
+    learner = make_learner(config, steps_per_epoch, runtime)
+    history, start_epoch = _resume(learner, out, resume, runtime, log)
     if runtime.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", model_config.to_dict())
-        write_json(out / "splits.json", splits)
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "marrowdiff_version": __version__,
-        "config": model_config.to_dict(),
-        "classes": classes,
-        "vocabulary": dataset.vocabulary.to_dict(),
-        "normalisation": norm.to_dict(),
-        "data": {
-            "source": str(dataset.source),
-            "fingerprint": dataset.fingerprint,
-            "fold": tc.fold,
-            "n_train": len(train.paths),
-            "n_val": len(val.paths),
-        },
-        "runtime": {
-            "processes": runtime.world,
-            "device": runtime.device.type,
-            "precision": runtime.precision,
-        },
-    }
+        write_json(out / run.CONFIG, config.to_dict())
+        splits.write(out)
+    meta = _metadata(config, classes, dataset, norm, train, val, runtime)
+
+    def validated(module: nn.Module) -> TorchModel:
+        return TorchModel(module, norm, config.geometry, classes, dataset.vocabulary)
+
     log(
-        f"training {model_config.model.name} on {len(train.paths)} images "
+        f"training {config.model.name} on {len(train.paths)} images "
         f"({len(val.paths)} val), recipe {recipe.name}, {tc.epochs} epochs, "
         f"{steps_per_epoch} steps/epoch"
     )
@@ -331,38 +308,27 @@ def fit(
         generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
         torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout: same on resume
         items = recipe.items(train.labels, config.geometry, tc.seed, epoch)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"]}
         row |= train_one_epoch(
-            trained,
+            learner.model,
             train,
             items,
             norm,
-            optimizer,
-            scheduler,
+            learner.optimizer,
+            learner.scheduler,
             tc,
             generator,
             runtime,
             progress and runtime.main,
-            after_step=None if averaged is None else lambda: averaged.update_parameters(model),
+            after_step=learner.after_step(),
         )
         if runtime.main:
-            logits = predict_logits(kept, val.bank, norm, device=runtime.device)
-            row |= val_metrics(logits, val.labels)
+            row |= val_metrics(validated(learner.kept).window_logits(val_windows), val.labels)
         row["seconds"] = round(time.time() - began, 1)
         history.append(row)
         if runtime.main:
-            save_checkpoint(
-                last,
-                meta
-                | {
-                    "state_dict": model.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                }
-                | ({} if averaged is None else {"averaged": averaged.state_dict()}),
-            )
+            last = meta | learner.state() | {"epoch": epoch + 1, "history": history}
+            run.save_checkpoint(out / run.LAST, last)
             write_history(out, history)
         barrier(runtime)  # last.pt is whole before any rank goes on
         log(_epoch_summary(row, tc.epochs))
@@ -370,43 +336,66 @@ def fit(
             return None
     if not runtime.main:
         return None
+    kept = validated(learner.kept)
+    logits = {mode: kept.window_logits(val_windows, tta) for mode, tta in MODES.items()}
     final = meta | {
-        "calibration": calibrate_split(kept, val, norm, log),
-        "state_dict": kept.state_dict(),
+        "calibration": calibrate_modes(logits, val.labels, log=log),
+        "state_dict": learner.kept.state_dict(),
         "epoch": tc.epochs,
         "history": history,
         "metrics": {k: v for k, v in history[-1].items() if k.startswith("val_")}
         if history
         else {},
     }
-    save_checkpoint(out / "model.pt", final)
+    run.save_checkpoint(out / run.MODEL, final)
     return final
 
 
-def calibrate_split(
-    model: nn.Module,
-    val: SplitData,
+def _resume(
+    learner: Learner, out: Path, resume: bool, runtime: Runtime, log
+) -> tuple[list[dict], int]:
+    """(history, epochs done) from the run's last.pt with `resume`; ([], 0) otherwise."""
+    last = out / run.LAST
+    if resume and last.is_file():
+        state = torch.load(last, map_location=runtime.device, weights_only=True)
+        learner.load(state)
+        log(f"resuming {out} after epoch {state['epoch']}")
+        return state["history"], state["epoch"]
+    if resume:
+        log(f"nothing to resume in {out}; starting afresh")
+    return [], 0
+
+
+def _metadata(
+    config: RunConfig,
+    classes: list[str],
+    dataset: Dataset,
     norm: Normalisation,
-    log=print,
-    target: float = TARGET_ACCURACY,
+    train: SplitData,
+    val: SplitData,
+    runtime: Runtime,
 ) -> dict:
-    """Temperature and "unsure" threshold for plain and TTA inference, fitted on the
-    validation split ({} when it is too small to fit them)."""
-    if len(val.labels) < 10:
-        log("no validation split to calibrate on: probabilities stay uncalibrated, no cell flagged")
-        return {}
-    out = {}
-    for name, tta in (("plain", False), ("tta", True)):
-        device = next(model.parameters()).device
-        logits = predict_logits(model, val.bank, norm, tta=tta, device=device).double().numpy()
-        out[name] = calibrate(logits, val.labels, target).to_dict()
-    c = out["plain"]
-    log(
-        f"calibrated on {c['n']} validation cells: temperature {c['temperature']:.2f}, "
-        f"unsure below p={c['threshold']:.2f} ({c['coverage']:.0%} of cells sure, "
-        f"{c['accepted_accuracy']:.1%} of them right)"
-    )
-    return out
+    """What every checkpoint of the run says about itself (`run.py`)."""
+    return {
+        "format": run.FORMAT,
+        "marrowdiff_version": __version__,
+        "config": config.to_dict(),
+        "classes": classes,
+        "vocabulary": dataset.vocabulary.to_dict(),
+        "normalisation": norm.to_dict(),
+        "data": {
+            "source": str(dataset.source),
+            "fingerprint": dataset.fingerprint,
+            "fold": config.train.fold,
+            "n_train": len(train.paths),
+            "n_val": len(val.paths),
+        },
+        "runtime": {
+            "processes": runtime.world,
+            "device": runtime.device.type,
+            "precision": runtime.precision,
+        },
+    }
 
 
 def _silent(message: str) -> None:
@@ -427,46 +416,6 @@ def _with_classes(config: RunConfig, n: int) -> RunConfig:
     return replace(config, model=replace(config.model, num_classes=n))
 
 
-def load_split_images(dataset: Dataset, paths: list[str]) -> dict[str, np.ndarray]:
-    """path -> image for the given split paths; raises, naming some, if any is unreadable or
-    not in the data set."""
-    wanted, images = set(paths), {}
-    for record in dataset.records:
-        if record.path in wanted:
-            try:
-                images[record.path] = dataset.load(record)
-            except ImageReadError:
-                continue
-    missing = wanted - set(images)
-    if missing:
-        raise ValueError(
-            f"{len(missing)} split image(s) are unreadable or not in {dataset.source}"
-            f", e.g. {sorted(missing)[:3]}; run `marrowdiff split` again"
-        )
-    return images
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint file, or the model.pt of a run folder; safe (weights_only) loading."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no checkpoint; give a run folder from `marrowdiff train` or a .pt file"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a marrowdiff checkpoint (format {state.get('format')!r})")
-    return state
-
-
 def write_history(out: Path, history: list[dict]) -> None:
     """history.csv and curves.png (training loss, validation accuracy, as the paper's Fig 4A)."""
     keys = list(dict.fromkeys(k for row in history for k in row))
@@ -474,7 +423,7 @@ def write_history(out: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()
     writer.writerows(history)
-    write_text(out / "history.csv", buf.getvalue())
+    write_text(out / run.HISTORY, buf.getvalue())
     from matplotlib.figure import Figure  # no pyplot: no display needed
 
     fig = Figure(figsize=(7, 3.2), dpi=100)
@@ -492,4 +441,4 @@ def write_history(out: Path, history: list[dict]) -> None:
     ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     ax.legend()
     fig.tight_layout()
-    save_image(out / "curves.png", fig)
+    save_image(out / run.CURVES, fig)

@@ -15,19 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from marrowdiff.preprocess import Geometry, resize_patch, white_balance
-from marrowdiff.recipes import RECIPES, TABLE1_RECIPES, Recipe, get_recipe
-
-# re-exported: they started here
-__all__ = [
-    "RECIPES",
-    "TABLE1_RECIPES",
-    "Geometry",
-    "Recipe",
-    "get_recipe",
-    "resize_patch",
-    "white_balance",
-]
+from marrowdiff.preprocess import Geometry, canvas
 
 # RGB -> YUV as Torch7's image.rgb2yuv (BT.601), which the paper used.
 RGB_TO_YUV = torch.tensor(
@@ -93,13 +81,10 @@ class PatchBank:
 
     def __init__(self, images: list[np.ndarray], geometry: Geometry):
         self.geometry = geometry
-        c, p = geometry.canvas, geometry.pad
-        bank = np.empty((len(images), 3, c + 2 * p, c + 2 * p), dtype=np.uint8)
+        side = geometry.canvas + 2 * geometry.pad
+        bank = np.empty((len(images), 3, side, side), dtype=np.uint8)
         for i, image in enumerate(images):
-            square = resize_patch(image, c)
-            if geometry.white_balance:
-                square = white_balance(square)
-            bank[i] = np.pad(square, ((p, p), (p, p), (0, 0)), mode="reflect").transpose(2, 0, 1)
+            bank[i] = canvas(image, geometry).transpose(2, 0, 1)
         self.canvases = torch.from_numpy(bank)
 
     def __len__(self) -> int:

@@ -1,7 +1,7 @@
 """The review station's work, without the web: upload and count, review, differential, sign-off.
 
-`ReviewStation` joins the records (`web.store.Store`), the model (`engine.Classifier`) and the files
-under the data folder:
+`ReviewStation` joins the records (`web.store.Store`), the model (`predict.Classifier`) and the
+files under the data folder:
 
     DATA_DIR/marrowdiff.sqlite3            cases, images, cells, the append-only log
     DATA_DIR/images/<case>/<uuid>.png      uploads, under names the server chose
@@ -29,10 +29,10 @@ from marrowdiff.count import (
     thumbnail,
 )
 from marrowdiff.detect import crop
-from marrowdiff.engine import Classifier
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
-from marrowdiff.report import Cell, FieldImage, ReportConfig, summarise, write_report
+from marrowdiff.predict import Classifier
+from marrowdiff.report import About, Cell, FieldImage, ReportConfig, summarise, write_report
 from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
@@ -222,13 +222,13 @@ class ReviewStation:
         folder = self.data_dir / "cases" / str(case_id)
         cells = self._report_cells(rows, thumbnails=True)
         fields = [self._field(row) for row in self.store.images(case_id) if row["kind"] == "field"]
-        about = {
-            "model": self.model_name,
-            "case": case["name"],
-            "signed_by": user,
-            "cell_radius": self.count.detect.cell_diameter / 2,
-            "detection": self.store.detection_tally(case_id),  # by the reviewer's verdicts
-        }
+        about = About(
+            model=self.model_name,
+            cell_radius=self.count.detect.cell_radius,
+            case=case["name"],
+            signed_by=user,
+            detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
+        )
         write_report(
             folder / "report",
             cells,

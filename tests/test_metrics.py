@@ -3,7 +3,7 @@ import pytest
 
 from marrowdiff.classes import load_vocabulary
 from marrowdiff.dualstage import combine
-from marrowdiff.evaluate import (
+from marrowdiff.metrics import (
     adjacent_stage_accuracy,
     bootstrap_ci,
     classification_metrics,

@@ -1,0 +1,173 @@
+"""A run folder and its checkpoints: the one module that names their files and reads their schema.
+
+    RUN/model.pt      the trained model: a checkpoint (below), written at the end of training
+    RUN/last.pt       the last finished epoch, with optimiser state, for `--resume`
+    RUN/config.json   the resolved RunConfig
+    RUN/splits.json   the splits it was trained on (`splits.Splits`)
+    RUN/history.csv   one row per epoch; curves.png draws it
+    RUN/audit/        when the run audited and split its data set itself
+
+A checkpoint (format `marrowdiff.checkpoint/1`) is one `torch.save`d dict that describes itself:
+the weights of the unwrapped model (`state_dict`), the resolved config, the class codes in output
+order, the vocabulary, the input normalisation, the data it was trained on (source, fingerprint,
+fold, sizes), the calibration and metrics; loading needs nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from marrowdiff.calibration import Calibration
+from marrowdiff.classes import Vocabulary
+from marrowdiff.config import RunConfig
+from marrowdiff.datasets import Dataset, DatasetError, open_dataset
+from marrowdiff.fileio import write_bytes
+from marrowdiff.splits import Splits
+
+MODEL = "model.pt"
+LAST = "last.pt"
+CONFIG = "config.json"
+HISTORY = "history.csv"
+CURVES = "curves.png"
+FORMAT = "marrowdiff.checkpoint/1"
+# Keys every checkpoint has; `state_dict` holds the weights, the rest describes them.
+REQUIRED = ("config", "classes", "vocabulary", "normalisation", "data", "state_dict")
+TRAINING_STATE = ("state_dict", "optimizer", "scheduler", "averaged")  # not metadata
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable marrowdiff checkpoint; the message names it."""
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a user means by `path`: a run folder's model.pt, or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no checkpoint; give a run folder from `marrowdiff train` or a .pt file"
+        )
+    return path
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def load_state(path: str | Path) -> dict:
+    """The raw dict of a checkpoint file, loaded safely (weights_only) and checked."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[0]}); "
+            "give a model.pt from `marrowdiff train` or train again"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not a marrowdiff checkpoint (format {found!r})")
+    return state
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint, with typed access to what it says about itself."""
+
+    path: Path
+    state: dict
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(self.state["config"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.state["classes"])
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary.from_dict(self.state["vocabulary"])
+
+    @property
+    def normalisation(self):
+        from marrowdiff.transforms import Normalisation
+
+        return Normalisation.from_dict(self.state["normalisation"])
+
+    @property
+    def fold(self) -> int:
+        return int(self.state["data"]["fold"])
+
+    @property
+    def calibrations(self) -> dict[str, Calibration]:
+        """ "plain" and "tta" calibrations ({} before calibration)."""
+        return calibrations(self.state.get("calibration"))
+
+    @property
+    def metadata(self) -> dict:
+        """Everything but the weights and the optimiser's state."""
+        return {k: v for k, v in self.state.items() if k not in TRAINING_STATE}
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def splits(self) -> Splits:
+        """The splits the run was trained on, from the run folder."""
+        path = self.folder / Splits.FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: the run's splits are missing; cannot find its training and "
+                "validation cells (keep the run folder from `marrowdiff train` whole)"
+            )
+        return Splits.read(path)
+
+    def dataset(self, data: str | Path | None = None) -> Dataset:
+        """The data set it was trained on (or `data`, which must list the same files)."""
+        dataset = open_dataset(data or self.state["data"]["source"], self.vocabulary)
+        if dataset.fingerprint != self.state["data"]["fingerprint"]:
+            raise DatasetError(
+                f"{dataset.source} is not the data set {self.path} was trained on (its "
+                "listing differs); give that data set with --data"
+            )
+        return dataset
+
+    def cells(self) -> tuple[list[str], list[str]]:
+        """(train, val) paths of the run's fold, of its own classes (a local model has few)."""
+        splits = self.splits()
+        train, val = splits.fold(self.fold)
+        return splits.of_classes(train, self.classes), splits.of_classes(val, self.classes)
+
+    def with_state(self, **changes) -> Checkpoint:
+        return Checkpoint(self.path, self.state | changes)
+
+    def save(self) -> None:
+        save_checkpoint(self.path, self.state)
+
+
+def calibrations(d: dict | None) -> dict[str, Calibration]:
+    return {k: Calibration.from_dict(v) for k, v in (d or {}).items()}
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """A run folder's model.pt or a checkpoint file, checked for every key it must have."""
+    path = checkpoint_file(path)
+    state = load_state(path)
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: a damaged checkpoint, without {', '.join(missing)}")
+    return Checkpoint(path, state)
