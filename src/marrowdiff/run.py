@@ -72,15 +72,20 @@ def load_state(path: str | Path) -> dict:
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[0]}); "
+            f"{path}: not a readable PyTorch checkpoint ({_first_line(error)}); "
             "give a model.pt from `marrowdiff train` or train again"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: not a marrowdiff checkpoint (format {found!r})")
     return state
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,27 @@
+"""Atomic output: a reader sees the old file or the new one, and a failed write leaves nothing."""
+
+import json
+
+import pytest
+
+from marrowdiff.fileio import atomic_open, write_json, write_text
+
+
+def test_a_write_replaces_the_file_whole(tmp_path):
+    path = write_json(tmp_path / "deep" / "x.json", {"a": 1, "é": "ü"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"a": 1, "é": "ü"}
+    write_text(path, "second")
+    assert path.read_text() == "second"
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temporary left
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_part_file(tmp_path):
+    path = write_text(tmp_path / "x.txt", "old")
+    with pytest.raises(RuntimeError), atomic_open(path, "w") as fh:
+        fh.write("half of the new")
+        raise RuntimeError("disk full")
+    assert path.read_text() == "old"
+    with pytest.raises(TypeError):
+        write_json(path, {"not json": object()})
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]

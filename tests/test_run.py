@@ -1,0 +1,56 @@
+"""The run folder and its checkpoint: one owner, checked on load, errors that name the file."""
+
+import shutil
+
+import pytest
+import torch
+
+from marrowdiff import run
+from marrowdiff.datasets import DatasetError
+from marrowdiff.run import CheckpointError, checkpoint_file, load_checkpoint
+
+
+def test_a_run_folder_means_its_model_file(tiny_run):
+    assert checkpoint_file(tiny_run) == tiny_run / run.MODEL
+    assert checkpoint_file(tiny_run / run.LAST) == tiny_run / run.LAST
+    checkpoint = load_checkpoint(tiny_run)
+    assert checkpoint.classes == ["pronormoblast", "myeloblast", "segmented_neutrophil"]
+    assert checkpoint.fold == 0 and checkpoint.config.geometry.input_size == 32
+    assert "state_dict" not in checkpoint.metadata and "calibration" in checkpoint.metadata
+    train, val = checkpoint.cells()
+    assert len(train) + len(val) + len(checkpoint.splits().test) == 3 * 26
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(b""), "not a readable PyTorch checkpoint"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable PyTorch"),
+        (lambda p: p.write_bytes(p.read_bytes()[:5000]), "not a readable PyTorch checkpoint"),
+        (lambda p: torch.save([1, 2, 3], p), "not a marrowdiff checkpoint"),
+        (lambda p: torch.save({"format": run.FORMAT}, p), "damaged checkpoint, without config"),
+    ],
+)
+def test_a_damaged_or_foreign_checkpoint_is_refused_by_name(tiny_run, tmp_path, damage, message):
+    path = tmp_path / "model.pt"
+    shutil.copy(tiny_run / run.MODEL, path)
+    damage(path)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_checkpoint(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_run_reopens_only_its_own_data_set(tiny_run, tmp_path):
+    checkpoint = load_checkpoint(tiny_run)
+    assert checkpoint.dataset().fingerprint == checkpoint.state["data"]["fingerprint"]
+    other = tmp_path / "other"
+    shutil.copytree(checkpoint.state["data"]["source"], other)
+    next(other.rglob("*.png")).unlink()  # one image fewer: another listing
+    with pytest.raises(DatasetError, match="not the data set"):
+        checkpoint.dataset(other)
+
+
+def test_a_checkpoint_without_its_run_folder_says_what_is_missing(tiny_run, tmp_path):
+    shutil.copy(tiny_run / run.MODEL, tmp_path / "model.pt")
+    with pytest.raises(FileNotFoundError, match="splits are missing"):
+        load_checkpoint(tmp_path).splits()
