@@ -65,12 +65,14 @@ def test_correctness_is_a_smooth_monotone_chance_of_being_right():
 def test_calibrate_command_refits_and_stores(tiny_run, tmp_path, capsys):
     import shutil
 
+    from marrowdiff import run as runs
     from marrowdiff.cli import main
     from marrowdiff.predict import load_model
+    from marrowdiff.splits import Splits
 
     run = tmp_path / "run"  # a copy: the shared run keeps its calibration
     run.mkdir()
-    for name in ("model.pt", "splits.json"):
+    for name in (runs.MODEL, Splits.FILE):
         shutil.copy(tiny_run / name, run / name)
     before = load_model(run).calibration(False)
     assert main(["calibrate", str(run), "--target-accuracy", "0.8"]) == 0

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from marrowdiff.export import export_onnx
+from marrowdiff.run import MODEL
 from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
 
@@ -86,8 +87,8 @@ def test_two_processes_train_the_same_weights_as_one(data, tmp_path):
     assert one.returncode == 0, one.stderr[-8000:]
     assert two.returncode == 0, (two.stdout + two.stderr)[-8000:]
     assert "effective batch size 40 (20 per process)" in two.stdout + two.stderr
-    a = torch.load(tmp_path / "one" / "model.pt", weights_only=True)
-    b = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
+    a = torch.load(tmp_path / "one" / MODEL, weights_only=True)
+    b = torch.load(tmp_path / "two" / MODEL, weights_only=True)
     assert b["runtime"]["processes"] == 2
     for key, value in a["state_dict"].items():
         if value.dtype.is_floating_point:
@@ -167,14 +168,14 @@ def test_a_killed_rank_fails_the_job_and_resume_finishes_it(data, tmp_path):
     output, _ = job.communicate(timeout=120)
     assert job.returncode != 0
     assert "FAILED" in output or "ChildFailedError" in output, output[-2000:]
-    assert not (out / "model.pt").exists()
+    assert not (out / MODEL).exists()
     done = torch.load(out / "last.pt", weights_only=True)["epoch"]
     assert done < epochs
 
     resumed = run([*TORCHRUN, "2", *train_command(data, out, cfg, "--resume")])
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-8000:]
     assert f"resuming {out} after epoch {done}" in resumed.stdout + resumed.stderr
-    final = torch.load(out / "model.pt", weights_only=True)
+    final = torch.load(out / MODEL, weights_only=True)
     assert [row["epoch"] for row in final["history"]] == list(range(1, epochs + 1))
     shutil.rmtree(out)
 
@@ -198,7 +199,7 @@ def test_frozen_layers_stay_frozen_across_processes(data, tmp_path):
     cfg.write_text(FROZEN)
     two = run([*TORCHRUN, "2", *train_command(data, tmp_path / "two", cfg)])
     assert two.returncode == 0, (two.stdout + two.stderr)[-8000:]
-    state = torch.load(tmp_path / "two" / "model.pt", weights_only=True)["state_dict"]
+    state = torch.load(tmp_path / "two" / MODEL, weights_only=True)["state_dict"]
     assert state["_bn0.running_mean"].abs().max() == 0  # frozen: as initialised
     assert state["_blocks.2._bn2.running_mean"].abs().max() == 0
     assert state["_blocks.3._bn2.running_mean"].abs().max() > 0  # trained

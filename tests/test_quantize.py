@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 
+from marrowdiff import run
 from marrowdiff.cli import main
 from marrowdiff.export import export_onnx
 from marrowdiff.predict import load_model
@@ -48,9 +49,9 @@ def test_int8_export_is_quantised_described_and_close_to_float(tiny_run, tmp_pat
 
 
 def test_int8_export_needs_the_runs_cells(tiny_run, tmp_path):
-    checkpoint = tmp_path / "alone" / "model.pt"
+    checkpoint = tmp_path / "alone" / run.MODEL
     checkpoint.parent.mkdir()
-    checkpoint.write_bytes((tiny_run / "model.pt").read_bytes())
+    checkpoint.write_bytes((tiny_run / run.MODEL).read_bytes())
     with pytest.raises(FileNotFoundError, match="splits are missing"):
         export_onnx(checkpoint, tmp_path / "x.onnx", int8=True)
 

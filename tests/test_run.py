@@ -32,7 +32,7 @@ def test_a_run_folder_means_its_model_file(tiny_run):
     ],
 )
 def test_a_damaged_or_foreign_checkpoint_is_refused_by_name(tiny_run, tmp_path, damage, message):
-    path = tmp_path / "model.pt"
+    path = tmp_path / run.MODEL
     shutil.copy(tiny_run / run.MODEL, path)
     damage(path)
     with pytest.raises(CheckpointError, match=message) as error:
@@ -51,6 +51,6 @@ def test_a_run_reopens_only_its_own_data_set(tiny_run, tmp_path):
 
 
 def test_a_checkpoint_without_its_run_folder_says_what_is_missing(tiny_run, tmp_path):
-    shutil.copy(tiny_run / run.MODEL, tmp_path / "model.pt")
+    shutil.copy(tiny_run / run.MODEL, tmp_path / run.MODEL)
     with pytest.raises(FileNotFoundError, match="splits are missing"):
         load_checkpoint(tmp_path).splits()

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from marrowdiff import run
 from marrowdiff.config import load_config
 from marrowdiff.datasets import open_dataset
 from marrowdiff.evaluate import evaluate_run
 from marrowdiff.predict import load_model
 from marrowdiff.run import CheckpointError, load_checkpoint
-from marrowdiff.splits import splits_for_run
+from marrowdiff.splits import Splits, splits_for_run
 from marrowdiff.synthetic import synthetic_cell
 from marrowdiff.train import apply_gains, fit, jitter_gains
 
@@ -45,9 +46,9 @@ def test_fit_writes_a_self_describing_checkpoint(easy_data, tmp_path):
     final = fit(_config(), dataset, splits, tmp_path / "run", log=lambda m: None)
     assert len(final["history"]) == 3
     assert final["history"][-1]["train_loss"] < final["history"][0]["train_loss"]  # it learns
-    for name in ("model.pt", "last.pt", "history.csv", "curves.png", "config.json", "splits.json"):
+    for name in (run.MODEL, run.LAST, run.HISTORY, run.CURVES, run.CONFIG, Splits.FILE):
         assert (tmp_path / "run" / name).is_file(), name
-    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    state = torch.load(tmp_path / "run" / run.MODEL, weights_only=True)
     assert state["classes"] == ["metamyelocyte", "band_neutrophil", "segmented_neutrophil"]
     assert state["normalisation"]["colour"] == "yuv"
     assert state["vocabulary"]["name"] == "choi2017"
@@ -69,7 +70,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path, e
     assert (
         fit(config, dataset, splits, tmp_path / "b", log=lambda m: None, stop_after=2) is None
     )  # killed after epoch 2
-    assert not (tmp_path / "b" / "model.pt").exists()
+    assert not (tmp_path / "b" / run.MODEL).exists()
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and ("averaged" in state) == bool(ema)
     resumed = fit(config, dataset, splits, tmp_path / "b", resume=True, log=lambda m: None)
@@ -133,15 +134,15 @@ def test_checkpoint_errors_name_the_fix(tmp_path):
 def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
     from marrowdiff.cli import main
 
-    run = tmp_path / "run"
-    train = ["train", str(easy_data), "--out", str(run), "--config", "quick", "--recipe",
+    run_dir = tmp_path / "run"
+    train = ["train", str(easy_data), "--out", str(run_dir), "--config", "quick", "--recipe",
              "original"]  # fmt: skip
     assert main([*train, "--epochs", "1"]) == 0
-    assert (run / "model.pt").is_file() and (run / "splits.json").is_file()
+    assert (run_dir / run.MODEL).is_file() and (run_dir / Splits.FILE).is_file()
     assert main([*train, "--epochs", "2", "--resume"]) == 0
-    assert len(load_checkpoint(run).state["history"]) == 2
-    assert main(["evaluate", str(run), "--tta"]) == 0
-    assert json.loads((run / "metrics.json").read_text())["tta"] is True
+    assert len(load_checkpoint(run_dir).state["history"]) == 2
+    assert main(["evaluate", str(run_dir), "--tta"]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["tta"] is True
 
     table = tmp_path / "table1"
     experiment = ["experiment", "table1", str(easy_data), "--out", str(table), "--quick",

@@ -158,7 +158,8 @@ def calibrate_run(
     from marrowdiff.run import load_checkpoint
 
     checkpoint = load_checkpoint(run)
-    _, val = checkpoint.cells()
+    splits = checkpoint.splits()
+    _, val = checkpoint.cells(splits)
     if not val:
         raise ValueError(
             f"{checkpoint.path} was trained on all of train-validation (fold -1): no "
@@ -166,7 +167,7 @@ def calibrate_run(
         )
     images = checkpoint.dataset(data).load_paths(val)
     model = TorchModel.from_checkpoint(checkpoint)
-    labels = checkpoint.splits().label_indices(val, model.classes)
+    labels = splits.label_indices(val, model.classes)
     logits = {mode: model.logits(images, tta) for mode, tta in MODES.items()}
     calibration = calibrate_modes(logits, labels, target, log)
     checkpoint.with_state(calibration=calibration).save()

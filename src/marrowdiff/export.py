@@ -123,7 +123,8 @@ def _quantised(
     """The int8 graph of the float one at `float_path`, calibrated on the run's training cells;
     its metadata adds "quantisation": how far it moved from the float graph on the run's
     validation cells (training cells for a fold -1 run)."""
-    train_paths, val_paths = checkpoint.cells()  # a local model's: of its classes only
+    splits = checkpoint.splits()
+    train_paths, val_paths = checkpoint.cells(splits)  # a local model's: of its classes only
     dataset = checkpoint.dataset(data)
     reference = OnnxModel(float_path)
     train = dataset.load_paths(train_paths)
@@ -133,7 +134,7 @@ def _quantised(
     write_bytes(checked, proto.SerializeToString())
     split, paths = ("val", val_paths) if val_paths else ("train", train_paths)
     images = dataset.load_paths(val_paths) if val_paths else train
-    labels = [checkpoint.splits().labels[p] for p in paths]
+    labels = [splits.labels[p] for p in paths]
     report = {
         "method": "onnxruntime static, QDQ, uint8 activations, int8 per-channel weights, "
         "min-max ranges; first conv and classifier in float",

@@ -151,9 +151,9 @@ class Checkpoint:
             )
         return dataset
 
-    def cells(self) -> tuple[list[str], list[str]]:
+    def cells(self, splits: Splits | None = None) -> tuple[list[str], list[str]]:
         """(train, val) paths of the run's fold, of its own classes (a local model has few)."""
-        splits = self.splits()
+        splits = splits or self.splits()
         train, val = splits.fold(self.fold)
         return splits.of_classes(train, self.classes), splits.of_classes(val, self.classes)
 

@@ -38,7 +38,7 @@ from marrowdiff.fileio import save_image, write_json, write_text
 from marrowdiff.models import build_model
 from marrowdiff.predict import TorchModel
 from marrowdiff.preprocess import Geometry
-from marrowdiff.recipes import get_recipe
+from marrowdiff.recipes import Recipe, get_recipe
 from marrowdiff.splits import Splits
 from marrowdiff.transforms import Normalisation, PatchBank, fit_normalisation, normalise
 
@@ -265,16 +265,7 @@ def fit(
     out, tc = Path(out), config.train
     classes = training_classes(tc, dataset.vocabulary, splits)
     torch.manual_seed(tc.seed)
-    train_paths, val_paths = splits.fold(tc.fold)
-    train = select(dataset, splits, train_paths, classes, config.geometry)
-    empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
-    if empty:
-        raise ValueError(
-            f"no training images of class(es) {', '.join(empty)} in this split; "
-            "leave them out of --classes or add data"
-        )
-    val = select(dataset, splits, val_paths, classes, config.geometry)
-    val_windows = val.bank.centre().numpy()
+    train, val = _load_fold(dataset, splits, tc.fold, classes, config.geometry)
     norm = fit_normalisation(train.bank.centre(), tc.colour)
     config = _with_classes(config, len(classes))
     recipe = get_recipe(tc.recipe)
@@ -288,40 +279,16 @@ def fit(
         write_json(out / run.CONFIG, config.to_dict())
         splits.write(out)
     meta = _metadata(config, classes, dataset, norm, train, val, runtime)
+    val_windows = val.bank.centre().numpy()
 
     def validated(module: nn.Module) -> TorchModel:
         return TorchModel(module, norm, config.geometry, classes, dataset.vocabulary)
 
-    log(
-        f"training {config.model.name} on {len(train.paths)} images "
-        f"({len(val.paths)} val), recipe {recipe.name}, {tc.epochs} epochs, "
-        f"{steps_per_epoch} steps/epoch"
-    )
-    if runtime.distributed:
-        log(
-            f"{runtime.world} processes ({runtime.device.type}): effective batch size "
-            f"{tc.batch_size} ({tc.batch_size / runtime.world:.0f} per process), learning rate "
-            f"{tc.lr} (unchanged: each step is one step of the configured global batch)"
-        )
+    log(_plan(config, train, val, recipe, steps_per_epoch, runtime))
     for epoch in range(start_epoch, tc.epochs):
         began = time.time()
-        generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-        torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout: same on resume
-        items = recipe.items(train.labels, config.geometry, tc.seed, epoch)
         row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"]}
-        row |= train_one_epoch(
-            learner.model,
-            train,
-            items,
-            norm,
-            learner.optimizer,
-            learner.scheduler,
-            tc,
-            generator,
-            runtime,
-            progress and runtime.main,
-            after_step=learner.after_step(),
-        )
+        row |= _train_epoch(learner, train, recipe, norm, config, epoch, runtime, progress)
         if runtime.main:
             row |= val_metrics(validated(learner.kept).window_logits(val_windows), val.labels)
         row["seconds"] = round(time.time() - began, 1)
@@ -349,6 +316,75 @@ def fit(
     }
     run.save_checkpoint(out / run.MODEL, final)
     return final
+
+
+def _load_fold(
+    dataset: Dataset, splits: Splits, fold: int, classes: list[str], geometry: Geometry
+) -> tuple[SplitData, SplitData]:
+    """The (train, val) images of a CV fold, of `classes`; every class must have training
+    images."""
+    train_paths, val_paths = splits.fold(fold)
+    train = select(dataset, splits, train_paths, classes, geometry)
+    empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
+    if empty:
+        raise ValueError(
+            f"no training images of class(es) {', '.join(empty)} in this split; "
+            "leave them out of --classes or add data"
+        )
+    return train, select(dataset, splits, val_paths, classes, geometry)
+
+
+def _train_epoch(
+    learner: Learner,
+    train: SplitData,
+    recipe: Recipe,
+    norm: Normalisation,
+    config: RunConfig,
+    epoch: int,
+    runtime: Runtime,
+    progress: bool,
+) -> dict:
+    """One epoch, its randomness seeded from (seed, epoch) alone: the same on resume."""
+    tc = config.train
+    generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
+    torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout
+    items = recipe.items(train.labels, config.geometry, tc.seed, epoch)
+    return train_one_epoch(
+        learner.model,
+        train,
+        items,
+        norm,
+        learner.optimizer,
+        learner.scheduler,
+        tc,
+        generator,
+        runtime,
+        progress and runtime.main,
+        after_step=learner.after_step(),
+    )
+
+
+def _plan(
+    config: RunConfig,
+    train: SplitData,
+    val: SplitData,
+    recipe: Recipe,
+    steps_per_epoch: int,
+    runtime: Runtime,
+) -> str:
+    tc = config.train
+    line = (
+        f"training {config.model.name} on {len(train.paths)} images "
+        f"({len(val.paths)} val), recipe {recipe.name}, {tc.epochs} epochs, "
+        f"{steps_per_epoch} steps/epoch"
+    )
+    if runtime.distributed:
+        line += (
+            f"\n{runtime.world} processes ({runtime.device.type}): effective batch size "
+            f"{tc.batch_size} ({tc.batch_size / runtime.world:.0f} per process), learning rate "
+            f"{tc.lr} (unchanged: each step is one step of the configured global batch)"
+        )
+    return line
 
 
 def _resume(
