@@ -9,7 +9,7 @@ from marrowdiff.datasets import PUBLIC_ARCHIVES, fetch, sha256_file
 
 from .conftest import REAL_ARCHIVE
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 @pytest.mark.skipif(

@@ -86,6 +86,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path, e
         assert torch.equal(value, resumed["state_dict"][key]), key
 
 
+@pytest.mark.slow
 def test_local_model_and_dual_stage_evaluation(easy_data, tmp_path):
     dataset = open_dataset(easy_data)
     splits = splits_for_run(dataset, tmp_path / "g", log=lambda m: None)
@@ -131,6 +132,7 @@ def test_checkpoint_errors_name_the_fix(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
+@pytest.mark.slow
 def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
     from marrowdiff.cli import main
 
