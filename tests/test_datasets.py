@@ -164,3 +164,24 @@ def test_fetch_unreachable_address_says_what_to_do(tiny_archive, tmp_path):
     _, archive = tiny_archive
     with pytest.raises(DatasetError, match="--from FILE"):
         fetch(archive, tmp_path / "cache", url=(tmp_path / "nowhere.zip").as_uri(), progress=False)
+
+
+def test_a_manifest_listing_an_image_twice_is_refused_naming_both_lines(class_tree):
+    manifest = class_tree / "m.csv"
+    manifest.write_text("path,label\n0/0.png,0\n1/1.png,1\n./0/0.png,2\n")
+    with pytest.raises(DatasetError, match=r"line 4 lists './0/0.png' again \(first on line 2\)"):
+        open_dataset(manifest)
+
+
+def test_a_zip_with_two_members_of_one_name_is_refused(class_tree, tmp_path):
+    import warnings
+    import zipfile
+
+    archive = tmp_path / "twice.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(archive, "w") as z:
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of the duplicate name
+        z.write(class_tree / "0" / "0.png", "0/a.png")
+        z.write(class_tree / "0" / "1.png", "0/a.png")
+        z.write(class_tree / "1" / "1.png", "1/b.png")
+    with pytest.raises(DatasetError, match=r"more than once, e.g. \['0/a.png'\]"):
+        open_dataset(archive)

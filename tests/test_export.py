@@ -1,6 +1,7 @@
 """Export to ONNX: the file alone classifies cells as the PyTorch model does."""
 
 import numpy as np
+import pytest
 
 from marrowdiff.predict import load_model
 from marrowdiff.synthetic import synthetic_cell
@@ -16,3 +17,23 @@ def test_onnx_and_pytorch_agree_within_1e4(tiny_run, onnx_file):
     for tta in (False, True):
         difference = np.abs(torch_model.proba(images, tta) - onnx_model.proba(images, tta))
         assert difference.max() < 1e-4
+
+
+def test_a_damaged_onnx_file_is_refused(onnx_file, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from marrowdiff.predict import ModelError
+
+    proto = onnx.load(str(onnx_file))
+    weight = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    array = numpy_helper.to_array(weight).copy()
+    array.flat[: array.size // 2] = 0  # half a layer lost, the metadata intact
+    weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(proto.SerializeToString())
+    with pytest.raises(ModelError, match="damaged"):
+        load_model(damaged)
+    (tmp_path / "cut.onnx").write_bytes(onnx_file.read_bytes()[:100_000])
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
+        load_model(tmp_path / "cut.onnx")

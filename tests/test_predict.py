@@ -5,7 +5,7 @@ import pytest
 
 from marrowdiff.calibration import calibrate
 from marrowdiff.dualstage import combine
-from marrowdiff.predict import Classifier, load_classifier, load_model
+from marrowdiff.predict import Classifier, ModelError, load_classifier, load_model
 from marrowdiff.run import load_checkpoint
 from marrowdiff.synthetic import synthetic_cell
 
@@ -36,7 +36,7 @@ def test_calibrated_probabilities_are_the_tempered_softmax_of_the_logits(tiny_ru
 
 def test_an_onnx_file_without_our_metadata_is_refused(tmp_path):
     (tmp_path / "x.onnx").write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="not a readable ONNX model"):
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
         load_model(tmp_path / "x.onnx")
     with pytest.raises(FileNotFoundError, match="no such model"):
         load_model(tmp_path / "missing.onnx")

@@ -21,6 +21,13 @@ def test_a_run_folder_means_its_model_file(tiny_run):
     assert len(train) + len(val) + len(checkpoint.splits().test) == 3 * 26
 
 
+def _overwrite_the_middle(path):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = bytes(4096)  # 4 KB of zeros inside the weights
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -28,7 +35,9 @@ def test_a_run_folder_means_its_model_file(tiny_run):
         (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable PyTorch"),
         (lambda p: p.write_bytes(p.read_bytes()[:5000]), "not a readable PyTorch checkpoint"),
         (lambda p: torch.save([1, 2, 3], p), "not a marrowdiff checkpoint"),
-        (lambda p: torch.save({"format": run.FORMAT}, p), "damaged checkpoint, without config"),
+        (lambda p: torch.save({"format": run.FORMATS[0]}, p), "damaged checkpoint, without config"),
+        (lambda p: torch.save({"format": run.FORMAT, "state_dict": {}}, p), "checksum"),
+        (_overwrite_the_middle, "checksum|not a readable PyTorch checkpoint"),
     ],
 )
 def test_a_damaged_or_foreign_checkpoint_is_refused_by_name(tiny_run, tmp_path, damage, message):
@@ -54,3 +63,18 @@ def test_a_checkpoint_without_its_run_folder_says_what_is_missing(tiny_run, tmp_
     shutil.copy(tiny_run / run.MODEL, tmp_path / run.MODEL)
     with pytest.raises(FileNotFoundError, match="splits are missing"):
         load_checkpoint(tmp_path).splits()
+
+
+def test_a_model_whose_outputs_are_not_numbers_is_an_error_not_a_count(tiny_run, tmp_path):
+    from marrowdiff.predict import ModelError, load_model
+    from marrowdiff.synthetic import synthetic_cell
+
+    state = load_checkpoint(tiny_run).state
+    broken = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+              for k, v in state["state_dict"].items()}  # fmt: skip
+    run.save_checkpoint(tmp_path / run.MODEL, state | {"state_dict": broken})
+    model = load_model(tmp_path)  # a faithful copy of bad weights loads...
+    cells = [synthetic_cell(__import__("numpy").random.default_rng(0), 48)]
+    with pytest.raises(ModelError, match="non-finite outputs for 1 of 1 cells") as error:
+        model.proba(cells)  # ...and gives no number
+    assert str(tmp_path) in str(error.value)

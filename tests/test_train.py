@@ -141,8 +141,10 @@ def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
              "original"]  # fmt: skip
     assert main([*train, "--epochs", "1"]) == 0
     assert (run_dir / run.MODEL).is_file() and (run_dir / Splits.FILE).is_file()
-    assert main([*train, "--epochs", "2", "--resume"]) == 0
-    assert len(load_checkpoint(run_dir).state["history"]) == 2
+    assert main([*train, "--epochs", "1", "--resume"]) == 0  # finished: nothing more to do
+    assert len(load_checkpoint(run_dir).state["history"]) == 1
+    assert main([*train, "--epochs", "2", "--resume"]) == 2  # another schedule: refused
+    assert "train.epochs: 1 -> 2" in capsys.readouterr().err
     assert main(["evaluate", str(run_dir), "--tta"]) == 0
     assert json.loads((run_dir / "metrics.json").read_text())["tta"] is True
 
@@ -186,3 +188,16 @@ def test_colour_jitter_changes_what_the_model_learns(easy_data, tmp_path):
     same = [torch.equal(v, weights["off-again"][k]) for k, v in weights["off"].items()]
     changed = [not torch.equal(v, weights["on"][k]) for k, v in weights["off"].items()]
     assert all(same) and any(changed)
+
+
+def test_resume_with_other_settings_is_refused_naming_them(easy_data, tmp_path):
+    dataset = open_dataset(easy_data)
+    splits = splits_for_run(dataset, tmp_path / "r", log=lambda m: None)
+    config = _config(3)
+    assert fit(config, dataset, splits, tmp_path / "r", log=lambda m: None, stop_after=1) is None
+    faster = replace(config, train=replace(config.train, lr=0.5))
+    with pytest.raises(CheckpointError, match=r"train\.lr: 0\.002 -> 0\.5"):
+        fit(faster, dataset, splits, tmp_path / "r", resume=True, log=lambda m: None)
+    assert not (tmp_path / "r" / run.MODEL).exists()  # nothing was trained on the mix
+    resumed = fit(config, dataset, splits, tmp_path / "r", resume=True, log=lambda m: None)
+    assert resumed["config"]["train"]["lr"] == 0.002 and len(resumed["history"]) == 3

@@ -22,7 +22,7 @@ from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, o
 from marrowdiff.detect import DetectConfig
 from marrowdiff.fileio import write_text
 from marrowdiff.images import ImageReadError
-from marrowdiff.predict import load_classifier, load_model
+from marrowdiff.predict import ModelError, load_classifier, load_model
 from marrowdiff.recipes import RECIPES
 from marrowdiff.report import ReportConfig
 from marrowdiff.sources import list_inputs
@@ -40,6 +40,7 @@ USER_ERRORS = (
     FileNotFoundError,
     DeviceError,
     run.CheckpointError,
+    ModelError,
 )
 
 

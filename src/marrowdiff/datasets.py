@@ -238,6 +238,13 @@ def _scan_zip(path: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
         raise DatasetError(
             f"{path}: unreadable zip archive ({exc}); re-download or re-pack it"
         ) from None
+    names = Counter(info.filename for info in infos if not info.is_dir())
+    twice = sorted(name for name, n in names.items() if n > 1)
+    if twice:
+        raise DatasetError(
+            f"{path}: {len(twice)} member name(s) appear more than once, e.g. {twice[:3]}; only "
+            "one of each could be read: re-pack the archive with each image once"
+        )
     for info in infos:
         if info.is_dir():
             continue
@@ -262,9 +269,16 @@ def _read_manifest(path: Path) -> tuple[list[tuple[str, str, str | None]], list[
             f"(and optionally group); found {sorted(columns) or 'no rows'}"
         )
     raw, skipped = [], []
+    first_line: dict[str, int] = {}
     for line, row in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         rel, label, group = row["path"], row["label"], row.get("group") or None
+        key = os.path.normpath(rel) if rel else ""
+        if key and first_line.setdefault(key, line) != line:
+            raise DatasetError(
+                f"{path}: line {line} lists {rel!r} again (first on line {first_line[key]}); "
+                "list each image once, with its one label"
+            )
         if not rel or not label:
             skipped.append(Skipped(rel or f"<line {line}>", f"line {line}: empty path or label"))
         elif not (path.parent / rel).is_file():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from marrowdiff.fileio import write_bytes
-from marrowdiff.predict import ONNX_METADATA_KEY, OnnxModel, TorchModel
+from marrowdiff.predict import ONNX_METADATA_KEY, OnnxModel, TorchModel, graph_sha256
 from marrowdiff.preprocess import centre_views
 from marrowdiff.quantize import agreement, quantize_int8
 from marrowdiff.run import Checkpoint, load_checkpoint
@@ -111,7 +111,10 @@ def _described(proto, meta: dict, doc: str):
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
-    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(meta)
+    entry.key, entry.value = (
+        ONNX_METADATA_KEY,
+        json.dumps(meta | {"graph_sha256": graph_sha256(proto)}),
+    )
     proto.doc_string = doc
     onnx.checker.check_model(proto)
     return proto

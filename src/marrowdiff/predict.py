@@ -25,6 +25,17 @@ from marrowdiff.preprocess import Geometry, centre_views, d4_numpy
 ONNX_METADATA_KEY = "marrowdiff"
 
 
+class ModelError(ValueError):
+    """A model that cannot be trusted: a damaged file, or outputs that are not numbers."""
+
+
+def graph_sha256(proto) -> str:
+    """sha256 of an ONNX model's graph (nodes and weights; not the metadata that holds it)."""
+    import hashlib
+
+    return hashlib.sha256(proto.graph.SerializeToString()).hexdigest()
+
+
 class Model:
     """What every backend provides; a backend implements `forward` on (B, 3, S, S) uint8."""
 
@@ -54,7 +65,15 @@ class Model:
                 out.append(np.mean(views, axis=0))
             else:
                 out.append(self.forward(x))
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        logits = np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        bad = ~np.isfinite(logits).all(axis=1)
+        if bad.any():
+            raise ModelError(
+                f"{self.source}: the model gave non-finite outputs for {int(bad.sum())} of "
+                f"{len(logits)} cells, so no probability can be trusted; the model file is "
+                "damaged (restore it, or export or train it again)"
+            )
+        return logits
 
     def logits(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
         """(N, C) logits of (H, W, 3) uint8 RGB patches, preprocessed a batch at a time."""
@@ -133,24 +152,30 @@ class TorchModel(Model):
 
 class OnnxModel(Model):
     def __init__(self, path: str | Path, threads: int | None = None):
+        import onnx
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        data = Path(path).read_bytes()
         try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own, undocumented, exception types
-            raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
+            proto = onnx.load_from_string(data)
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnx and onnxruntime raise their own, undocumented, types
+            raise ModelError(f"{path}: not a readable ONNX model ({error})") from None
         meta = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
         if meta is None:
-            raise ValueError(
+            raise ModelError(
                 f"{path}: an ONNX model without marrowdiff metadata; "
                 "export it with `marrowdiff export RUN --onnx FILE`"
             )
         meta = json.loads(meta)
+        if "graph_sha256" in meta and meta["graph_sha256"] != graph_sha256(proto):
+            raise ModelError(
+                f"{path}: damaged: its graph does not match the checksum written with it; "
+                "export it again with `marrowdiff export`"
+            )
         self.metadata = meta
         self.source = str(path)
         self.classes = list(meta["classes"])

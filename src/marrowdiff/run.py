@@ -15,6 +15,7 @@ fold, sizes), the calibration and metrics; loading needs nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +32,16 @@ LAST = "last.pt"
 CONFIG = "config.json"
 HISTORY = "history.csv"
 CURVES = "curves.png"
-FORMAT = "marrowdiff.checkpoint/1"
+FORMAT = "marrowdiff.checkpoint/2"  # /2: `weights_sha256`, checked on every load
+FORMATS = ("marrowdiff.checkpoint/1", FORMAT)  # /1 files (no checksum) still load
 # Keys every checkpoint has; `state_dict` holds the weights, the rest describes them.
 REQUIRED = ("config", "classes", "vocabulary", "normalisation", "data", "state_dict")
 TRAINING_STATE = ("state_dict", "optimizer", "scheduler", "averaged")  # not metadata
 
 
 class CheckpointError(ValueError):
-    """A file that is not a readable marrowdiff checkpoint; the message names it."""
+    """A file that is not a readable marrowdiff checkpoint, or a run folder that cannot be used
+    as asked; the message names the file."""
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -53,10 +56,25 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Atomically: a reader sees the old file or the new one, never half of one."""
+def weights_sha256(weights: dict) -> str:
+    """sha256 of a state dict's tensors: names, dtypes, shapes and bytes, in name order."""
     import torch
 
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        flat = tensor.contiguous().reshape(-1)  # a 0-d tensor (a counter) too
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Atomically (a reader sees the old file or the new one, never half of one), with the
+    checksum of its weights that loading verifies."""
+    import torch
+
+    state = state | {"format": FORMAT, "weights_sha256": weights_sha256(state["state_dict"])}
     buf = io.BytesIO()
     torch.save(state, buf)
     write_bytes(path, buf.getvalue())
@@ -77,9 +95,18 @@ def load_state(path: str | Path) -> dict:
             f"{path}: not a readable PyTorch checkpoint ({_first_line(error)}); "
             "give a model.pt from `marrowdiff train` or train again"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in FORMATS:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: not a marrowdiff checkpoint (format {found!r})")
+    stored = state.get("weights_sha256")
+    if state["format"] == FORMAT and (
+        not isinstance(state.get("state_dict"), dict)
+        or stored != weights_sha256(state["state_dict"])
+    ):
+        raise CheckpointError(
+            f"{path}: damaged: its weights do not match the checksum written with them; "
+            "restore the file from a copy or train again"
+        )
     return state
 
 

@@ -273,12 +273,12 @@ def fit(
         len(recipe.items(train.labels, config.geometry, tc.seed, 0)) / tc.batch_size
     )
     learner = make_learner(config, steps_per_epoch, runtime)
-    history, start_epoch = _resume(learner, out, resume, runtime, log)
+    meta = _metadata(config, classes, dataset, norm, train, val, runtime)
+    history, start_epoch = _resume(learner, out, resume, meta, log)
     if runtime.main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / run.CONFIG, config.to_dict())
         splits.write(out)
-    meta = _metadata(config, classes, dataset, norm, train, val, runtime)
     val_windows = val.bank.centre().numpy()
 
     def validated(module: nn.Module) -> TorchModel:
@@ -387,19 +387,47 @@ def _plan(
     return line
 
 
-def _resume(
-    learner: Learner, out: Path, resume: bool, runtime: Runtime, log
-) -> tuple[list[dict], int]:
-    """(history, epochs done) from the run's last.pt with `resume`; ([], 0) otherwise."""
+def _resume(learner: Learner, out: Path, resume: bool, meta: dict, log) -> tuple[list[dict], int]:
+    """(history, epochs done) from the run's last.pt with `resume`; ([], 0) otherwise. A run
+    resumes only as it started: the same config, classes and data set."""
     last = out / run.LAST
-    if resume and last.is_file():
-        state = torch.load(last, map_location=runtime.device, weights_only=True)
-        learner.load(state)
-        log(f"resuming {out} after epoch {state['epoch']}")
-        return state["history"], state["epoch"]
-    if resume:
-        log(f"nothing to resume in {out}; starting afresh")
-    return [], 0
+    if not resume or not last.is_file():
+        if resume:
+            log(f"nothing to resume in {out}; starting afresh")
+        return [], 0
+    state = run.load_state(last)
+
+    changed = _differences(_started(state), _started(meta))
+    if changed:
+        raise run.CheckpointError(
+            f"{last}: --resume with other settings than the run started with "
+            f"({'; '.join(changed)}): its weights come from those; resume with the same "
+            "options, or train into a new --out folder"
+        )
+    learner.load(state)
+    log(f"resuming {out} after epoch {state['epoch']}")
+    return state["history"], state["epoch"]
+
+
+def _started(meta: dict) -> dict:
+    """What a run's weights depend on: its config, classes, data listing and fold (not where
+    the data lies)."""
+    data = meta.get("data") or {}
+    return {
+        "config": meta.get("config"),
+        "classes": meta.get("classes"),
+        "data": {"fingerprint": data.get("fingerprint"), "fold": data.get("fold")},
+    }
+
+
+def _differences(before, now, where: str = "") -> list[str]:
+    """'key: before -> now' for every leaf that differs between two nested dicts."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        keys = sorted(set(before) | set(now))
+        return [d for k in keys for d in _differences(before.get(k), now.get(k), f"{where}{k}.")]
+    if before != now and not (isinstance(before, list | tuple) and list(before) == list(now or [])):
+        return [f"{where.rstrip('.')}: {before!r} -> {now!r}"]
+    return []
 
 
 def _metadata(
