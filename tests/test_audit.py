@@ -8,7 +8,7 @@ from marrowdiff.datasets import DatasetError, open_dataset
 
 def test_audit_finds_conflicts_and_same_label_duplicates(with_duplicates, tmp_path):
     dataset = open_dataset(with_duplicates)
-    audit, records, images = audit_dataset(dataset)
+    audit, records = audit_dataset(dataset)
     assert audit["n_images"] == 22
     assert audit["counts"]["pronormoblast"] == 7
     groups = audit["duplicate_groups"]
@@ -23,7 +23,7 @@ def test_audit_finds_conflicts_and_same_label_duplicates(with_duplicates, tmp_pa
     assert {m["path"] for m in same["members"]} == {"2/a.png", "2/a-again.jpg"}
     assert 0.85 <= same["similarity"] <= 1.0 and not same["exact"]
 
-    written = write_audit(audit, records, images, tmp_path / "out")
+    written = write_audit(audit, dataset, tmp_path / "out")
     names = sorted(p.name for p in written)
     assert names == ["audit.json", "audit.md", "duplicates-1.png"]
     assert json.loads((tmp_path / "out" / "audit.json").read_text()) == audit
@@ -37,7 +37,7 @@ def test_five_broken_files_are_reported_and_the_audit_finishes(class_tree, tmp_p
     (class_tree / "1" / "trunc.png").write_bytes((class_tree / "1" / "0.png").read_bytes()[:60])
     (class_tree / "1" / "trunc.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 30)
     (class_tree / "2" / "bad.bmp").write_bytes(b"BM" + b"\x01" * 20)
-    audit, _, _ = audit_dataset(open_dataset(class_tree))
+    audit, _ = audit_dataset(open_dataset(class_tree))
     assert audit["n_listed"] == 29 and audit["n_images"] == 24
     assert audit["n_unreadable"] == 5
     unreadable = sorted(s["path"] for s in audit["skipped"] if s["stage"] == "decode")
@@ -47,9 +47,9 @@ def test_five_broken_files_are_reported_and_the_audit_finishes(class_tree, tmp_p
 
 def test_clean_data_set_has_no_groups(class_tree, tmp_path):
     dataset = open_dataset(class_tree)
-    audit, records, images = audit_dataset(dataset)
+    audit, records = audit_dataset(dataset)
     assert audit["duplicate_groups"] == [] and audit["skipped"] == []
-    written = write_audit(audit, records, images, tmp_path / "out")
+    written = write_audit(audit, dataset, tmp_path / "out")
     assert [p.name for p in written] == ["audit.json", "audit.md"]  # no empty contact sheet
 
 
@@ -63,6 +63,7 @@ def test_a_damaged_audit_file_is_refused_by_name(tmp_path, text):
 
 
 def test_an_audit_reads_back_as_written(with_duplicates, tmp_path):
-    audit, records, images = audit_dataset(open_dataset(with_duplicates))
-    write_audit(audit, records, images, tmp_path)
+    dataset = open_dataset(with_duplicates)
+    audit, _ = audit_dataset(dataset)
+    write_audit(audit, dataset, tmp_path)
     assert read_audit(tmp_path) == json.loads(json.dumps(audit))

@@ -1,6 +1,7 @@
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from marrowdiff.duplicates import DuplicatePair, find_duplicates, group_pairs
@@ -63,3 +64,50 @@ def test_group_pairs_joins_chains():
     ]
     assert group_pairs(7, pairs) == [[0, 3, 5], [1, 2]]
     assert group_pairs(3, []) == []
+
+
+def test_all_templates_at_once_score_as_skimage_match_template(rng):
+    from skimage.feature import match_template
+
+    from marrowdiff.duplicates import _ncc_max
+
+    image = rng.normal(0, 1, (96, 96))
+    templates = rng.normal(0, 1, (5, 56, 56))
+    templates[1] = image[10:66, 25:81]  # a window of the image itself: NCC 1 there
+    templates[2] = 3.0  # flat: matches nothing
+    expected = [
+        0.0 if t.std() < 1e-6 else float(np.nan_to_num(match_template(image, t)).max())
+        for t in templates
+    ]
+    np.testing.assert_allclose(_ncc_max(image, templates), expected, atol=1e-6)
+    assert _ncc_max(image, templates)[1] == pytest.approx(1.0)
+
+
+def test_the_neighbour_search_finds_what_comparing_every_pair_finds(rng):
+    from dataclasses import replace
+
+    from marrowdiff.duplicates import DuplicateConfig
+
+    cells = [synthetic_cell(rng, 72, radius=rng.uniform(12, 20)) for _ in range(150)]
+    bases = [synthetic_cell(rng, 90) for _ in range(6)]
+    for k, base in enumerate(bases):  # re-crops up to 8 px away, re-encoded
+        cells[10 * k] = recrop(base, 0, 0, 72)
+        cells[10 * k + 5] = _jpeg(recrop(base, 8 - 3 * k, 2 * k - 6, 72), quality=80)
+    every_pair = replace(DuplicateConfig(), exhaustive_below=10**6)
+    hnsw = replace(DuplicateConfig(), exact_below=0)  # the approximate index, as for large sets
+    expected = {(10 * k, 10 * k + 5) for k in range(6)}
+    for config in (DuplicateConfig(), every_pair, hnsw):
+        assert {(p.a, p.b) for p in find_duplicates(cells, config)} == expected
+
+
+def test_an_index_on_disk_finds_the_same_pairs(rng, tmp_path):
+    from marrowdiff.duplicates import DuplicateIndex
+
+    base = synthetic_cell(rng, 90)
+    cells = [recrop(base, 0, 0, 72), *(synthetic_cell(rng, 72) for _ in range(70))]
+    cells.append(recrop(base, 5, -4, 72))
+    index = DuplicateIndex(len(cells), folder=tmp_path)
+    for cell in cells:
+        index.add(cell)
+    assert (tmp_path / "thumbnails.npy").stat().st_size >= len(cells) * 48 * 48
+    assert [(p.a, p.b) for p in index.find(cells.__getitem__)] == [(0, len(cells) - 1)]

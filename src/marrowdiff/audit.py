@@ -8,6 +8,7 @@ are for the person who has to judge the suspicious pairs.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,8 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from marrowdiff import __version__
-from marrowdiff.datasets import Dataset, DatasetError, Record
-from marrowdiff.duplicates import DuplicateConfig, find_duplicates, group_pairs
+from marrowdiff.datasets import Dataset, DatasetError, Record, Skipped
+from marrowdiff.duplicates import DuplicateConfig, DuplicateIndex, group_pairs
 from marrowdiff.fileio import save_image, write_json, write_text
 
 AUDIT_VERSION = 1
@@ -33,14 +34,33 @@ class AuditConfig:
 
 def audit_dataset(
     dataset: Dataset, config: AuditConfig = AuditConfig(), progress: bool = False
-) -> tuple[dict, list[Record], list[np.ndarray]]:
-    """Read every image once; return the audit and the readable records with their images."""
-    records, images, unreadable = dataset.load_all(progress)
-    pairs = find_duplicates(images, config.duplicates)
+) -> tuple[dict, list[Record]]:
+    """Read every image once and return the audit and the readable records. Of each image only
+    its size and what the duplicate search needs are kept (a thumbnail, on disk), so memory
+    does not grow with the size of the data set."""
+    records: list[Record] = []
+    unreadable: list[Skipped] = []
+    sizes: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory(prefix="marrowdiff-audit-") as tmp:
+        index = DuplicateIndex(len(dataset.records), config.duplicates, folder=tmp)
+        for record, image, reason in dataset.iter_images(progress):
+            if image is None:
+                unreadable.append(Skipped(record.path, reason))
+                continue
+            records.append(record)
+            sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
+            index.add(image)
+        pairs = index.find(lambda i: dataset.load(records[i]), progress)
+        del index  # the thumbnails' file is closed before its folder goes
     vocab = dataset.vocabulary
+    by_group: dict[int, list] = {}
+    members_of = group_pairs(len(records), pairs)
+    group_of = {i: g for g, members in enumerate(members_of) for i in members}
+    for p in pairs:
+        by_group.setdefault(group_of[p.a], []).append(p)
     groups = []
-    for members in group_pairs(len(images), pairs):
-        inside = [p for p in pairs if p.a in members]
+    for g, members in enumerate(members_of):
+        inside = by_group[g]
         labels = {records[i].label for i in members}
         groups.append(
             {
@@ -66,7 +86,7 @@ def audit_dataset(
         "n_listed": len(dataset),
         "n_images": len(records),
         "counts": {code: counts.get(code, 0) for code in vocab.codes},
-        "image_sizes": dict(Counter(f"{im.shape[1]}x{im.shape[0]}" for im in images).most_common()),
+        "image_sizes": dict(sizes.most_common()),
         "skipped": [
             {"path": s.path, "reason": s.reason, "stage": stage}
             for stage, found in (("scan", dataset.skipped), ("decode", unreadable))
@@ -84,7 +104,7 @@ def audit_dataset(
             k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config.duplicates).items()
         },
     }
-    return audit, records, images
+    return audit, records
 
 
 def run_audit(
@@ -96,9 +116,9 @@ def run_audit(
 ) -> dict:
     """Audit a data set and write audit.json, audit.md and the contact sheets into `out`;
     `log` (if given) hears of every unreadable image."""
-    audit, records, images = audit_dataset(dataset, config, progress)
+    audit, _ = audit_dataset(dataset, config, progress)
     names = {c.code: c.name for c in dataset.vocabulary.classes}
-    write_audit(audit, records, images, out, names, config)
+    write_audit(audit, dataset, out, names, config)
     for skipped in audit["skipped"]:
         if log and skipped["stage"] == "decode":
             log(f"skipped unreadable {skipped['path']}: {skipped['reason']}")
@@ -124,16 +144,16 @@ def read_audit(path: str | Path) -> dict:
 
 def write_audit(
     audit: dict,
-    records: list[Record],
-    images: list[np.ndarray],
+    dataset: Dataset,
     out: str | Path,
     vocabulary_names: dict[str, str] | None = None,
     config: AuditConfig = AuditConfig(),
 ) -> list[Path]:
     """Write audit.json, audit.md and the contact sheet(s) of duplicate groups into `out`."""
     out = Path(out)
-    by_path = dict(zip((r.path for r in records), images, strict=True))
     groups = audit["duplicate_groups"]
+    wanted = {m["path"] for g in groups for m in g["members"]}
+    by_path = {r.path: dataset.load(r) for r in dataset.records if r.path in wanted}
     sheets = []
     for page, start in enumerate(range(0, len(groups), config.sheet_rows), start=1):
         sheet = contact_sheet(

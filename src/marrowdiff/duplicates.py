@@ -1,28 +1,39 @@
 """Find patches that show the same cell: exact copies, re-crops at a shifted centre, resized or
 re-encoded copies. Pure functions over RGB arrays; `audit.py` does the I/O.
 
-Two stages, both normalised cross-correlation (NCC), so brightness and contrast changes from
-re-encoding or white balance do not matter:
-1. candidates: grey images at 48 px; the centre 32 px window of one patch is correlated with every
-   window of the other (shifts up to +-16 px at 96 px scale), all pairs at once as matrix products;
+Three stages. The last two are normalised cross-correlation (NCC), so brightness and contrast
+changes from re-encoding or white balance do not matter:
+0. neighbours: each patch is kept as a 48 px grey thumbnail (2.3 kB, on disk for a large set).
+   The Fourier magnitude of a window does not change when the window's content shifts, so the
+   magnitude of each patch's centre window, reduced by PCA, goes into a nearest-neighbour index
+   (faiss: exact below 20,000 patches, HNSW above), and the windows of every patch at 9 offsets
+   ask it for their nearest patches: the pairs worth comparing, about 40 per patch, in time that
+   grows as N log N, not N^2;
+1. candidates: the centre 32 px window of one patch is correlated with every window of the other
+   (shifts up to +-16 px at 96 px scale), both ways, for each neighbour pair, first at half that
+   scale to leave out most pairs at a fourteenth of the cost;
 2. verification: at 96 px, on a difference-of-Gaussians band (sigma 0.7 to 2 px) that keeps the
    chromatin and granule texture and drops the round outline every cell shares, so two different
    cells that merely look alike score low while two crops of the same pixels score high.
 On the public archive the verified re-crops score >= 0.93 and the closest look-alike 0.73
-(docs/data.md); the threshold sits in that gap.
+(docs/data.md); the threshold sits in that gap. Stage 0 finds all 11 of its re-crop groups with
+3 neighbours per window; the default takes 5.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage.feature import match_template
+from tqdm import tqdm
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,18 @@ class DuplicateConfig:
     fine_window: int = 56  # centre window matched at full scale: shifts up to +-20 px
     band: tuple[float, float] = (0.7, 2.0)  # difference-of-Gaussians sigmas, in px at `size`
     threshold: float = 0.85  # band-pass NCC to call two patches one cell (archive: gap 0.73-0.93)
-    block: int = 1024  # patches per block in the candidate search (bounds memory at N x block)
+    block: int = 2048  # patches per block of the neighbour search (bounds its memory)
+    index_window: int = 32  # window, px at the coarse scale, whose Fourier magnitude is indexed
+    index_band: int = 8  # spatial frequencies kept each way around zero
+    index_dims: int = 24  # PCA dimensions of the nearest-neighbour index
+    index_step: int = 8  # offsets of the query windows, px at the coarse scale (9 windows)
+    neighbours: int = 5  # nearest patches each query window asks for
+    pca_sample: int = 20_000  # patches the PCA is fitted on
+    exhaustive_below: int = 64  # smaller sets compare every pair
+    exact_below: int = 20_000  # smaller sets search their neighbours exactly, larger ones by HNSW
+    # grey NCC at half the coarse scale a pair must reach before the coarse one: every pair of
+    # the public archive and of PBC that reaches `coarse_threshold` scores 0.89 or more here
+    prefilter_threshold: float = 0.80
 
 
 @dataclass(frozen=True)
@@ -49,19 +71,252 @@ def find_duplicates(
     images: list[np.ndarray], config: DuplicateConfig = DuplicateConfig()
 ) -> list[DuplicatePair]:
     """Every pair of images that show the same cell, sorted by (a, b)."""
-    exact = _exact_pairs(images)
-    grey = [_square_grey(image, config.size) for image in images]
-    candidates = _candidate_pairs(grey, config) - set(exact)
-    band = [_band_pass(g, config.band) for g in grey]
-    pairs = [DuplicatePair(a, b, 1.0, True) for a, b in exact]
-    for a, b in sorted(candidates):
-        score = max(
-            _best_ncc(band[a], band[b], config.fine_window),
-            _best_ncc(band[b], band[a], config.fine_window),
+    index = DuplicateIndex(len(images), config)
+    for image in images:
+        index.add(image)
+    return index.find(images.__getitem__)
+
+
+class DuplicateIndex:
+    """What the duplicate search keeps of each image, added one at a time: a pixel digest and a
+    48 px grey thumbnail (uint8; in `folder` on disk when given, so memory does not grow with
+    the number of images). `find` re-reads, through `load`, only the images it must verify."""
+
+    def __init__(self, n: int, config: DuplicateConfig = DuplicateConfig(), folder=None):
+        s = config.coarse_size
+        self.config, self.n = config, 0
+        if folder is None:
+            self.thumbs = np.empty((n, s, s), np.uint8)
+        else:
+            path = Path(folder) / "thumbnails.npy"
+            self.thumbs = np.lib.format.open_memmap(path, "w+", np.uint8, (max(n, 1), s, s))
+        self._first: dict[bytes, int] = {}
+        self.exact: list[tuple[int, int]] = []
+
+    def add(self, image: np.ndarray) -> int:
+        """Index the next image; returns its position."""
+        i, config = self.n, self.config
+        key = hashlib.sha256(repr(image.shape).encode() + image.tobytes()).digest()
+        if key in self._first:
+            self.exact.append((self._first[key], i))
+        else:
+            self._first[key] = i
+        grey = Image.fromarray(_square_grey(image, config.size))
+        small = grey.resize((config.coarse_size, config.coarse_size), Image.BILINEAR)
+        self.thumbs[i] = np.clip(np.rint(np.asarray(small)), 0, 255)
+        self.n += 1
+        return i
+
+    def find(self, load, progress: bool = False) -> list[DuplicatePair]:
+        """Every pair that shows the same cell; `load(i)` gives image i again, for the pairs
+        that pass the candidate stage."""
+        config = self.config
+        exact = set(self.exact)
+        neighbours = _neighbour_pairs(self.thumbs[: self.n], config, progress)
+        candidates = _coarse_pairs(self.thumbs[: self.n], neighbours, config, progress) - exact
+        band = _BandCache(load, config)
+        scores = _verified(sorted(candidates), band, config, progress)
+        pairs = [DuplicatePair(a, b, 1.0, True) for a, b in sorted(exact)]
+        for (a, b), score in sorted(scores.items()):
+            if score >= config.threshold:
+                pairs.append(DuplicatePair(a, b, round(score, 4), False))
+        return sorted(pairs, key=lambda p: (p.a, p.b))
+
+
+def _verified(
+    candidates: list[tuple[int, int]], band, config: DuplicateConfig, progress: bool = False
+) -> dict[tuple[int, int], float]:
+    """(a, b) -> the best band-pass NCC of the centre window of either one anywhere in the
+    other. Each image is correlated with the windows of all its partners at once."""
+    partners: dict[int, list[int]] = {}
+    for a, b in candidates:
+        partners.setdefault(a, []).append(b)
+        partners.setdefault(b, []).append(a)
+    w = config.fine_window
+    m = (config.size - w) // 2
+    scores: dict[tuple[int, int], float] = {}
+    for x in tqdm(sorted(partners), disable=not progress, desc="verifying", unit="img"):
+        for start in range(0, len(partners[x]), 64):  # bounds the FFTs' memory
+            others = partners[x][start : start + 64]
+            templates = np.stack([band[p][m : m + w, m : m + w] for p in others])
+            for p, value in zip(others, _ncc_max(band[x], templates).tolist(), strict=True):
+                key = (min(x, p), max(x, p))
+                scores[key] = max(scores.get(key, 0.0), value)
+    return scores
+
+
+def _ncc_max(image: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """(P,) highest NCC of each of (P, w, w) templates at any position inside `image` (as
+    skimage's `match_template`, all templates at once with one FFT of the image)."""
+    from scipy.signal import fftconvolve
+
+    w = templates.shape[-1]
+    t = templates.astype(np.float64) - templates.mean(axis=(1, 2), keepdims=True)
+    t_norm = np.sqrt((t * t).sum(axis=(1, 2)))  # (P,)
+    x = image.astype(np.float64)
+    numerator = fftconvolve(x[None], t[:, ::-1, ::-1], mode="valid", axes=(1, 2))  # (P, h, h)
+
+    # Each window's sum of squared deviations, from cumulative sums (integral images).
+    def window_sums(a: np.ndarray) -> np.ndarray:
+        c = np.pad(a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        return c[w:, w:] - c[:-w, w:] - c[w:, :-w] + c[:-w, :-w]
+
+    n = w * w
+    spread = window_sums(x * x) - window_sums(x) ** 2 / n  # (h, h)
+    denominator = np.sqrt(np.maximum(spread, 0))[None] * t_norm[:, None, None]
+    ncc = np.where(denominator > 1e-9, numerator / np.where(denominator > 1e-9, denominator, 1), 0)
+    best = ncc.reshape(len(t), -1).max(axis=1)
+    return np.where(t_norm / w > 1e-6, best, 0.0)  # a flat template matches nothing
+
+
+class _BandCache:
+    """Band-passed 96 px grey images by index, decoded on demand, the most recent kept."""
+
+    def __init__(self, load, config: DuplicateConfig, size: int = 2048):
+        self._load, self._config, self._size = load, config, size
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i in self._kept:
+            self._kept.move_to_end(i)
+            return self._kept[i]
+        grey = _square_grey(self._load(i), self._config.size)
+        self._kept[i] = out = _band_pass(grey, self._config.band)
+        if len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        return out
+
+
+def _spectra(windows: np.ndarray, band: int, chunk: int = 512) -> np.ndarray:
+    """(N, w, w) grey windows -> (N, (2 band)^2) unit rows of the log Fourier magnitude of the
+    low frequencies, Hann-windowed: a shift of the window's content leaves it nearly unchanged.
+    Computed `chunk` windows at a time (the transform is complex128: 16 bytes a pixel)."""
+    w = windows.shape[-1]
+    hann = np.outer(np.hanning(w), np.hanning(w)).astype(np.float32)
+    c = w // 2
+    out = np.empty((len(windows), (2 * band) ** 2), np.float32)
+    for start in range(0, len(windows), chunk):
+        x = windows[start : start + chunk].astype(np.float32)
+        x -= x.mean(axis=(1, 2), keepdims=True)
+        f = np.fft.fftshift(np.abs(np.fft.fft2(x * hann)), axes=(1, 2))
+        out[start : start + len(x)] = _unit_rows(
+            np.log1p(f[:, c - band : c + band, c - band : c + band])
         )
-        if score >= config.threshold:
-            pairs.append(DuplicatePair(a, b, round(score, 4), False))
-    return sorted(pairs, key=lambda p: (p.a, p.b))
+    return out
+
+
+def _neighbour_pairs(thumbs: np.ndarray, config: DuplicateConfig, progress: bool) -> np.ndarray:
+    """(P, 2) index pairs a < b worth comparing: for every query window of a, the patches whose
+    centre window's spectrum is nearest; every pair for a small set."""
+    n = len(thumbs)
+    if n < 2:
+        return np.zeros((0, 2), np.int64)
+    if n < max(config.exhaustive_below, config.neighbours + 2):
+        a, b = np.triu_indices(n, 1)
+        return np.stack([a, b], axis=1).astype(np.int64)
+    from sklearn.decomposition import PCA
+
+    s, w, band = config.coarse_size, config.index_window, config.index_band
+    m = (s - w) // 2
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(n, min(n, config.pca_sample), replace=False))
+    dims = min(config.index_dims, len(sample), (2 * band) ** 2)
+    pca = PCA(dims, random_state=0).fit(_spectra(thumbs[sample, m : m + w, m : m + w], band))
+    blocks = range(0, n, config.block)
+
+    def describe(windows: np.ndarray) -> np.ndarray:  # (B, w, w) -> (B, dims) float32
+        return np.ascontiguousarray(pca.transform(_spectra(windows, band)), dtype=np.float32)
+
+    index = _nearest_index(
+        np.concatenate(
+            [describe(thumbs[i : i + config.block, m : m + w, m : m + w]) for i in blocks]
+        ),
+        exact=n < config.exact_below,
+    )
+    k = min(n, config.neighbours + 1)
+    offsets = range(0, s - w + 1, config.index_step)
+    found = []
+    for start in tqdm(blocks, disable=not progress, desc="neighbours", unit="block"):
+        block = thumbs[start : start + config.block]
+        owner = np.arange(start, start + len(block))
+        for dy in offsets:
+            for dx in offsets:
+                _, near = index.search(describe(block[:, dy : dy + w, dx : dx + w]), k)
+                a = np.repeat(owner, k)
+                b = near.ravel()
+                keep = (a != b) & (b >= 0)  # -1: fewer neighbours found
+                found.append(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep])
+    codes = np.unique(np.concatenate(found))
+    return np.stack([codes // n, codes % n], axis=1)
+
+
+def _nearest_index(points: np.ndarray, exact: bool):
+    """A faiss index of (N, d) float32 points: exact (brute force) for a small set, HNSW for a
+    large one, built on one thread so that the same points give the same graph every time."""
+    import faiss
+
+    d = points.shape[1]
+    if exact:
+        index = faiss.IndexFlatL2(d)
+        index.add(points)
+        return index
+    index = faiss.IndexHNSWFlat(d, 32)
+    index.hnsw.efConstruction, index.hnsw.efSearch = 80, 64
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.add(points)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return index
+
+
+def _coarse_pairs(
+    thumbs: np.ndarray, pairs: np.ndarray, config: DuplicateConfig, progress: bool
+) -> set[tuple[int, int]]:
+    """The pairs whose grey NCC, the centre window of either one against every window of the
+    other, reaches `coarse_threshold`; first at half the scale (a 16 px window at 24 px, a
+    fourteenth of the work), where a pair must reach `prefilter_threshold` to be looked at
+    again at 48 px."""
+    n = len(thumbs)
+    half = np.empty((n, config.coarse_size // 2, config.coarse_size // 2), np.float32)
+    for start in range(0, n, config.block):  # 2 x 2 means: an exact half-scale image
+        block = thumbs[start : start + config.block].astype(np.float32)
+        k, h = len(block), half.shape[1]
+        half[start : start + k] = block.reshape(k, h, 2, h, 2).mean(axis=(2, 4))
+    t = config.coarse_window
+    rough = _best_both_ways(half, t // 2, pairs, progress, "candidates (24 px)")
+    pairs = pairs[rough >= config.prefilter_threshold]
+    fine = _best_both_ways(thumbs, t, pairs, progress, "candidates (48 px)")
+    return {(int(a), int(b)) for a, b in pairs[fine >= config.coarse_threshold]}
+
+
+def _best_both_ways(
+    images: np.ndarray, t: int, pairs: np.ndarray, progress: bool = False, desc: str = ""
+) -> np.ndarray:
+    """(P,) for each pair (a, b): the best NCC of the centre t x t window of one image at any
+    position in the other, whichever way round is higher."""
+    if not len(pairs):
+        return np.zeros(0, np.float32)
+    m = (images.shape[1] - t) // 2
+    # Both ends of every pair, grouped by the image whose every window is correlated.
+    ends = np.concatenate([pairs, pairs[:, ::-1]])
+    order = np.argsort(ends[:, 0], kind="stable")
+    ends = ends[order]
+    starts = np.flatnonzero(np.r_[True, ends[1:, 0] != ends[:-1, 0]])
+    stops = np.r_[starts[1:], len(ends)]
+    values = np.empty(len(ends), np.float32)
+    for lo, hi in tqdm(
+        zip(starts, stops, strict=True), total=len(starts), disable=not progress, desc=desc
+    ):
+        x, partners = int(ends[lo, 0]), ends[lo:hi, 1]
+        windows = sliding_window_view(images[x].astype(np.float32), (t, t))
+        rows = _unit_rows(windows.reshape(-1, t, t))  # every window of x: (W, t*t)
+        centres = _unit_rows(images[partners, m : m + t, m : m + t])  # (P, t*t)
+        values[lo:hi] = (centres @ rows.T).max(axis=1)
+    both = np.empty(len(ends), np.float32)
+    both[order] = values  # back to [pairs as given; pairs reversed]
+    return np.maximum(both[: len(pairs)], both[len(pairs) :])
 
 
 def components(n: int, edges: list[tuple[int, int]]) -> np.ndarray:
@@ -83,18 +338,6 @@ def group_pairs(n: int, pairs: list[DuplicatePair]) -> list[list[int]]:
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _exact_pairs(images: list[np.ndarray]) -> list[tuple[int, int]]:
-    first: dict[str, int] = {}
-    pairs = []
-    for i, image in enumerate(images):
-        key = hashlib.sha256(repr(image.shape).encode() + image.tobytes()).hexdigest()
-        if key in first:
-            pairs.append((first[key], i))
-        else:
-            first[key] = i
-    return pairs
-
-
 def _square_grey(image: np.ndarray, size: int) -> np.ndarray:
     """Centre square crop, luminance, resized to size x size, float32."""
     h, w = image.shape[:2]
@@ -108,40 +351,9 @@ def _band_pass(grey: np.ndarray, sigmas: tuple[float, float]) -> np.ndarray:
     return ndi.gaussian_filter(grey, sigmas[0]) - ndi.gaussian_filter(grey, sigmas[1])
 
 
-def _best_ncc(image: np.ndarray, other: np.ndarray, window: int) -> float:
-    """Highest NCC of `other`'s centre window anywhere in `image`."""
-    m = (other.shape[0] - window) // 2
-    template = other[m : m + window, m : m + window]
-    if template.std() < 1e-6:
-        return 0.0
-    return float(np.nan_to_num(match_template(image, template)).max())
-
-
 def _unit_rows(windows: np.ndarray) -> np.ndarray:
     """(N, h, w) -> (N, h*w), each row zero-mean and unit-norm (NCC becomes a dot product)."""
     flat = windows.reshape(len(windows), -1).astype(np.float32)
     flat -= flat.mean(axis=1, keepdims=True)
     flat /= np.linalg.norm(flat, axis=1, keepdims=True) + 1e-6
     return flat
-
-
-def _candidate_pairs(grey: list[np.ndarray], config: DuplicateConfig) -> set[tuple[int, int]]:
-    n = len(grey)
-    if n < 2:
-        return set()
-    s, t = config.coarse_size, config.coarse_window
-    small = np.stack([np.asarray(Image.fromarray(g).resize((s, s), Image.BILINEAR)) for g in grey])
-    m = (s - t) // 2
-    centres = _unit_rows(small[:, m : m + t, m : m + t])  # (N, t*t)
-    shifts = [(dy, dx) for dy in range(s - t + 1) for dx in range(s - t + 1)]
-    pairs: set[tuple[int, int]] = set()
-    for start in range(0, n, config.block):
-        rows = centres[start : start + config.block]  # (B, t*t)
-        best = np.full((len(rows), n), -1.0, dtype=np.float32)
-        for dy, dx in shifts:
-            np.maximum(best, rows @ _unit_rows(small[:, dy : dy + t, dx : dx + t]).T, out=best)
-        for i, j in zip(*np.nonzero(best >= config.coarse_threshold), strict=True):
-            a = start + int(i)
-            if a != j:
-                pairs.add((min(a, int(j)), max(a, int(j))))
-    return pairs
