@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from marrowdiff.smear import FieldConfig
 from marrowdiff.synthetic import recrop, synthetic_cell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,19 @@ def with_duplicates(tmp_path, rng):
         for k in range(6):
             write_image(root / label / f"distinct{k}.png", synthetic_cell(rng, 64))
     return root
+
+
+SMALL_FIELD = FieldConfig(height=540, width=660, cells=6, red_cells=40)
+
+
+@pytest.fixture(scope="session")
+def patches():
+    """20 cell patches of 144 px at the detector's default scale, for synthetic fields."""
+    rng = np.random.default_rng(0)
+    return [
+        synthetic_cell(rng, 144, radius=rng.uniform(38, 50), hue=rng.uniform(-1, 1))
+        for _ in range(20)
+    ]
 
 
 # Three classes of two lineages that differ in cell size: erythroid pronormoblast ("0"),

@@ -136,3 +136,15 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error(tiny_run, tmp_path,
     args = ["count", str(tiny_run), str(tmp_path), "--out", str(tmp_path / "o")]
     assert main([*args, "--device", "cuda"]) == 2
     assert "no CUDA device here; use --device cpu or auto" in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_is_audited_and_split(class_tree, tmp_path, capsys):
+    import os
+
+    from marrowdiff.cli import main
+
+    os.rename(class_tree / "0" / "0.png", os.path.join(bytes(class_tree / "0"), b"\xff-cell.png"))
+    assert main(["split", str(class_tree), "--out", str(tmp_path / "s"), "--test-folds", "3",
+                 "--folds", "2"]) == 0  # fmt: skip
+    splits = json.loads((tmp_path / "s" / "splits.json").read_text(encoding="utf-8"))
+    assert b"0/\xff-cell.png".decode("utf-8", "surrogateescape") in splits["labels"]

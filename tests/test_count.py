@@ -100,3 +100,12 @@ def test_count_skips_what_it_cannot_read_and_reports_an_empty_field(
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n_fields"] == 2 and report["n_cells_found"] >= 3  # the blank field counts
     assert "blank.png (0 cells)" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_count_fails_when_no_input_was_readable(tiny_run, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"not an image")
+    (tmp_path / "in" / "b.jpg").write_bytes(b"")
+    argv = ["count", str(tiny_run), str(tmp_path / "in"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 1
+    assert "none of the 2 inputs was readable" in capsys.readouterr().err

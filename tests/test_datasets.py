@@ -185,3 +185,31 @@ def test_a_zip_with_two_members_of_one_name_is_refused(class_tree, tmp_path):
         z.write(class_tree / "1" / "1.png", "1/b.png")
     with pytest.raises(DatasetError, match=r"more than once, e.g. \['0/a.png'\]"):
         open_dataset(archive)
+
+
+def test_a_latin1_manifest_is_refused_with_the_fix(class_tree):
+    manifest = class_tree / "m.csv"
+    manifest.write_bytes("path,label\n0/0.png,pronormoblast\n1/1.png,Zoë\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match="not UTF-8 text.*save the manifest as UTF-8"):
+        open_dataset(manifest)
+
+
+def test_a_zip_member_too_large_for_a_cell_is_skipped_unread(class_tree, tmp_path):
+    import resource
+
+    from marrowdiff.datasets import MAX_FILE_BYTES
+
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(class_tree / "0" / "0.png", "0/fine.png")
+        with z.open("0/huge.png", "w") as member:  # 65 MB of zeros, a few kB in the zip
+            for _ in range(65):
+                member.write(bytes(2**20))
+    assert archive.stat().st_size < 200_000
+    dataset = open_dataset(archive)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = {r.path: reason for r, _, reason in dataset.iter_images()}
+    assert found["0/fine.png"] is None
+    assert f"limit {MAX_FILE_BYTES // 2**20} MB" in found["0/huge.png"]
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 32 * 1024  # the member was never inflated

@@ -1,23 +1,12 @@
 """Cell detection in whole fields, and the synthetic fields that check it."""
 
 import numpy as np
-import pytest
 
 from marrowdiff.boxes import score_detection
 from marrowdiff.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.smear import make_field
 
-SMALL_FIELD = FieldConfig(height=540, width=660, cells=6, red_cells=40)
-
-
-@pytest.fixture(scope="module")
-def patches():
-    rng = np.random.default_rng(0)
-    return [
-        synthetic_cell(rng, 144, radius=rng.uniform(38, 50), hue=rng.uniform(-1, 1))
-        for _ in range(20)
-    ]
+from .conftest import SMALL_FIELD
 
 
 def test_finds_the_cells_of_synthetic_fields_touching_ones_included(patches):

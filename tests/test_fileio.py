@@ -25,3 +25,25 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_part_file(tmp_path):
         write_json(path, {"not json": object()})
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_json_has_no_nan_and_keeps_non_utf8_names(tmp_path):
+    path = write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.5, float("inf")]})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.5, None]}
+    name = b"\xffcell.png".decode("utf-8", "surrogateescape")  # a Latin-1 file name on Linux
+    path = write_json(tmp_path / "y.json", {"path": name, "é": 1})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"path": name, "é": 1}
+
+
+def test_a_temporary_file_left_by_a_crash_is_removed_by_the_next_write(tmp_path):
+    import os
+    import time
+
+    left = tmp_path / ".x.txt.abc123.part"
+    left.write_text("half")
+    old = time.time() - 2 * 3600
+    os.utime(left, (old, old))
+    recent = tmp_path / ".x.txt.def456.part"  # another writer, still at work
+    recent.write_text("half")
+    write_text(tmp_path / "x.txt", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.txt.def456.part", "x.txt"]

@@ -78,3 +78,16 @@ def test_a_model_whose_outputs_are_not_numbers_is_an_error_not_a_count(tiny_run,
     with pytest.raises(ModelError, match="non-finite outputs for 1 of 1 cells") as error:
         model.proba(cells)  # ...and gives no number
     assert str(tmp_path) in str(error.value)
+
+
+def test_a_checkpoint_whose_classes_do_not_fit_its_outputs_is_refused(tiny_run, tmp_path):
+    from marrowdiff.predict import load_model
+
+    state = load_checkpoint(tiny_run).state
+    run.save_checkpoint(tmp_path / run.MODEL, state | {"classes": state["classes"] + ["extra"]})
+    with pytest.raises(CheckpointError, match="4 class names for 3 outputs"):
+        load_model(tmp_path)
+    config = state["config"] | {"model": state["config"]["model"] | {"num_classes": 5}}
+    run.save_checkpoint(tmp_path / run.MODEL, state | {"config": config})
+    with pytest.raises(CheckpointError, match="do not fit its own model description"):
+        load_model(tmp_path)

@@ -1,21 +1,8 @@
 """Synthetic smear fields with known cells."""
 
 import numpy as np
-import pytest
 
 from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.synthetic import synthetic_cell
-
-SMALL_FIELD = FieldConfig(height=540, width=660, cells=6, red_cells=40)
-
-
-@pytest.fixture(scope="module")
-def patches():
-    rng = np.random.default_rng(0)
-    return [
-        synthetic_cell(rng, 144, radius=rng.uniform(38, 50), hue=rng.uniform(-1, 1))
-        for _ in range(20)
-    ]
 
 
 def test_the_field_generator_places_touching_and_border_cells(patches):

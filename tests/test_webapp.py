@@ -14,6 +14,7 @@ from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import Limits, ReviewStation
+from marrowdiff.web.store import SignedError
 
 from .conftest import TINY_CLASSES, encode
 
@@ -115,6 +116,8 @@ def test_a_case_from_upload_to_sign_off(client, tmp_path):
     )
     assert frozen.status_code == 409
     assert upload(client, case, ("late.png", synthetic_field(1))).status_code == 409
+    stored = list((tmp_path / "review" / "images" / str(case)).iterdir())
+    assert len(stored) == len(view["images"])  # the refused upload left no file behind
     assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 409
 
     actions = [entry["action"] for entry in client.get(f"/api/cases/{case}/log").json()]
@@ -281,3 +284,54 @@ def test_a_field_at_another_magnification_gets_a_warning(tiny_run, tmp_path):
     assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
     warnings = client.get(f"/api/cases/{case}/report/report.json").json()["warnings"]
     assert any(w.startswith("field.png: the cells found") for w in warnings)
+
+
+@pytest.mark.parametrize("path", ["/api/cases/{big}", "/api/images/{big}/field.jpg",
+                                  "/api/cells/{big}.jpg", "/api/cases/{big}/log"])  # fmt: skip
+def test_an_id_too_large_for_the_database_is_a_4xx_not_a_500(client, path):
+    response = client.get(path.format(big=2**63))
+    assert response.status_code == 422, response.text
+
+
+def test_a_review_arriving_during_sign_off_is_in_the_report_or_refused(tiny_run, tmp_path):
+    the_station = station(tiny_run, tmp_path / "r")
+    client = TestClient(create_app(the_station))
+    case = new_case(client)
+    assert upload(client, case, ("field.png", synthetic_field())).status_code == 200
+    cells = client.get(f"/api/cases/{case}").json()["cells"]
+    for cell in cells:
+        client.post(f"/api/cells/{cell['id']}", headers=ANA, json={"status": "confirmed"})
+    store, sign = the_station.store, the_station.store.sign
+
+    def sign_while_a_second_reviewer_corrects(case_id, user):
+        store.review(cells[0]["id"], "bo", "not_a_cell", None)  # just before the freeze
+        signed = sign(case_id, user)
+        with pytest.raises(SignedError):  # and just after it
+            store.review(cells[1]["id"], "bo", "unidentified", None)
+        return signed
+
+    the_station.store.sign = sign_while_a_second_reviewer_corrects
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
+    report = client.get(f"/api/cases/{case}/report/report.json").json()
+    frozen = {c["id"]: c["status"] for c in client.get(f"/api/cases/{case}").json()["cells"]}
+    assert frozen[cells[0]["id"]] == "not_a_cell" and frozen[cells[1]["id"]] == "confirmed"
+    assert report["flagged"] == {"not a cell": 1} and report["n_counted"] == len(cells) - 1
+
+
+def test_a_report_that_cannot_be_written_reopens_the_case(tiny_run, tmp_path, monkeypatch):
+    the_station = station(tiny_run, tmp_path / "r")
+    client = TestClient(create_app(the_station))
+    case = new_case(client)
+    upload(client, case, ("cell.png", encode(synthetic_cell(np.random.default_rng(1), 48))))
+    for cell in client.get(f"/api/cases/{case}").json()["cells"]:
+        client.post(f"/api/cells/{cell['id']}", headers=ANA, json={"status": "confirmed"})
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("marrowdiff.web.station.write_report", disk_full)
+    with pytest.raises(OSError):
+        client.post(f"/api/cases/{case}/sign", headers=ANA)
+    assert client.get(f"/api/cases/{case}").json()["case"]["signed_at"] is None
+    actions = [entry["action"] for entry in client.get(f"/api/cases/{case}/log").json()]
+    assert actions[-2:] == ["sign", "sign failed"]

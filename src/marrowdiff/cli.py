@@ -45,6 +45,9 @@ USER_ERRORS = (
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -500,6 +503,11 @@ def _count(classifier, inputs, config, report_config, out: Path, model_name: str
     )
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
+    if inputs and not summary["n_fields"]:
+        print(
+            f"marrowdiff: error: none of the {len(inputs)} input(s) could be read", file=sys.stderr
+        )
+        return 1
     return 0
 
 

@@ -32,6 +32,16 @@ JUNK_DIRS = {"__macosx", ".git", ".svn", ".thumbnails", "@eadir", ".ipynb_checkp
 JUNK_FILES = {"thumbs.db", "desktop.ini", ".ds_store"}
 
 
+MAX_FILE_BYTES = 64 * 2**20  # a cell patch is kilobytes; a file this large is not one
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"{size / 2**20:.0f} MB is larger than any cell image "
+        f"(limit {MAX_FILE_BYTES // 2**20} MB): not read"
+    )
+
+
 class DatasetError(ValueError):
     """A data set cannot be opened as given; the message says what to change."""
 
@@ -77,9 +87,20 @@ class Dataset:
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
     def read_bytes(self, record: Record) -> bytes:
+        """The file's bytes; a file over MAX_FILE_BYTES is an ImageReadError, read no further
+        (a zip member's declared size is checked first, then at most that much is inflated)."""
         if self.kind == "zip":
-            return self._zipfile().read(record.path)
-        return self.file_path(record).read_bytes()
+            archive = self._zipfile()
+            if archive.getinfo(record.path).file_size > MAX_FILE_BYTES:
+                raise ImageReadError(_too_large(archive.getinfo(record.path).file_size))
+            with archive.open(record.path) as member:
+                data = member.read(MAX_FILE_BYTES + 1)
+        else:
+            with open(self.file_path(record), "rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageReadError(_too_large(len(data)))
+        return data
 
     def file_path(self, record: Record) -> Path:
         base = self.source if self.kind == "folder" else self.source.parent
@@ -259,7 +280,12 @@ def _scan_zip(path: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
 
 
 def _read_manifest(path: Path) -> tuple[list[tuple[str, str, str | None]], list[Skipped]]:
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte {error.start}); save the manifest as UTF-8"
+        ) from None
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
     rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
     columns = {c.strip().lower() for c in (rows[0].keys() if rows else [])}

@@ -6,9 +6,9 @@ changes from re-encoding or white balance do not matter:
 0. neighbours: each patch is kept as a 48 px grey thumbnail (2.3 kB, on disk for a large set).
    The Fourier magnitude of a window does not change when the window's content shifts, so the
    magnitude of each patch's centre window, reduced by PCA, goes into a nearest-neighbour index
-   (faiss: exact below 20,000 patches, HNSW above), and the windows of every patch at 9 offsets
-   ask it for their nearest patches: the pairs worth comparing, about 40 per patch, in time that
-   grows as N log N, not N^2;
+   (faiss: exact below 20,000 patches, HNSW above), and the windows of every patch at 25 offsets
+   ask it for their 3 nearest patches: the pairs worth comparing, about 50 per patch, in time
+   that grows as N log N, not N^2;
 1. candidates: the centre 32 px window of one patch is correlated with every window of the other
    (shifts up to +-16 px at 96 px scale), both ways, for each neighbour pair, first at half that
    scale to leave out most pairs at a fourteenth of the cost;
@@ -16,8 +16,8 @@ changes from re-encoding or white balance do not matter:
    chromatin and granule texture and drops the round outline every cell shares, so two different
    cells that merely look alike score low while two crops of the same pixels score high.
 On the public archive the verified re-crops score >= 0.93 and the closest look-alike 0.73
-(docs/data.md); the threshold sits in that gap. Stage 0 finds all 11 of its re-crop groups with
-3 neighbours per window; the default takes 5.
+(docs/data.md); the threshold sits in that gap. Stage 0 finds all 11 of its re-crop groups, and
+every one of 500 re-crops planted among 200,000 synthetic cells (bench/audit_scale.py).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class DuplicateConfig:
     index_window: int = 32  # window, px at the coarse scale, whose Fourier magnitude is indexed
     index_band: int = 8  # spatial frequencies kept each way around zero
     index_dims: int = 24  # PCA dimensions of the nearest-neighbour index
-    index_step: int = 8  # offsets of the query windows, px at the coarse scale (9 windows)
-    neighbours: int = 5  # nearest patches each query window asks for
+    index_step: int = 4  # offsets of the query windows, px at the coarse scale (25 windows)
+    neighbours: int = 3  # nearest patches each query window asks for
     pca_sample: int = 20_000  # patches the PCA is fitted on
     exhaustive_below: int = 64  # smaller sets compare every pair
     exact_below: int = 20_000  # smaller sets search their neighbours exactly, larger ones by HNSW
@@ -261,7 +261,7 @@ def _nearest_index(points: np.ndarray, exact: bool):
         index.add(points)
         return index
     index = faiss.IndexHNSWFlat(d, 32)
-    index.hnsw.efConstruction, index.hnsw.efSearch = 80, 64
+    index.hnsw.efConstruction, index.hnsw.efSearch = 80, 48
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -279,11 +279,11 @@ def _coarse_pairs(
     fourteenth of the work), where a pair must reach `prefilter_threshold` to be looked at
     again at 48 px."""
     n = len(thumbs)
-    half = np.empty((n, config.coarse_size // 2, config.coarse_size // 2), np.float32)
+    half = np.empty((n, config.coarse_size // 2, config.coarse_size // 2), np.uint8)
     for start in range(0, n, config.block):  # 2 x 2 means: an exact half-scale image
         block = thumbs[start : start + config.block].astype(np.float32)
         k, h = len(block), half.shape[1]
-        half[start : start + k] = block.reshape(k, h, 2, h, 2).mean(axis=(2, 4))
+        half[start : start + k] = np.rint(block.reshape(k, h, 2, h, 2).mean(axis=(2, 4)))
     t = config.coarse_window
     rough = _best_both_ways(half, t // 2, pairs, progress, "candidates (24 px)")
     pairs = pairs[rough >= config.prefilter_threshold]

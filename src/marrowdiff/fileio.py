@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
+import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -25,10 +28,23 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
+        _remove_stale_parts(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+STALE_PART_SECONDS = 3600  # a temporary file this old beside its target was left by a crash
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Temporaries of `path` that a killed writer left behind (a live writer's are newer)."""
+    now = time.time()
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        with contextlib.suppress(OSError):
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
 
 
 def _umask() -> int:
@@ -50,7 +66,24 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """JSON has no NaN or infinity: an undefined figure is written as null. A path that is not
+    valid Unicode (a non-UTF-8 file name) is written as a JSON escape and reads back the same."""
+    text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
+    return write_text(path, text)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 def save_image(path: str | Path, image, **params) -> Path:

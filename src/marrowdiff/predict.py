@@ -120,10 +120,23 @@ class TorchModel(Model):
 
         from marrowdiff.distributed import resolve_device
         from marrowdiff.models import build_model
+        from marrowdiff.run import CheckpointError
 
         config = checkpoint.config
         module = build_model(replace(config.model, pretrained=False))
-        module.load_state_dict(checkpoint.state["state_dict"])
+        try:
+            module.load_state_dict(checkpoint.state["state_dict"])
+        except RuntimeError as error:  # weights of another shape or architecture
+            first = str(error).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{checkpoint.path}: its weights do not fit its own model description ({first}); "
+                "the file is damaged or was not written by marrowdiff: train again"
+            ) from None
+        if len(checkpoint.classes) != config.model.num_classes:
+            raise CheckpointError(
+                f"{checkpoint.path}: {len(checkpoint.classes)} class names for "
+                f"{config.model.num_classes} outputs; the file is damaged: train again"
+            )
         module.eval().to(memory_format=torch.channels_last)
         module.to(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
         return cls(

@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -69,6 +71,10 @@ class LimitBody:
                 {"detail": f"request body over {self.limit // 2**20} MB"}, status_code=413
             )
             await response(scope, receive, send)
+
+
+# A record id in a URL: SQLite's integers stop at 2**63 - 1; a larger one is a 422, not a 500.
+Id = Annotated[int, PathParam(ge=0, le=2**63 - 1)]
 
 
 def _user(x_user: str | None) -> str:
@@ -136,11 +142,11 @@ def create_app(station: ReviewStation) -> FastAPI:
         return station.store.create_case(name, _user(x_user))
 
     @app.get("/api/cases/{case_id}")
-    def case(case_id: int):
+    def case(case_id: Id):
         return station.view(case_id)
 
     @app.post("/api/cases/{case_id}/images")
-    async def upload(case_id: int, request: Request, x_user: str | None = Header(None)):
+    async def upload(case_id: Id, request: Request, x_user: str | None = Header(None)):
         user = _user(x_user)
         station.store.case(case_id)
         try:
@@ -169,21 +175,21 @@ def create_app(station: ReviewStation) -> FastAPI:
         return {"results": results, "differential": station.differential(case_id)}
 
     @app.get("/api/images/{image_id}/field.jpg")
-    def field_image(image_id: int):
+    def field_image(image_id: Id):
         return _jpeg(station.field_jpeg(image_id))
 
     @app.post("/api/cases/{case_id}/images/{image_id}/cells", status_code=201)
-    def add_cell(case_id: int, image_id: int, body: NewCellAt, x_user: str | None = Header(None)):
+    def add_cell(case_id: Id, image_id: Id, body: NewCellAt, x_user: str | None = Header(None)):
         user = _user(x_user)
         cell = station.add_cell(case_id, image_id, user, body.x, body.y)
         return {"cell": cell, "differential": station.differential(case_id)}
 
     @app.get("/api/cells/{cell_id}/image.jpg")
-    def cell_image(cell_id: int):
+    def cell_image(cell_id: Id):
         return _jpeg(station.cell_jpeg(cell_id))
 
     @app.post("/api/cells/{cell_id}")
-    def review(cell_id: int, body: Review, x_user: str | None = Header(None)):
+    def review(cell_id: Id, body: Review, x_user: str | None = Header(None)):
         user = _user(x_user)
         if body.label is not None and body.label not in station.classifier.classes:
             raise HTTPException(422, f"unknown class {body.label!r}")
@@ -191,16 +197,16 @@ def create_app(station: ReviewStation) -> FastAPI:
         return {"cell": cell, "differential": station.differential(cell["case_id"])}
 
     @app.post("/api/cases/{case_id}/sign")
-    def sign(case_id: int, x_user: str | None = Header(None)):
+    def sign(case_id: Id, x_user: str | None = Header(None)):
         return station.sign(case_id, _user(x_user))
 
     @app.get("/api/cases/{case_id}/log")
-    def log(case_id: int):
+    def log(case_id: Id):
         station.store.case(case_id)
         return station.store.log(case_id)
 
     @app.get("/api/cases/{case_id}/report/{name}")
-    def report_file(case_id: int, name: str):
+    def report_file(case_id: Id, name: str):
         if name not in ("report.html", "report.json", "cells.csv"):
             raise HTTPException(404, f"no report file {name!r}")
         path = station.data_dir / "cases" / str(case_id) / "report" / name
@@ -209,7 +215,7 @@ def create_app(station: ReviewStation) -> FastAPI:
         return FileResponse(path)
 
     @app.get("/api/cases/{case_id}/export.zip")
-    def export(case_id: int):
+    def export(case_id: Id):
         folder = station.data_dir / "cases" / str(case_id) / "export"
         if not station.store.case(case_id)["signed_at"] or not folder.is_dir():
             raise HTTPException(404, "corrections are exported when the case is signed")

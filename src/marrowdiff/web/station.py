@@ -81,7 +81,8 @@ class ReviewStation:
 
     def upload(self, case_id: int, user: str, filename: str, data: bytes) -> dict:
         """Decode, store and count one uploaded image; returns what was found."""
-        self.store.case(case_id)  # unknown case: StoreError before any work
+        if self.store.case(case_id)["signed_at"]:  # unknown case: StoreError, before any work
+            raise SignedError(f"case {case_id} is signed: it takes no more images")
         if len(data) > self.limits.max_file_bytes:
             raise UploadError(
                 f"{filename}: {len(data) / 2**20:.1f} MB is over the "
@@ -210,36 +211,30 @@ class ReviewStation:
     # sign-off ----------------------------------------------------------------------------------
 
     def sign(self, case_id: int, user: str) -> dict:
-        """Write the report and the export, then freeze the case (refused while any cell is
-        unreviewed, or if it is signed already)."""
-        case = self.store.case(case_id)
-        if case["signed_at"]:
-            raise SignedError(f"case {case_id} is signed already")
-        rows = self.store.cells(case_id)
-        pending = sum(c["status"] == "pending" for c in rows)
-        if pending:  # checked here too, so that no report is written for an unsigned case
-            raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")
-        folder = self.data_dir / "cases" / str(case_id)
-        cells = self._report_cells(rows, thumbnails=True)
-        fields = [self._field(row) for row in self.store.images(case_id) if row["kind"] == "field"]
-        about = About(
-            model=self.model_name,
-            cell_radius=self.count.detect.cell_radius,
-            case=case["name"],
-            signed_by=user,
-            detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
-        )
-        write_report(
-            folder / "report",
-            cells,
-            fields,
-            self.classifier.vocabulary,
-            self.classifier.classes,
-            self.report,
-            about,
-        )
-        self._export(rows, case["name"], folder / "export")
+        """Freeze the case (refused while any cell is unreviewed, or if it is signed already),
+        then write the report and the export from the frozen cells, so that a review arriving
+        during sign-off is either in the report or refused. If they cannot be written, the
+        case is reopened (logged) and the error raised."""
         signed = self.store.sign(case_id, user)
+        try:
+            rows = self.store.cells(case_id)  # frozen: no review can change them now
+            folder = self.data_dir / "cases" / str(case_id)
+            cells = self._report_cells(rows, thumbnails=True)
+            images = self.store.images(case_id)
+            fields = [self._field(row) for row in images if row["kind"] == "field"]
+            about = About(
+                model=self.model_name,
+                cell_radius=self.count.detect.cell_radius,
+                case=signed["name"],
+                signed_by=user,
+                detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
+            )
+            vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
+            write_report(folder / "report", cells, fields, vocabulary, classes, self.report, about)
+            self._export(rows, signed["name"], folder / "export")
+        except BaseException as error:
+            self.store.reopen(case_id, user, f"{type(error).__name__}: {error}")
+            raise
         return {"case": signed, "report": str(folder / "report"), "export": str(folder / "export")}
 
     def _export(self, rows: list[dict], case_name: str, out: Path) -> None:

@@ -355,6 +355,14 @@ class Store:
             self._log(db, user, case_id, "sign", {})
         return self.case(case_id)
 
+    def reopen(self, case_id: int, user: str, reason: str) -> None:
+        """Undo a sign-off whose report could not be written (logged, with the reason)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE cases SET signed_at = NULL, signed_by = NULL WHERE id = ?", (case_id,)
+            )
+            self._log(db, user, case_id, "sign failed", {"reason": reason[:500]})
+
     def detection_tally(self, case_id: int | None = None) -> dict:
         """How the detector did by its reviewers' verdicts, on fields of signed cases (every
         cell reviewed), or of one case: cells it found, those marked "not a cell", and cells
