@@ -210,10 +210,10 @@ def _neighbour_pairs(thumbs: np.ndarray, config: DuplicateConfig, progress: bool
     centre window's spectrum is nearest; every pair for a small set."""
     n = len(thumbs)
     if n < 2:
-        return np.zeros((0, 2), np.int64)
+        return np.zeros((0, 2), np.int32)
     if n < max(config.exhaustive_below, config.neighbours + 2):
         a, b = np.triu_indices(n, 1)
-        return np.stack([a, b], axis=1).astype(np.int64)
+        return np.stack([a, b], axis=1).astype(np.int32)
     from sklearn.decomposition import PCA
 
     s, w, band = config.coarse_size, config.index_window, config.index_band
@@ -235,7 +235,7 @@ def _neighbour_pairs(thumbs: np.ndarray, config: DuplicateConfig, progress: bool
     )
     k = min(n, config.neighbours + 1)
     offsets = range(0, s - w + 1, config.index_step)
-    found = []
+    found, mine = [], []
     for start in tqdm(blocks, disable=not progress, desc="neighbours", unit="block"):
         block = thumbs[start : start + config.block]
         owner = np.arange(start, start + len(block))
@@ -245,9 +245,11 @@ def _neighbour_pairs(thumbs: np.ndarray, config: DuplicateConfig, progress: bool
                 a = np.repeat(owner, k)
                 b = near.ravel()
                 keep = (a != b) & (b >= 0)  # -1: fewer neighbours found
-                found.append(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep])
+                mine.append(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep])
+        found.append(np.unique(np.concatenate(mine)))  # a pair found by several windows: once
+        mine = []
     codes = np.unique(np.concatenate(found))
-    return np.stack([codes // n, codes % n], axis=1)
+    return np.stack([codes // n, codes % n], axis=1).astype(np.int32)
 
 
 def _nearest_index(points: np.ndarray, exact: bool):
