@@ -504,9 +504,7 @@ def _count(classifier, inputs, config, report_config, out: Path, model_name: str
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     if inputs and not summary["n_fields"]:
-        print(
-            f"marrowdiff: error: none of the {len(inputs)} input(s) could be read", file=sys.stderr
-        )
+        print(f"marrowdiff: error: none of the {len(inputs)} inputs was readable", file=sys.stderr)
         return 1
     return 0
 

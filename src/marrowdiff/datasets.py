@@ -84,7 +84,8 @@ class Dataset:
     def fingerprint(self) -> str:
         """sha256 of the sorted listing (path, label, group): names the data set as scanned."""
         lines = sorted(f"{r.path}\t{r.label}\t{r.group or ''}" for r in self.records)
-        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+        # a non-UTF-8 file name hashes as its own bytes (valid names: as UTF-8, as always)
+        return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
     def read_bytes(self, record: Record) -> bytes:
         """The file's bytes; a file over MAX_FILE_BYTES is an ImageReadError, read no further

@@ -22,7 +22,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        # Text is UTF-8; a file name that is not (a Latin-1 name on Linux) keeps its own bytes.
+        text = {"encoding": "utf-8", "errors": "surrogateescape"}
+        with os.fdopen(fd, mode, **({} if "b" in mode else text)) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
