@@ -148,3 +148,29 @@ def test_a_file_name_that_is_not_utf8_is_audited_and_split(class_tree, tmp_path,
                  "--folds", "2"]) == 0  # fmt: skip
     splits = json.loads((tmp_path / "s" / "splits.json").read_text(encoding="utf-8"))
     assert b"0/\xff-cell.png".decode("utf-8", "surrogateescape") in splits["labels"]
+
+
+def test_a_wrong_class_option_is_refused_before_any_work(tiny_run, tmp_path, capsys, monkeypatch):
+    import marrowdiff.count as count
+    from marrowdiff.cli import main
+
+    monkeypatch.setattr(count, "count_fields", lambda *a, **k: pytest.fail("counted anyway"))
+    argv = [
+        "count",
+        str(tiny_run),
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--myeloid",
+        "blasts",
+    ]
+    assert main(argv) == 2
+    assert "--myeloid names ['blasts'], not classes of vocabulary" in capsys.readouterr().err
+
+
+def test_fetch_from_a_missing_copy_names_it(tmp_path, capsys):
+    from marrowdiff.cli import main
+
+    missing = tmp_path / "nowhere.zip"
+    assert main(["data", "fetch", "--to", str(tmp_path / "d"), "--from", str(missing)]) == 2
+    assert f"--from {missing}: no such file" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
+    except BrokenPipeError:  # `marrowdiff vocab show | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except USER_ERRORS as exc:
         print(f"marrowdiff: error: {exc}", file=sys.stderr)
         return 2
@@ -485,8 +489,11 @@ def cmd_classify(args) -> int:
 
 
 def cmd_count(args) -> int:
+    from marrowdiff.report import lineage_sets
+
     classifier = load_classifier(args.model.split(","), args.device)
     config, report_config = _count_configs(args)
+    lineage_sets(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
     return _count(classifier, list_inputs(args.inputs), config, report_config, args.out, args.model)
 
 
@@ -533,13 +540,16 @@ def _quantisation_summary(path: Path) -> str:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from marrowdiff.report import lineage_sets
     from marrowdiff.web.app import create_app
     from marrowdiff.web.station import ReviewStation
 
     count_config, report_config = _count_configs(args)
+    classifier = load_classifier(args.model.split(","), args.device)
+    lineage_sets(classifier.vocabulary, report_config)  # a wrong --myeloid: before serving
     station = ReviewStation(
         args.data_dir,
-        load_classifier(args.model.split(","), args.device),
+        classifier,
         count_config,
         report_config,
         model_name=args.model,

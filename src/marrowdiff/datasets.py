@@ -374,6 +374,10 @@ def fetch(
     target = Path(to) / archive.filename
     if target.is_file() and sha256_file(target) == archive.sha256:
         return target
+    if from_file is not None and not Path(from_file).is_file():
+        raise DatasetError(
+            f"--from {from_file}: no such file; give the path of your copy of {archive.filename}"
+        )
     source = Path(from_file).resolve().as_uri() if from_file is not None else url or archive.url
     digest = hashlib.sha256()
     with atomic_open(target, "wb") as out:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from marrowdiff.classes import Vocabulary
+from marrowdiff.classes import Vocabulary, VocabularyError
 from marrowdiff.fileio import write_json, write_text
 from marrowdiff.images import jpeg_data_uri
 
@@ -86,7 +86,7 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
         if given:
             unknown = set(given) - set(vocabulary.codes)
             if unknown:
-                raise ValueError(
+                raise VocabularyError(
                     f"--{lineage} names {sorted(unknown)}, not classes of vocabulary "
                     f"{vocabulary.name!r} ({', '.join(vocabulary.codes)})"
                 )
