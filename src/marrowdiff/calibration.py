@@ -47,6 +47,11 @@ class Calibration:
         return softmax(np.asarray(logits, np.float64) / self.temperature, axis=1)
 
 
+def calibrations_from_dict(d: dict | None) -> dict[str, Calibration]:
+    """{"plain": Calibration, "tta": Calibration} as a checkpoint or ONNX file stores them."""
+    return {mode: Calibration.from_dict(v) for mode, v in (d or {}).items()}
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of `labels`."""
     logits = np.asarray(logits, np.float64)
@@ -155,13 +160,13 @@ def calibrate_run(
 ) -> dict:
     """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
     from marrowdiff.predict import TorchModel
-    from marrowdiff.run import load_checkpoint
+    from marrowdiff.run import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(run)
     splits = checkpoint.splits()
     _, val = checkpoint.cells(splits)
     if not val:
-        raise ValueError(
+        raise CheckpointError(
             f"{checkpoint.path} was trained on all of train-validation (fold -1): no "
             "validation cells are left to calibrate on"
         )

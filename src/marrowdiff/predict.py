@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import log_softmax
 
-from marrowdiff.calibration import Calibration
+from marrowdiff.calibration import Calibration, calibrations_from_dict
 from marrowdiff.classes import Vocabulary
 from marrowdiff.dualstage import check_locals, combine
 from marrowdiff.preprocess import Geometry, centre_views, d4_numpy
@@ -194,9 +194,7 @@ class OnnxModel(Model):
         self.classes = list(meta["classes"])
         self.vocabulary = Vocabulary.from_dict(meta["vocabulary"])
         self.geometry = Geometry(**meta["config"]["geometry"])
-        self.calibrations = {
-            k: Calibration.from_dict(v) for k, v in (meta.get("calibration") or {}).items()
-        }
+        self.calibrations = calibrations_from_dict(meta.get("calibration"))
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, windows: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from marrowdiff.calibration import Calibration
+from marrowdiff.calibration import Calibration, calibrations_from_dict
 from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig
 from marrowdiff.datasets import Dataset, DatasetError, open_dataset
@@ -147,7 +147,7 @@ class Checkpoint:
     @property
     def calibrations(self) -> dict[str, Calibration]:
         """ "plain" and "tta" calibrations ({} before calibration)."""
-        return calibrations(self.state.get("calibration"))
+        return calibrations_from_dict(self.state.get("calibration"))
 
     @property
     def metadata(self) -> dict:
@@ -189,10 +189,6 @@ class Checkpoint:
 
     def save(self) -> None:
         save_checkpoint(self.path, self.state)
-
-
-def calibrations(d: dict | None) -> dict[str, Calibration]:
-    return {k: Calibration.from_dict(v) for k, v in (d or {}).items()}
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
