@@ -19,6 +19,12 @@ REAL_ARCHIVE = Path(
         "MARROWDIFF_WBC_ARCHIVE", REPO.parent / "shared/data/wbc_plosone/data_WBC_torch.zip"
     )
 )
+REAL_PBC = Path(
+    os.environ.get(
+        "MARROWDIFF_PBC_ARCHIVE",
+        REPO.parent / "shared/data/pbc/PBC_dataset_normal_DIB-subset.zip",
+    )
+)
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **params) -> bytes:

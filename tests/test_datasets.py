@@ -1,4 +1,3 @@
-import hashlib
 import pickle
 import zipfile
 
@@ -6,15 +5,9 @@ import numpy as np
 import pytest
 
 from marrowdiff.classes import VocabularyError
-from marrowdiff.datasets import (
-    ChecksumError,
-    DatasetError,
-    PublicArchive,
-    fetch,
-    open_dataset,
-)
+from marrowdiff.datasets import DatasetError, open_dataset
 
-from .conftest import encode, write_image
+from .conftest import write_image
 
 
 def test_folder_layout_skips_and_counts_junk(class_tree):
@@ -123,49 +116,6 @@ def test_fingerprint_and_pickling(class_tree, tmp_path):
     assert open_dataset(class_tree).fingerprint != dataset.fingerprint
 
 
-@pytest.fixture
-def tiny_archive(tmp_path, cells):
-    source = tmp_path / "published.zip"
-    with zipfile.ZipFile(source, "w") as zf:
-        for k, cell in enumerate(cells(4)):
-            zf.writestr(f"{k % 2}/{k}.png", encode(cell))
-    data = source.read_bytes()
-    return source, PublicArchive(
-        name="tiny",
-        url=source.as_uri(),
-        filename="tiny.zip",
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        vocabulary="choi2017",
-        citation="test",
-    )
-
-
-def test_fetch_downloads_and_verifies(tiny_archive, tmp_path):
-    source, archive = tiny_archive
-    target = fetch(archive, tmp_path / "cache", progress=False)  # through urllib, file:// URL
-    assert target.read_bytes() == source.read_bytes()
-    assert len(open_dataset(target)) == 4
-    assert fetch(archive, tmp_path / "cache", progress=False) == target  # already there: no-op
-    copy = fetch(archive, tmp_path / "other", from_file=source, progress=False)
-    assert copy.read_bytes() == source.read_bytes()
-
-
-def test_fetch_checksum_mismatch_leaves_nothing(tiny_archive, tmp_path):
-    source, archive = tiny_archive
-    bad = tmp_path / "tampered.zip"
-    bad.write_bytes(source.read_bytes()[:-10])
-    with pytest.raises(ChecksumError, match="does not match"):
-        fetch(archive, tmp_path / "cache", from_file=bad, progress=False)
-    assert list((tmp_path / "cache").iterdir()) == []  # no partial file left behind
-
-
-def test_fetch_unreachable_address_says_what_to_do(tiny_archive, tmp_path):
-    _, archive = tiny_archive
-    with pytest.raises(DatasetError, match="--from FILE"):
-        fetch(archive, tmp_path / "cache", url=(tmp_path / "nowhere.zip").as_uri(), progress=False)
-
-
 def test_a_manifest_listing_an_image_twice_is_refused_naming_both_lines(class_tree):
     manifest = class_tree / "m.csv"
     manifest.write_text("path,label\n0/0.png,0\n1/1.png,1\n./0/0.png,2\n")
@@ -213,3 +163,24 @@ def test_a_zip_member_too_large_for_a_cell_is_skipped_unread(class_tree, tmp_pat
     assert f"limit {MAX_FILE_BYTES // 2**20} MB" in found["0/huge.png"]
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kb < 32 * 1024  # the member was never inflated
+
+
+def test_a_prefix_vocabulary_labels_by_file_name_and_crops_the_centre(tmp_path, cells):
+    root = tmp_path / "pbc"
+    image = np.zeros((100, 60, 3), np.uint8)
+    image[40:60, 20:40] = 200  # the centre: what a crop of 0.2 x 0.33 keeps
+    write_image(root / "ig" / "MY_1.png", image)
+    write_image(root / "ig" / "IG_2.png", cells(1)[0])
+    write_image(root / "neutrophil" / "NEUTROPHIL_3.png", cells(1)[0])
+    vocab = tmp_path / "v.toml"
+    vocab.write_text('base = "marrow14"\nlabel_from = "filename-prefix"\ncrop = 0.2\n')
+    dataset = open_dataset(root, str(vocab))
+    assert {r.path: r.label for r in dataset.records} == {
+        "ig/IG_2.png": "immature_granulocyte",
+        "ig/MY_1.png": "myelocyte",
+        "neutrophil/NEUTROPHIL_3.png": "neutrophil",
+    }
+    record = next(r for r in dataset.records if r.label == "myelocyte")
+    assert dataset.load(record).shape == (20, 12, 3)  # round(100 * 0.2), round(60 * 0.2)
+    assert (dataset.load(record) == 200).all()
+    assert dataset.load(record, whole=True).shape == (100, 60, 3)  # what the audit compares

@@ -1,13 +1,14 @@
-"""One smoke test on the paper's public archive; skipped where ../shared is not present."""
+"""Smoke tests on the public archive and on PBC; each skipped, saying why, where ../shared is
+not present."""
 
 import json
 
 import pytest
 
 from marrowdiff.cli import main
-from marrowdiff.datasets import PUBLIC_ARCHIVES, fetch, sha256_file
+from marrowdiff.public import PUBLIC_ARCHIVES, fetch, sha256_file
 
-from .conftest import REAL_ARCHIVE
+from .conftest import REAL_ARCHIVE, REAL_PBC
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -46,3 +47,32 @@ def test_public_archive_fetch_audit_split(tmp_path):
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     assert len(splits["test"]) in range(100, 110)
     assert splits["n_groups"] == 616
+
+
+@pytest.mark.skipif(
+    not REAL_PBC.is_file(),
+    reason=f"PBC data set not found at {REAL_PBC} "
+    "(set MARROWDIFF_PBC_ARCHIVE to its path to run this test)",
+)
+def test_pbc_fetch_verifies_every_image_and_reads_the_published_labels(tmp_path):
+    from marrowdiff.datasets import open_dataset
+
+    target = fetch("pbc", tmp_path / "data", from_file=REAL_PBC, progress=False)
+    dataset = open_dataset(target, "pbc")
+    counts = {k: v for k, v in dataset.counts.items() if v}
+    assert counts == {  # the table of ../shared/data/pbc/README.md
+        "promyelocyte": 592,
+        "myelocyte": 1137,
+        "metamyelocyte": 1015,
+        "band_neutrophil": 1633,
+        "segmented_neutrophil": 1646,
+        "eosinophil": 400,
+        "basophil": 400,
+        "lymphocyte": 400,
+        "monocyte": 400,
+        "platelet": 600,
+        "erythroblast": 1551,
+        "immature_granulocyte": 151,
+        "neutrophil": 50,
+    }
+    assert dataset.load(dataset.records[0]).shape[:2] == (152, 151)  # the centred crop

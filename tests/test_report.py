@@ -66,3 +66,24 @@ def test_write_report_makes_json_csv_and_a_self_contained_page(tmp_path):
     assert "M:E ratio" in page and "Flagged cells, not counted (1)" in page
     assert "http://" not in page and "https://" not in page  # opens offline
     assert page.count("data:image/jpeg;base64,") == 3  # two cells and one field
+
+
+def test_a_platelet_is_named_but_not_counted_in_marrow14():
+    from marrowdiff.classes import load_vocabulary
+    from marrowdiff.report import Cell, ReportConfig, summarise
+
+    v = load_vocabulary("marrow14")
+    cells = [
+        Cell("f", 0, 0, "myelocyte", 0.9),
+        Cell("f", 0, 0, "eosinophil", 0.9),
+        Cell("f", 0, 0, "polychromatic_normoblast", 0.9),
+        Cell("f", 0, 0, "platelet", 0.9),
+        Cell("f", 0, 0, "platelet", 0.9),
+    ]
+    summary = summarise(cells, v, ReportConfig(target=3))
+    assert summary["n_counted"] == 3 and summary["not_counted"] == {"platelet": 2}
+    rows = {r["code"]: r for r in summary["classes"]}
+    assert "platelet" not in rows and "immature_granulocyte" not in rows  # coarse: no output
+    assert rows["eosinophil"]["percent"] == pytest.approx(33.33)
+    assert summary["me_ratio"]["value"] == 2.0  # myelocyte + eosinophil : one normoblast
+    assert any("2 platelet(s)" in w for w in summary["warnings"])

@@ -133,7 +133,7 @@ def test_checkpoint_errors_name_the_fix(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
+def test_cli_train_resume_evaluate_table1_and_demo(easy_data, pbc_like, tmp_path, capsys):
     from marrowdiff.cli import main
 
     run_dir = tmp_path / "run"
@@ -158,8 +158,14 @@ def test_cli_train_resume_evaluate_table1_and_demo(easy_data, tmp_path, capsys):
     demo = tmp_path / "demo"
     demo_args = ["demo", "--data", str(easy_data), "--out", str(demo), "--config", "quick",
                  "--epochs", "1"]  # fmt: skip
-    assert main(demo_args) == 0
+    assert main([*demo_args, "--pbc", str(tmp_path / "nowhere.zip")]) == 2  # says how to get it
+    assert "marrowdiff data fetch pbc" in capsys.readouterr().err
+    assert main([*demo_args, "--pbc", str(pbc_like[0])]) == 0
     assert (demo / "model" / "metrics.json").is_file()
+    assert (demo / "model" / "pbc-test" / "metrics.json").is_file()  # the cross-data figure
+    model = load_checkpoint(demo / "model")
+    assert model.vocabulary.name == "marrow14" and model.state["init"]["run"].endswith("model")
+    assert model.state["also"][0]["weight"] == 0.5
     assert (demo / "model.onnx").is_file() and (demo / "count" / "report.json").is_file()
     assert "differential report of synthetic fields" in capsys.readouterr().out
 
@@ -201,3 +207,106 @@ def test_resume_with_other_settings_is_refused_naming_them(easy_data, tmp_path):
     assert not (tmp_path / "r" / run.MODEL).exists()  # nothing was trained on the mix
     resumed = fit(config, dataset, splits, tmp_path / "r", resume=True, log=lambda m: None)
     assert resumed["config"]["train"]["lr"] == 0.002 and len(resumed["history"]) == 3
+
+
+@pytest.fixture
+def pbc_like(tmp_path):
+    """A second data set in PBC's layout: the label is the file-name prefix, some coarse."""
+    rng = np.random.default_rng(8)
+    root = tmp_path / "pbc"
+    for folder, prefix, radius in (("ig", "MMY", 7), ("ig", "IG", 9), ("neutrophil", "BNE", 11)):
+        for k in range(12):
+            write_image(root / folder / f"{prefix}_{k}.png", synthetic_cell(rng, 40, radius=radius))
+    vocab = tmp_path / "pbc-like.toml"
+    vocab.write_text('base = "marrow14"\nlabel_from = "filename-prefix"\n')
+    return root, vocab
+
+
+def test_fit_learns_from_two_data_sets_and_coarse_labels(easy_data, pbc_like, tmp_path):
+    from marrowdiff.train import Source
+
+    quiet = lambda m: None  # noqa: E731
+    dataset = open_dataset(easy_data, "marrow14")  # folders 7, 8, 9: the archive's classes
+    splits = splits_for_run(dataset, tmp_path / "run", log=quiet)
+    other = open_dataset(pbc_like[0], str(pbc_like[1]))
+    assert {r.label for r in other.records} == {
+        "metamyelocyte",
+        "immature_granulocyte",
+        "band_neutrophil",
+    }
+    other_splits = splits_for_run(other, tmp_path / "other", log=quiet)
+    notes = []
+    final = fit(
+        _config(2),
+        dataset,
+        splits,
+        tmp_path / "run",
+        log=notes.append,
+        also=(Source(other, other_splits, weight=0.5),),
+    )
+    # IG brings its members: promyelocyte and myelocyte are learned from coarse labels only
+    assert final["classes"] == [
+        "promyelocyte",
+        "myelocyte",
+        "metamyelocyte",
+        "band_neutrophil",
+        "segmented_neutrophil",
+    ]
+    assert any("promyelocyte, myelocyte learned from coarse labels only" in n for n in notes)
+    (source,) = final["also"]
+    assert source["weight"] == 0.5 and source["fingerprint"] == other.fingerprint
+    assert source["n_train"] == len(other_splits.fold(0)[0])
+    assert final["data"]["n_train"] == len(splits.fold(0)[0])  # the run's own cells
+    # resuming with another weight is refused: the weights came from the first
+    with pytest.raises(CheckpointError, match="also"):
+        fit(
+            _config(3),
+            dataset,
+            splits,
+            tmp_path / "run",
+            resume=True,
+            log=quiet,
+            also=(Source(other, other_splits, weight=1.0),),
+        )
+
+
+def test_each_data_set_is_drawn_by_its_weight(easy_data, pbc_like, tmp_path):
+    from marrowdiff.labels import LabelSpace
+    from marrowdiff.recipes import get_recipe
+    from marrowdiff.train import SplitData
+
+    space = LabelSpace.of(open_dataset(easy_data, "marrow14").vocabulary, ["a"], [])
+    labels = np.array([0] * 30 + [0] * 50)
+    data = SplitData([], labels, None, space, ((0, 30, 1.0), (30, 80, 0.5)))
+    recipe = get_recipe("balanced-random")  # 100 draws per label and epoch
+    items = data.items(recipe, _config().geometry, seed=0, epoch=0)
+    own = (items[:, 0] < 30).sum()
+    assert own == 100 and len(items) - own == 50  # the second at half the draws
+    assert np.array_equal(items, data.items(recipe, _config().geometry, seed=0, epoch=0))
+
+
+def test_init_copies_weights_and_matches_output_rows_by_class(easy_data, tmp_path):
+    from marrowdiff.models import build_model
+    from marrowdiff.train import initialise, output_layer
+
+    quiet = lambda m: None  # noqa: E731
+    dataset = open_dataset(easy_data)
+    splits = splits_for_run(dataset, tmp_path / "run", log=quiet)
+    fit(_config(1), dataset, splits, tmp_path / "run", log=quiet)
+    trained = load_checkpoint(tmp_path / "run").state["state_dict"]
+    # a model of other classes, in another order: two shared, one new
+    config = _config(1)
+    classes = ["segmented_neutrophil", "myeloblast", "metamyelocyte"]
+    module = build_model(replace(config.model, num_classes=3))
+    head = output_layer(module) + ".weight"
+    fresh = module.state_dict()[head].clone()
+    record = initialise(module, tmp_path / "run", classes, log=quiet)
+    state = module.state_dict()
+    assert torch.equal(state[head][0], trained[head][2])  # segmented: row 2 there
+    assert torch.equal(state[head][2], trained[head][0])  # metamyelocyte: row 0 there
+    assert torch.equal(state[head][1], fresh[1])  # myeloblast: not learned there, kept fresh
+    assert torch.equal(state["features.0.weight"], trained["features.0.weight"])
+    assert record["classes"] == ["metamyelocyte", "band_neutrophil", "segmented_neutrophil"]
+    other = build_model(replace(load_config("default").model, num_classes=3, pretrained=False))
+    with pytest.raises(CheckpointError, match="pre-train with the same --config"):
+        initialise(other, tmp_path / "run", classes, log=quiet)

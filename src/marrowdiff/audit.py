@@ -43,14 +43,14 @@ def audit_dataset(
     sizes: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="marrowdiff-audit-") as tmp:
         index = DuplicateIndex(len(dataset.records), config.duplicates, folder=tmp)
-        for record, image, reason in dataset.iter_images(progress):
+        for record, image, reason in dataset.iter_images(progress, whole=True):
             if image is None:
                 unreadable.append(Skipped(record.path, reason))
                 continue
             records.append(record)
             sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
             index.add(image)
-        pairs = index.find(lambda i: dataset.load(records[i]), progress)
+        pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress)
         del index  # the thumbnails' file is closed before its folder goes
     vocab = dataset.vocabulary
     by_group: dict[int, list] = {}
@@ -153,7 +153,7 @@ def write_audit(
     out = Path(out)
     groups = audit["duplicate_groups"]
     wanted = {m["path"] for g in groups for m in g["members"]}
-    by_path = {r.path: dataset.load(r) for r in dataset.records if r.path in wanted}
+    by_path = {r.path: dataset.load(r, whole=True) for r in dataset.records if r.path in wanted}
     sheets = []
     for page, start in enumerate(range(0, len(groups), config.sheet_rows), start=1):
         sheet = contact_sheet(

@@ -147,10 +147,14 @@ def calibrate_modes(
         return {}
     out = {mode: calibrate(x, labels, target).to_dict() for mode, x in logits.items()}
     c = out["plain"]
+    sure = (
+        f"{c['coverage']:.0%} of cells sure, {c['accepted_accuracy']:.1%} of them right"
+        if c["coverage"] > 0
+        else f"no cell reaches {target:.0%} accuracy: every cell is flagged unsure"
+    )
     log(
         f"calibrated on {c['n']} validation cells: temperature {c['temperature']:.2f}, "
-        f"unsure below p={c['threshold']:.2f} ({c['coverage']:.0%} of cells sure, "
-        f"{c['accepted_accuracy']:.1%} of them right)"
+        f"unsure below p={c['threshold']:.2f} ({sure})"
     )
     return out
 

@@ -30,6 +30,17 @@ class CellType:
     order: int  # maturation order within the lineage, 1 = most immature
     abbrev: str = ""  # short label for dense figures
     aliases: tuple[str, ...] = ()  # other labels data sets use for this class (folder names...)
+    # A coarse label: one of these fine classes, not which (e.g. an erythroblast of unknown
+    # stage). A coarse class is a label a data set may carry, never a model output.
+    members: tuple[str, ...] = ()
+    counted: bool = True  # False: named and shown, but left out of the differential (platelets)
+
+    @property
+    def coarse(self) -> bool:
+        return bool(self.members)
+
+
+LABEL_SCHEMES = ("folder", "filename-prefix")
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,12 @@ class Vocabulary:
     name: str
     classes: tuple[CellType, ...]
     description: str = ""
+    # How a class-folder data set names a file's class: its class folder, or the start of its
+    # file name up to the first "_" (PBC: ig/MY_1234.jpg is a myelocyte).
+    label_from: str = "folder"
+    # The centred fraction of each image side that is the cell's patch (1.0: the whole image);
+    # a data set whose images show the cell small among others is cropped to the archive's scale.
+    crop: float = 1.0
     _lookup: dict[str, str] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -57,11 +74,40 @@ class Vocabulary:
                 lookup[key] = cell.code
         if len({c.code for c in self.classes}) != len(self.classes):
             raise VocabularyError(f"vocabulary {self.name!r}: class codes must be unique")
+        fine = {c.code for c in self.classes if not c.coarse}
+        for cell in self.classes:
+            wrong = [m for m in cell.members if m not in fine]
+            if wrong:
+                raise VocabularyError(
+                    f"vocabulary {self.name!r}: coarse class {cell.code!r} has member(s) "
+                    f"{wrong} that are not fine classes of the vocabulary; list fine codes only"
+                )
+        if self.label_from not in LABEL_SCHEMES:
+            raise VocabularyError(
+                f"vocabulary {self.name!r}: label_from {self.label_from!r}; use one of "
+                f"{', '.join(LABEL_SCHEMES)}"
+            )
+        if not 0 < self.crop <= 1:
+            raise VocabularyError(f"vocabulary {self.name!r}: crop {self.crop} must be in (0, 1]")
         object.__setattr__(self, "_lookup", lookup)
 
     @property
     def codes(self) -> tuple[str, ...]:
         return tuple(c.code for c in self.classes)
+
+    @property
+    def fine_codes(self) -> tuple[str, ...]:
+        """The classes a model can output, in clinical order: every class but the coarse ones."""
+        return tuple(c.code for c in self.classes if not c.coarse)
+
+    def members_of(self, code: str) -> tuple[str, ...]:
+        """The fine classes a label stands for: its members if coarse, else itself."""
+        cell = self[code]
+        return cell.members or (cell.code,)
+
+    def counted(self, code: str) -> bool:
+        """Whether a class enters the differential (a platelet is named but not counted)."""
+        return self[code].counted
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -106,11 +152,19 @@ class Vocabulary:
         return self[code].lineage
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
-            "classes": [asdict(c) | {"aliases": list(c.aliases)} for c in self.classes],
+            "classes": [
+                asdict(c) | {"aliases": list(c.aliases), "members": list(c.members)}
+                for c in self.classes
+            ],
         }
+        if self.label_from != "folder":
+            out["label_from"] = self.label_from
+        if self.crop != 1.0:
+            out["crop"] = self.crop
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> Vocabulary:
@@ -123,9 +177,12 @@ class Vocabulary:
                     order=int(c.get("order", i + 1)),
                     abbrev=str(c.get("abbrev", "")),
                     aliases=tuple(str(a) for a in c.get("aliases", ())),
+                    members=tuple(str(m) for m in c.get("members", ())),
+                    counted=bool(c.get("counted", True)),
                 )
                 for i, c in enumerate(data["classes"])
             )
+            crop = float(data.get("crop", 1.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise VocabularyError(
                 f"{source}: not a vocabulary ({exc!r}); it needs a `classes` list whose entries "
@@ -137,6 +194,8 @@ class Vocabulary:
             name=str(data.get("name", Path(source).stem)),
             classes=classes,
             description=str(data.get("description", "")),
+            label_from=str(data.get("label_from", "folder")),
+            crop=crop,
         )
 
 
@@ -148,6 +207,10 @@ def vocabulary_template(vocabulary: Vocabulary) -> str:
         return json.dumps(value, ensure_ascii=False)
 
     lines = [f"name = {text(vocabulary.name)}", f"description = {text(vocabulary.description)}"]
+    if vocabulary.label_from != "folder":
+        lines.append(f"label_from = {text(vocabulary.label_from)}")
+    if vocabulary.crop != 1.0:
+        lines.append(f"crop = {vocabulary.crop}")
     for cell in vocabulary.classes:
         lines += [
             "",
@@ -159,6 +222,10 @@ def vocabulary_template(vocabulary: Vocabulary) -> str:
             f"abbrev = {text(cell.abbrev)}",
             f"aliases = [{', '.join(text(a) for a in cell.aliases)}]",
         ]
+        if cell.members:
+            lines.append(f"members = [{', '.join(text(m) for m in cell.members)}]  # coarse")
+        if not cell.counted:
+            lines.append("counted = false  # named, but left out of the differential")
     return "\n".join(lines) + "\n"
 
 
@@ -175,11 +242,12 @@ def builtin_vocabularies() -> list[str]:
 
 
 def load_vocabulary(spec: str | Path = "choi2017") -> Vocabulary:
-    """A built-in vocabulary by name, or a .toml/.json vocabulary file."""
+    """A built-in vocabulary by name, or a .toml/.json vocabulary file. A file may start from
+    another vocabulary (`base = "marrow14"`: its classes, with this file's other keys)."""
     spec = str(spec)
     if spec in builtin_vocabularies():
         text = resources.files("marrowdiff.vocabularies").joinpath(f"{spec}.toml").read_text()
-        return Vocabulary.from_dict(tomllib.loads(text), source=spec)
+        return _with_base(tomllib.loads(text), spec)
     path = Path(spec)
     if not path.is_file():
         raise VocabularyError(
@@ -193,7 +261,14 @@ def load_vocabulary(spec: str | Path = "choi2017") -> Vocabulary:
             data = tomllib.loads(path.read_text())
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise VocabularyError(f"{path}: cannot parse the vocabulary file: {exc}") from None
-    return Vocabulary.from_dict(data, source=str(path))
+    return _with_base(data, str(path))
+
+
+def _with_base(data: dict, source: str) -> Vocabulary:
+    if "base" in data:
+        base = load_vocabulary(data.pop("base")).to_dict()
+        data = base | {"name": Path(source).stem} | data
+    return Vocabulary.from_dict(data, source=source)
 
 
 def infer_vocabulary(labels: Iterable[str], name: str = "inferred") -> Vocabulary:

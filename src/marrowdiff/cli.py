@@ -19,15 +19,16 @@ from marrowdiff.classes import (
     vocabulary_template,
 )
 from marrowdiff.config import PRESETS, DeviceError, RunConfig, load_config
-from marrowdiff.datasets import PUBLIC_ARCHIVES, Dataset, DatasetError, fetch, open_dataset
+from marrowdiff.datasets import Dataset, DatasetError, open_dataset
 from marrowdiff.detect import DetectConfig
 from marrowdiff.fileio import write_text
 from marrowdiff.images import ImageReadError
 from marrowdiff.predict import ModelError, load_classifier, load_model
+from marrowdiff.public import PUBLIC_ARCHIVES, fetch, read_manifest
 from marrowdiff.recipes import RECIPES
 from marrowdiff.report import ReportConfig
 from marrowdiff.sources import list_inputs
-from marrowdiff.splits import AUDIT_DIR, SplitConfig, SplitError, splits_for_dataset
+from marrowdiff.splits import AUDIT_DIR, SplitConfig, SplitError, Splits, splits_for_dataset
 
 # PyTorch is imported by the commands that train or load checkpoints, not here: `classify` and
 # `count` with an ONNX model run without it (half the memory, a second faster to start).
@@ -80,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="public data sets: fetch, list").add_subparsers(
         title="data commands", metavar="ACTION"
     )
-    p = data.add_parser("fetch", help="download a public archive, verified by sha256")
-    p.add_argument("--name", default="wbc_plosone", choices=sorted(PUBLIC_ARCHIVES))
+    p = data.add_parser("fetch", help="download a public data set, verified by sha256")
+    p.add_argument("name", nargs="?", choices=sorted(PUBLIC_ARCHIVES), help="default: wbc_plosone")
+    p.add_argument("--name", dest="name_option", choices=sorted(PUBLIC_ARCHIVES), help="the same")
     p.add_argument("--to", type=Path, required=True, help="folder to put the archive in")
     p.add_argument(
         "--from",
@@ -155,6 +157,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="CV fold to train on (-1: all train-validation)")
     p.add_argument("--classes", help="comma-separated class codes: a local model of these only")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="RUN",
+        help="start from another run's weights (pre-training), e.g. one trained on PBC",
+    )
+    p.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DATA",
+        help="another data set to train on at the same time (repeatable); its labels are read "
+        "into --vocab (the target); its validation and test cells never train",
+    )
+    p.add_argument(
+        "--also-vocab",
+        action="append",
+        default=[],
+        metavar="VOCAB",
+        help="vocabulary of each --also data set, in order (default: --vocab), e.g. pbc",
+    )
+    p.add_argument(
+        "--also-weight",
+        type=float,
+        action="append",
+        default=[],
+        metavar="W",
+        help="draws per label of each --also data set, relative to the recipe's (default 1)",
+    )
+    p.add_argument(
+        "--stream",
+        choices=["auto", "memory", "disk"],
+        default="auto",
+        help="keep the images in memory, or decode them from disk when a batch needs them "
+        "(auto: disk above 2 GB of canvases; the same views either way)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes decoding images from disk (default: the cores beyond 2, at most 4)",
+    )
+    p.add_argument(
+        "--also-splits",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="splits.json of each --also data set (default: split it into OUT/also-N/)",
+    )
     _runtime_args(p)
     p.set_defaults(run=cmd_train)
 
@@ -166,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folder; more than one: global model first, then local models",
     )
     p.add_argument("--data", type=Path, help="the data set (default: where the run was trained)")
+    p.add_argument(
+        "--splits",
+        type=Path,
+        help="splits.json of another data set (--data): score the model on its test cells",
+    )
+    p.add_argument("--vocab", help="vocabulary to read --data with (default: the model's)")
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
     p.add_argument("--out", type=Path, help="output folder (default: the first run folder)")
@@ -249,9 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: audit, split, train, evaluate the archive")
     p.add_argument("--data", type=Path, help="the archive or any data set (default: fetch it)")
+    p.add_argument(
+        "--pbc",
+        type=Path,
+        default=Path("data/pbc.zip"),
+        help="the PBC data set from `marrowdiff data fetch pbc` (default: data/pbc.zip): "
+        "pre-train on it and train on it beside the archive, a marrow14 model",
+    )
+    p.add_argument(
+        "--no-pbc", action="store_true", help="the archive alone: a choi2017 model, 2 minutes"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--config", default="default")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs of every training (default: the recipe's)")
     p.set_defaults(run=cmd_demo)
     return parser
 
@@ -344,15 +412,25 @@ def _progress() -> bool:
 
 
 def cmd_fetch(args) -> int:
+    args.name = args.name or args.name_option or "wbc_plosone"
     path = fetch(args.name, args.to, from_file=args.from_file, url=args.url, progress=_progress())
-    print(f"{path}: verified sha256 {PUBLIC_ARCHIVES[args.name].sha256[:16]}...")
+    archive = PUBLIC_ARCHIVES[args.name]
+    if archive.manifest:
+        print(
+            f"{path}: {len(read_manifest(archive))} images, each verified by sha256 "
+            f"(read it with --vocab {archive.vocabulary}); {archive.citation}"
+        )
+    else:
+        print(f"{path}: verified sha256 {archive.sha256[:16]}...")
     return 0
 
 
 def cmd_data_list(args) -> int:
     for archive in PUBLIC_ARCHIVES.values():
         print(
-            f"{archive.name}\t{archive.size:,} bytes\tvocabulary {archive.vocabulary}\t"
+            f"{archive.name}\t"
+            + (f"{archive.size:,} bytes" if archive.size else "checked image by image")
+            + f"\tvocabulary {archive.vocabulary}\t"
             f"{archive.citation}\n\t{archive.url}"
         )
     return 0
@@ -416,6 +494,32 @@ def _train_config(args) -> RunConfig:
     )
 
 
+def _also_sources(args, log) -> tuple:
+    """The --also data sets, each with its vocabulary, weight and splits."""
+    from marrowdiff.splits import splits_for_run
+    from marrowdiff.train import Source
+
+    n = len(args.also)
+    for option, given in (
+        ("--also-vocab", args.also_vocab),
+        ("--also-weight", args.also_weight),
+        ("--also-splits", args.also_splits),
+    ):
+        if given and len(given) != n:
+            raise DatasetError(
+                f"{option} was given {len(given)} time(s) for {n} --also data set(s); give it "
+                "once per --also, in the same order, or not at all"
+            )
+    sources = []
+    for i, data in enumerate(args.also):
+        dataset = open_dataset(data, args.also_vocab[i] if args.also_vocab else args.vocab)
+        splits_file = args.also_splits[i] if args.also_splits else None
+        splits = splits_for_run(dataset, args.out / f"also-{i + 1}", splits_file, log=log)
+        weight = args.also_weight[i] if args.also_weight else 1.0
+        sources.append(Source(dataset, splits, weight))
+    return tuple(sources)
+
+
 def cmd_train(args) -> int:
     from marrowdiff.distributed import barrier, setup, teardown
     from marrowdiff.splits import splits_for_run
@@ -429,6 +533,7 @@ def cmd_train(args) -> int:
             barrier(runtime)
         log = _log if runtime.main else (lambda message: None)
         splits = splits_for_run(dataset, args.out, args.splits, log=log)
+        also = _also_sources(args, log)
         if runtime.main:
             barrier(runtime)
         fit(
@@ -440,6 +545,10 @@ def cmd_train(args) -> int:
             progress=_progress(),
             log=_log,
             runtime=runtime,
+            also=also,
+            init=args.init,
+            stream=args.stream,
+            workers=args.workers,
         )
     finally:
         teardown(runtime)
@@ -451,7 +560,17 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from marrowdiff.evaluate import evaluate_run
 
-    evaluate_run(args.runs, args.data, args.split, args.tta, args.out, args.invariance, log=_log)
+    evaluate_run(
+        args.runs,
+        args.data,
+        args.split,
+        args.tta,
+        args.out,
+        args.invariance,
+        log=_log,
+        splits_file=args.splits,
+        vocab=args.vocab,
+    )
     return 0
 
 
@@ -561,23 +680,69 @@ def cmd_serve(args) -> int:
     return 0
 
 
+# The demo's PBC recipe (docs/BENCHMARKS.md, "More cells: PBC"): pre-train on PBC, then train
+# on the archive with PBC beside it at this weight (its draws per label, relative to the
+# archive's), starting from the pre-trained weights.
+PBC_PRETRAIN_EPOCHS = 30
+PBC_WEIGHT = 0.5
+
+
 def cmd_demo(args) -> int:
     from marrowdiff.count import CountConfig
     from marrowdiff.evaluate import evaluate_run
     from marrowdiff.export import export_onnx
     from marrowdiff.smear import write_fields
     from marrowdiff.splits import splits_for_run
-    from marrowdiff.train import fit
+    from marrowdiff.train import Source, fit
 
     data = args.data or fetch("wbc_plosone", Path("data"), progress=_progress())
-    dataset = open_dataset(data)
+    with_pbc = not args.no_pbc
+    if with_pbc and not args.pbc.exists():
+        raise DatasetError(
+            f"{args.pbc}: no PBC data set; get it with `marrowdiff data fetch pbc --to "
+            f"{args.pbc.parent}` (add --from FILE for a local copy), or run the archive alone "
+            "with --no-pbc"
+        )
+    dataset = open_dataset(data, "marrow14" if with_pbc else "choi2017")
     _log(f"== audit and split {data}")
     splits = splits_for_run(dataset, args.out, log=_log)
-    _log("== train")
     config = load_config(args.config, train__epochs=args.epochs)
-    fit(config, dataset, splits, args.out / "model", resume=True, progress=_progress(), log=_log)
+    also, init = (), None
+    if with_pbc:
+        pbc = open_dataset(args.pbc, "pbc")
+        _log(f"== audit and split {args.pbc} (Acevedo et al. 2020, CC BY 4.0)")
+        pbc_splits = splits_for_run(pbc, args.out / "pbc", log=_log)
+        epochs = args.epochs or PBC_PRETRAIN_EPOCHS
+        _log(f"== pre-train on PBC ({epochs} epochs)")
+        pretrain = load_config(args.config, train__epochs=epochs)
+        init = args.out / "pbc" / "model"
+        fit(pretrain, pbc, pbc_splits, init, resume=True, progress=_progress(), log=_log)
+        also = (Source(pbc, pbc_splits, PBC_WEIGHT),)
+    _log("== train" + (" on the archive and PBC, from the PBC model" if with_pbc else ""))
+    fit(
+        config,
+        dataset,
+        splits,
+        args.out / "model",
+        resume=True,
+        progress=_progress(),
+        log=_log,
+        also=also,
+        init=init,
+    )
     _log("== evaluate on the held-out test split")
     evaluate_run([args.out / "model"], data, tta=True, log=_log)
+    if with_pbc:
+        _log("== evaluate on PBC's held-out test split (another laboratory, peripheral blood)")
+        evaluate_run(
+            [args.out / "model"],
+            args.pbc,
+            tta=True,
+            out=args.out / "model" / "pbc-test",
+            log=_log,
+            splits_file=args.out / "pbc" / Splits.FILE,
+            vocab="pbc",
+        )
     _log("== export to ONNX, and count fields made from the held-out test cells")
     onnx = export_onnx(args.out / "model", args.out / "model.onnx")
     int8 = export_onnx(args.out / "model", args.out / "model-int8.onnx", int8=True, data=data)

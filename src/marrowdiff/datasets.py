@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import urllib.request
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from marrowdiff.classes import Vocabulary, infer_vocabulary, load_vocabulary
-from marrowdiff.fileio import atomic_open
 from marrowdiff.images import ImageReadError, decode_rgb, looks_like_image
+from marrowdiff.preprocess import centre_crop
 
 JUNK_DIRS = {"__macosx", ".git", ".svn", ".thumbnails", "@eadir", ".ipynb_checkpoints"}
 JUNK_FILES = {"thumbs.db", "desktop.ini", ".ds_store"}
@@ -46,7 +45,7 @@ class DatasetError(ValueError):
     """A data set cannot be opened as given; the message says what to change."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 200,000 records are 40 MB less
 class Record:
     path: str  # as it appears in the data set: zip member, path under the folder, or manifest cell
     label: str  # class code of the vocabulary
@@ -70,6 +69,7 @@ class Dataset:
     skipped: list[Skipped] = field(default_factory=list)
     _zip: zipfile.ZipFile | None = field(default=None, repr=False)
     _zip_pid: int | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -82,10 +82,22 @@ class Dataset:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the sorted listing (path, label, group): names the data set as scanned."""
-        lines = sorted(f"{r.path}\t{r.label}\t{r.group or ''}" for r in self.records)
-        # a non-UTF-8 file name hashes as its own bytes (valid names: as UTF-8, as always)
-        return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+        """sha256 of the sorted listing (path, label, group): names the data set as scanned.
+        Hashed line by line when the records are in that order (as a scan leaves them), so a
+        listing of any size costs no memory; computed once."""
+        if self._fingerprint is None:
+
+            def line(r: Record) -> str:
+                return f"{r.path}\t{r.label}\t{r.group or ''}"
+
+            ordered = all(line(a) <= line(b) for a, b in zip(self.records, self.records[1:]))
+            lines = map(line, self.records) if ordered else iter(sorted(map(line, self.records)))
+            digest = hashlib.sha256()
+            for k, text in enumerate(lines):
+                # a non-UTF-8 file name hashes as its own bytes (valid names: as UTF-8)
+                digest.update((("\n" if k else "") + text).encode("utf-8", "surrogateescape"))
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def read_bytes(self, record: Record) -> bytes:
         """The file's bytes; a file over MAX_FILE_BYTES is an ImageReadError, read no further
@@ -107,10 +119,12 @@ class Dataset:
         base = self.source if self.kind == "folder" else self.source.parent
         return base / record.path
 
-    def load(self, record: Record) -> np.ndarray:
-        """(H, W, 3) uint8 RGB; raises ImageReadError naming the file."""
+    def load(self, record: Record, whole: bool = False) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, the vocabulary's `crop` of the image (`whole`: all of it, as
+        the audit compares images); raises ImageReadError naming the file."""
         try:
-            return decode_rgb(self.read_bytes(record))
+            image = decode_rgb(self.read_bytes(record))
+            return image if whole else centre_crop(image, self.vocabulary.crop)
         except ImageReadError as exc:
             raise ImageReadError(f"{self.describe(record)}: {exc}") from None
         except (OSError, zipfile.BadZipFile, RuntimeError, KeyError) as exc:
@@ -120,12 +134,12 @@ class Dataset:
         return f"{self.source}:{record.path}" if self.kind == "zip" else str(self.file_path(record))
 
     def iter_images(
-        self, progress: bool = False, desc: str = "reading images"
+        self, progress: bool = False, desc: str = "reading images", whole: bool = False
     ) -> Iterator[tuple[Record, np.ndarray | None, str | None]]:
         """Yield (record, image, None) or (record, None, reason) for every record, in order."""
         for record in tqdm(self.records, desc=desc, disable=not progress, unit="img"):
             try:
-                yield record, self.load(record), None
+                yield record, self.load(record, whole), None
             except ImageReadError as exc:
                 yield record, None, str(exc).removeprefix(f"{self.describe(record)}: ")
 
@@ -191,12 +205,12 @@ def open_dataset(source: str | Path, vocabulary: Vocabulary | str = "choi2017") 
             f"{source}: no labelled images found ({len(skipped)} entries skipped). Expected one "
             "sub-folder per class with images inside, or a manifest with columns path,label"
         )
-    if isinstance(vocabulary, str):
-        vocabulary = (
-            infer_vocabulary(label for _, label, _ in raw)
-            if vocabulary == "infer"
-            else load_vocabulary(vocabulary)
-        )
+    if isinstance(vocabulary, str) and vocabulary != "infer":
+        vocabulary = load_vocabulary(vocabulary)
+    if isinstance(vocabulary, Vocabulary) and vocabulary.label_from == "filename-prefix":
+        raw = [(path, _name_prefix(path), group) for path, _, group in raw]
+    if vocabulary == "infer":
+        vocabulary = infer_vocabulary(label for _, label, _ in raw)
     codes = vocabulary.map_labels((label for _, label, _ in raw), where=str(source))
     records = sorted(
         (Record(path, code, group) for (path, _, group), code in zip(raw, codes, strict=True)),
@@ -205,6 +219,11 @@ def open_dataset(source: str | Path, vocabulary: Vocabulary | str = "choi2017") 
     return Dataset(
         source=source, kind=kind, vocabulary=vocabulary, records=records, skipped=skipped
     )
+
+
+def _name_prefix(path: str) -> str:
+    """The label a file name starts with: 'ig/MY_1234.jpg' -> 'MY'."""
+    return PurePosixPath(path).stem.split("_", 1)[0]
 
 
 def junk_reason(parts: tuple[str, ...]) -> str | None:
@@ -313,99 +332,3 @@ def _read_manifest(path: Path) -> tuple[list[tuple[str, str, str | None]], list[
         else:
             raw.append((rel, label, group))
     return raw, skipped
-
-
-# ---------------------------------------------------------------------------------------------
-# Public archives with checksums
-
-
-@dataclass(frozen=True)
-class PublicArchive:
-    name: str
-    url: str
-    filename: str
-    sha256: str
-    size: int
-    vocabulary: str
-    citation: str
-
-
-PUBLIC_ARCHIVES = {
-    "wbc_plosone": PublicArchive(
-        name="wbc_plosone",
-        url="https://github.com/JinwooChoi9/wbc_plosone/raw/master/data_WBC_torch.zip",
-        filename="data_WBC_torch.zip",
-        sha256="ff7d4f72b199f2a7827f2875a7ecf7a90177fb7f17a3aab5640d4b69f4d92ace",
-        size=1_732_652,
-        vocabulary="choi2017",
-        citation="Choi JW et al. (2017) PLoS ONE 12(12): e0189259 (CC BY 4.0)",
-    ),
-}
-
-
-class ChecksumError(DatasetError):
-    """A fetched file is not the published archive."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch(
-    archive: str | PublicArchive,
-    to: str | Path,
-    from_file: str | Path | None = None,
-    url: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Download (or copy `from_file`) a public archive into `to`, verified by sha256.
-
-    The archive is kept zipped: every command reads zips directly, so nothing is unpacked.
-    The file appears under its final name only once its checksum is right.
-    """
-    if isinstance(archive, str):
-        if archive not in PUBLIC_ARCHIVES:
-            raise DatasetError(f"unknown archive {archive!r}; known: {', '.join(PUBLIC_ARCHIVES)}")
-        archive = PUBLIC_ARCHIVES[archive]
-    target = Path(to) / archive.filename
-    if target.is_file() and sha256_file(target) == archive.sha256:
-        return target
-    if from_file is not None and not Path(from_file).is_file():
-        raise DatasetError(
-            f"--from {from_file}: no such file; give the path of your copy of {archive.filename}"
-        )
-    source = Path(from_file).resolve().as_uri() if from_file is not None else url or archive.url
-    digest = hashlib.sha256()
-    with atomic_open(target, "wb") as out:
-        try:
-            response = urllib.request.urlopen(source, timeout=60)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(
-                f"cannot fetch {source}: {exc}. Without internet, download it "
-                "elsewhere and pass --from FILE"
-            ) from None
-        with (
-            response,
-            tqdm(
-                total=archive.size,
-                unit="B",
-                unit_scale=True,
-                disable=not progress,
-                desc=archive.filename,
-            ) as bar,
-        ):
-            while block := response.read(1 << 16):
-                digest.update(block)
-                out.write(block)
-                bar.update(len(block))
-        if digest.hexdigest() != archive.sha256:
-            raise ChecksumError(
-                f"{source}: sha256 {digest.hexdigest()} does not match the published "
-                f"{archive.sha256}; the file is corrupt, truncated or not {archive.filename}. "
-                "Nothing was written; fetch it again or use a verified copy with --from FILE"
-            )
-    return target

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from marrowdiff.datasets import open_dataset
 from marrowdiff.fileio import save_image, write_json, write_text
+from marrowdiff.labels import LabelSpace
 from marrowdiff.metrics import (
     HEADLINE,
     bootstrap_ci,
@@ -22,6 +24,7 @@ from marrowdiff.metrics import (
 from marrowdiff.predict import Classifier, Model, TorchModel, load_model
 from marrowdiff.preprocess import centre_views, d4_numpy, shifted_views
 from marrowdiff.run import load_checkpoint
+from marrowdiff.splits import SplitError, Splits
 
 D4_NAMES = [
     "identity",
@@ -43,13 +46,28 @@ def evaluate_run(
     out: Path | None = None,
     invariance: bool = False,
     log=print,
+    splits_file: Path | None = None,
+    vocab: str | None = None,
 ) -> dict:
     """Metrics of a run (or a dual-stage global + local runs) on its test (or val) split,
-    written into `out` (default: the first run folder)."""
+    written into `out` (default: the first run folder). With `splits_file`, on the test cells
+    of another data set (`data`, read with `vocab`): a cross-data-set evaluation.
+
+    Cells of a fine label score as usual; cells of a coarse label (a set of classes) score
+    right when the prediction is in the set, reported apart as `coarse`; cells of classes the
+    model does not have are left out and counted."""
     checkpoint = load_checkpoint(runs[0])
     out = Path(out or checkpoint.folder)
-    splits = checkpoint.splits()
-    dataset = checkpoint.dataset(data)
+    if splits_file is not None:
+        if data is None:
+            raise ValueError("--splits of another data set needs --data, the data set itself")
+        dataset = open_dataset(data, vocab or checkpoint.vocabulary)
+        splits = Splits.read(splits_file)
+        if splits.fingerprint != dataset.fingerprint:
+            raise SplitError(f"{splits_file} was made for another listing than {data}")
+    else:
+        splits = checkpoint.splits()
+        dataset = checkpoint.dataset(data)
     global_ = TorchModel.from_checkpoint(checkpoint)
     classifier = Classifier(global_, [load_model(r) for r in runs[1:]])
     if split == "test":
@@ -59,15 +77,26 @@ def evaluate_run(
     else:
         raise ValueError(f"split {split!r}: use test, or val for a run trained on one fold")
     classes, vocab = classifier.classes, classifier.vocabulary
-    paths = splits.of_classes(paths, classes)
-    images = dataset.load_paths(paths)
-    y_true = splits.label_indices(paths, classes)
-    base = global_.proba(images, tta)
-    proba = classifier.refine(base, images, tta)
+    codes = vocab.map_labels((splits.labels[p] for p in paths), where=str(dataset.source))
+    space = LabelSpace.of(vocab, classes, codes)
+    scored = [(p, c) for p, c in zip(paths, codes, strict=True) if c in space]
+    left_out = len(paths) - len(scored)
+    labels = space.encode(c for _, c in scored)
+    all_paths = [p for p, _ in scored]
+    all_images = dataset.load_paths(all_paths)
+    base_all = global_.proba(all_images, tta)
+    proba_all = classifier.refine(base_all, all_images, tta)
+    fine = space.fine(labels)
+    paths = [p for p, f in zip(all_paths, fine, strict=True) if f]
+    images = [im for im, f in zip(all_images, fine, strict=True) if f]
+    y_true, base, proba = labels[fine], base_all[fine], proba_all[fine]
     dual = classifier.dual_stage
     metrics = classification_metrics(y_true, proba.argmax(1), classes, vocab)
     metrics["ci95"] = bootstrap_ci(y_true, proba.argmax(1), classes, vocab)
     metrics |= {"split": split, "tta": tta, "models": [str(r) for r in runs], "dual_stage": dual}
+    metrics |= {"data": str(dataset.source), "left_out": left_out}
+    if not fine.all():
+        metrics["coarse"] = coarse_metrics(space, labels[~fine], proba_all[~fine].argmax(1))
     if dual:
         alone = classification_metrics(y_true, base.argmax(1), classes, vocab)
         metrics["global_only"] = {k: v for k, v in alone.items() if k in HEADLINE}
@@ -90,6 +119,16 @@ def evaluate_run(
             invariance_figure(summary, {c: vocab[c].name for c in classes}),
         )
         metrics["invariance_min"] = min(summary["overall"])
+    if "coarse" in metrics:
+        c = metrics["coarse"]
+        log(
+            f"coarse labels: {c['n']} cells, prediction in the label's set for "
+            f"{c['accuracy']:.3f} ("
+            + ", ".join(f"{k} {v['accuracy']:.3f} of {v['n']}" for k, v in c["per_label"].items())
+            + ")"
+        )
+    if left_out:
+        log(f"{left_out} cells of classes the model does not have were left out")
     log(
         f"{split}: accuracy {metrics['accuracy']:.3f} "
         f"[{metrics['ci95']['accuracy'][0]:.3f}, {metrics['ci95']['accuracy'][1]:.3f}], "
@@ -97,6 +136,16 @@ def evaluate_run(
         f"({len(paths)} cells) -> {out / f'metrics{suffix}.json'}"
     )
     return metrics
+
+
+def coarse_metrics(space: LabelSpace, labels: np.ndarray, pred: np.ndarray) -> dict:
+    """How often the prediction of a coarse-labelled cell is in its label's set."""
+    hit = space.hit(labels, pred)
+    per_label = {
+        space.labels[k]: {"n": int((labels == k).sum()), "accuracy": float(hit[labels == k].mean())}
+        for k in np.unique(labels)
+    }
+    return {"n": int(len(labels)), "accuracy": float(hit.mean()), "per_label": per_label}
 
 
 def invariance_predictions(model: Model, images: list[np.ndarray]) -> tuple[list[str], np.ndarray]:

@@ -65,6 +65,16 @@ def white_balance(image: np.ndarray, level: float = 235.0) -> np.ndarray:
     return scale_channels(image, white_balance_gains(image, level))
 
 
+def centre_crop(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The centred `fraction` of each side of an (H, W, 3) image (1.0: the image itself)."""
+    if fraction >= 1.0:
+        return image
+    h, w = image.shape[:2]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[top : top + ch, left : left + cw]
+
+
 def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (side, side, 3): centre square crop, then area-preserving resize."""
     h, w = image.shape[:2]

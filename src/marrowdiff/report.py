@@ -91,7 +91,11 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
                     f"{vocabulary.name!r} ({', '.join(vocabulary.codes)})"
                 )
             return list(given)
-        return [c for c in vocabulary.codes if vocabulary[c].lineage == lineage]
+        return [
+            c
+            for c in vocabulary.fine_codes
+            if vocabulary[c].lineage == lineage and vocabulary.counted(c)
+        ]
 
     return pick(config.myeloid, "myeloid"), pick(config.erythroid, "erythroid")
 
@@ -99,15 +103,16 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
 def summarise(
     cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig, fields: list[str] = ()
 ) -> dict:
-    """The numbers of the report, from the cells and the names of the fields examined (pure)."""
-    counted = [c for c in cells if not c.flag]
-    n = len(counted)
-    tally = Counter(c.label for c in cells)
-    unknown = set(tally) - set(vocabulary.codes)
+    """The numbers of the report, from the cells and the names of the fields examined (pure).
+    A cell of a class the vocabulary does not count (a platelet) is named, not counted."""
+    unknown = {c.label for c in cells} - set(vocabulary.codes)
     if unknown:
         raise ValueError(
             f"cells of {sorted(unknown)}, not classes of vocabulary {vocabulary.name!r}"
         )
+    counted = [c for c in cells if not c.flag and vocabulary.counted(c.label)]
+    named = Counter(c.label for c in cells if not c.flag and not vocabulary.counted(c.label))
+    n = len(counted)
     tally = Counter(c.label for c in counted)
 
     def share(k: int) -> float | None:
@@ -122,7 +127,8 @@ def summarise(
             "count": tally[code],
             "percent": share(tally[code]),
         }
-        for code in vocabulary.codes
+        for code in vocabulary.fine_codes
+        if vocabulary.counted(code)
     ]
     lineages = Counter()
     for row in classes:
@@ -139,6 +145,11 @@ def summarise(
     flagged = {
         flag: sum(c.flag == flag for c in cells) for flag in sorted({c.flag for c in cells}) if flag
     }
+    if named:
+        warnings.append(
+            "not counted, as not nucleated marrow cells: "
+            + ", ".join(f"{k} {vocabulary[code].name.lower()}(s)" for code, k in named.items())
+        )
     if flagged.get("unsure"):
         warnings.append(
             f"{flagged['unsure']} cell(s) the model is unsure of are not counted: review them"
@@ -153,6 +164,7 @@ def summarise(
         "target": config.target,
         "target_reached": n >= config.target,
         "flagged": flagged,
+        "not_counted": dict(named),
         "classes": classes,
         "lineages": [{"lineage": k, "count": v, "percent": share(v)} for k, v in lineages.items()],
         "me_ratio": {

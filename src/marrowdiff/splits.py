@@ -77,7 +77,7 @@ class Splits:
             raise SplitError(
                 f"{path}: not a marrowdiff splits file; make one with `marrowdiff split`"
             )
-        return cls(data, str(path))
+        return cls(_shared_paths(data), str(path))
 
     def write(self, folder: str | Path) -> Path:
         """FOLDER/splits.json, atomically; returns its path."""
@@ -139,6 +139,24 @@ class Splits:
             f"{self._data['n_images']} images in {self._data['n_groups']} groups: "
             f"test {len(self.test)}, folds train/val {sizes}"
         )
+
+
+def _shared_paths(data: dict) -> dict:
+    """The same splits with each path one string object, wherever it is listed (JSON makes a
+    new string per occurrence: 6 per path, about 60 MB at 200,000 images)."""
+    labels = data.get("labels")
+    if not isinstance(labels, dict):
+        return data
+    one = {p: p for p in labels}
+
+    def shared(paths):
+        return [one.get(p, p) for p in paths] if isinstance(paths, list) else paths
+
+    data["test"] = shared(data.get("test"))
+    for fold in data.get("folds") or []:
+        if isinstance(fold, dict):
+            fold.update({k: shared(v) for k, v in fold.items() if k in ("train", "val")})
+    return data
 
 
 def merge_groups(

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from marrowdiff import __version__, run
+from marrowdiff import __version__, banks, run
 from marrowdiff.calibration import MODES, calibrate_modes
 from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig, TrainConfig
@@ -35,6 +35,7 @@ from marrowdiff.distributed import (
     shard,
 )
 from marrowdiff.fileio import save_image, write_json, write_text
+from marrowdiff.labels import LabelSpace, fine_classes, set_loss
 from marrowdiff.models import build_model
 from marrowdiff.predict import TorchModel
 from marrowdiff.preprocess import Geometry
@@ -45,29 +46,93 @@ from marrowdiff.transforms import Normalisation, PatchBank, fit_normalisation, n
 
 @dataclass
 class SplitData:
-    """The images of one side of a split, on canvases, with label indices into `classes`."""
+    """The images of one side of a split, on canvases, with label indices into `space` (a
+    fine label's index is its class index)."""
 
     paths: list[str]
     labels: np.ndarray  # (N,) int64
-    bank: PatchBank
+    bank: PatchBank | banks.DiskBank | banks.ConcatBank
+    space: LabelSpace | None = None
+    # (first, end, weight) of each data set's images in the bank: the run's own first
+    parts: tuple[tuple[int, int, float], ...] = ()
+
+    def items(self, recipe: Recipe, geometry: Geometry, seed: int, epoch: int) -> np.ndarray:
+        """One epoch's (M, 4) items: the recipe on each data set's labels, drawn `weight`
+        times as often (the recipe's per-label draws scaled), then shuffled together. With one
+        data set, exactly `recipe.items`."""
+        if len(self.parts) <= 1:
+            return recipe.items(self.labels, geometry, seed, epoch)
+        chunks = []
+        for i, (first, end, weight) in enumerate(self.parts):
+            draw = recipe if i == 0 else _weighted(recipe, weight)
+            part = draw.items(self.labels[first:end], geometry, seed + 7919 * i, epoch)
+            part[:, 0] += first
+            chunks.append(part)
+        items = np.concatenate(chunks)
+        return items[np.random.default_rng([seed, epoch, 2]).permutation(len(items))]
+
+
+def _weighted(recipe: Recipe, weight: float) -> Recipe:
+    if weight == 1.0:
+        return recipe
+    if not recipe.oversample:
+        raise ValueError(
+            f"a data set weight other than 1 needs a recipe that draws a number of views per "
+            f"label (balanced-random, oversampled-*); {recipe.name!r} takes every image once"
+        )
+    return replace(recipe, oversample=max(1, round(recipe.oversample * weight)))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data set trained on beside the run's own (`fit(..., also=...)`): its splits' training
+    part of the run's fold trains, with `weight` times the recipe's draws per label; its
+    validation and test cells never train, and the run validates on its own data set only."""
+
+    dataset: Dataset
+    splits: Splits
+    weight: float = 1.0
+
+
+def _codes(dataset: Dataset, splits: Splits, paths: list[str], target: Vocabulary) -> list[str]:
+    """The labels of `paths` in the target vocabulary (by code, name or alias)."""
+    codes = target.map_labels(
+        (splits.labels[p] for p in paths), where=f"{dataset.source} (into {target.name!r})"
+    )
+    return codes
 
 
 def select(
-    dataset: Dataset, splits: Splits, paths: list[str], classes: list[str], geometry: Geometry
+    dataset: Dataset,
+    splits: Splits,
+    paths: list[str],
+    space: LabelSpace,
+    geometry: Geometry,
+    target: Vocabulary | None = None,
+    stream: str = "auto",
 ) -> SplitData:
-    """The images of `paths` whose class is in `classes`, decoded onto canvases."""
-    keep = splits.of_classes(paths, classes)
-    bank = PatchBank(dataset.load_paths(keep), geometry)
-    return SplitData(keep, splits.label_indices(keep, classes), bank)
+    """The images of `paths` whose label is in `space`, in memory or on disk (`banks`)."""
+    codes = _codes(dataset, splits, paths, target or dataset.vocabulary)
+    keep = [(p, c) for p, c in zip(paths, codes, strict=True) if c in space]
+    kept = [p for p, _ in keep]
+    bank = banks.make_bank(dataset, kept, geometry, stream)
+    return SplitData(kept, space.encode(c for _, c in keep), bank, space)
 
 
-def training_classes(config: TrainConfig, vocabulary: Vocabulary, splits: Splits) -> list[str]:
-    """The classes a run learns, in vocabulary order: --classes, or every class in the splits."""
-    present = splits.classes_present()
-    classes = list(config.classes) or [c for c in vocabulary.codes if c in present]
-    unknown = set(classes) - set(vocabulary.codes)
+def training_classes(
+    config: TrainConfig, vocabulary: Vocabulary, splits: Splits, also: tuple = ()
+) -> list[str]:
+    """The classes a run learns, in vocabulary order: --classes, or every fine class of the
+    labels in the splits (a coarse label brings its members)."""
+    present = set(splits.classes_present())
+    for source in also:
+        present |= set(vocabulary.map_labels(source.splits.classes_present()))
+    classes = list(config.classes) or fine_classes(vocabulary, present)
+    unknown = set(classes) - set(vocabulary.fine_codes)
     if unknown:
-        raise ValueError(f"--classes {sorted(unknown)} are not in vocabulary {vocabulary.name!r}")
+        raise ValueError(
+            f"--classes {sorted(unknown)} are not fine classes of vocabulary {vocabulary.name!r}"
+        )
     return classes
 
 
@@ -125,29 +190,43 @@ def train_one_epoch(
     runtime: Runtime | None = None,
     progress: bool = False,
     after_step: Callable[[], None] | None = None,
+    workers: int = 0,
 ) -> dict:
     """One pass over `items` in global batches of `config.batch_size`, each rank taking its
     share of every batch; returns mean loss and accuracy on the training views (all ranks).
-    `after_step()`, if given, runs after every optimiser step."""
+    `after_step()`, if given, runs after every optimiser step. A bank on disk is decoded by
+    `workers` processes ahead of the step (`banks.batches`)."""
     runtime = runtime or Runtime()
     model.train()
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
+    sets = torch.from_numpy(data.space.sets).to(runtime.device)
     total, correct, loss_sum = 0, 0, 0.0
-    batches = plan_batches(len(items), config.batch_size, smallest=2 * runtime.world)
-    for where in tqdm(batches, disable=not progress, leave=False, unit="batch"):
+    plan = []
+    for where in plan_batches(len(items), config.batch_size, smallest=2 * runtime.world):
         batch = items[where]
         # Jitter is drawn for the whole global batch on every rank, so each item gets the same
         # gain whichever rank takes it: the run does not depend on the number of processes.
         gains = jitter_gains(len(batch), config.colour_jitter, generator)
         mine = shard(batch, runtime)
-        x = apply_gains(data.bank.views(batch[mine]), None if gains is None else gains[mine])
-        x = normalise(x, norm).to(runtime.device, memory_format=torch.channels_last)
+        plan.append((batch, mine, None if gains is None else gains[mine]))
+    cuda = runtime.device.type == "cuda"
+    views = banks.batches(data.bank, [batch[mine] for batch, mine, _ in plan], workers, cuda)
+    steps = tqdm(
+        zip(plan, views, strict=True),
+        total=len(plan),
+        disable=not progress,
+        leave=False,
+        unit="batch",
+    )
+    for (batch, mine, gains), x in steps:
+        x = normalise(apply_gains(x, gains), norm)
+        x = x.to(runtime.device, memory_format=torch.channels_last, non_blocking=cuda)
         y = torch.from_numpy(data.labels[batch[mine, 0]]).to(runtime.device)
         with runtime.autocast():
             logits = model(x)
         # Summed over this rank's share, scaled so that DDP's average over ranks is the mean
         # over the global batch.
-        loss = loss_fn(logits.float(), y) * (runtime.world / len(batch))
+        loss = set_loss(logits.float(), sets[y], config.label_smoothing)
+        loss = loss * (runtime.world / len(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -155,22 +234,29 @@ def train_one_epoch(
         if after_step is not None:
             after_step()
         total += len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        correct += int(sets[y, logits.argmax(1)].sum())
         loss_sum += loss.item() * len(batch) / runtime.world
     loss_sum, correct, total = all_sum([loss_sum, correct, total], runtime)
     return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
 
 
-def val_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Validation loss (cross-entropy), accuracy and macro-F1 of (N, C) logits."""
+def val_metrics(logits: np.ndarray, labels: np.ndarray, space: LabelSpace | None = None) -> dict:
+    """Validation loss (cross-entropy), accuracy and macro-F1 of (N, C) logits, on the
+    fine-labelled cells; with coarse labels too, `val_coarse_acc`: the share of those whose
+    prediction is in their set."""
+    out = {}
+    if space is not None and not space.fine(labels).all():
+        coarse = ~space.fine(labels)
+        out["val_coarse_acc"] = float(space.hit(labels[coarse], logits[coarse].argmax(1)).mean())
+        logits, labels = logits[~coarse], labels[~coarse]
     if len(labels) == 0:
-        return {}
+        return out
     pred = logits.argmax(1)
     return {
         "val_loss": float(-log_softmax(logits, axis=1)[np.arange(len(labels)), labels].mean()),
         "val_acc": float((pred == labels).mean()),
         "val_f1_macro": float(f1_score(labels, pred, average="macro", zero_division=0)),
-    }
+    } | out
 
 
 @dataclass
@@ -252,9 +338,19 @@ def fit(
     log=print,
     stop_after: int | None = None,
     runtime: Runtime | None = None,
+    also: tuple[Source, ...] = (),
+    init: str | Path | None = None,
+    stream: str = "auto",
+    workers: int | None = None,
 ) -> dict | None:
     """Train a model on a split; write checkpoints, history and curves into the run folder
     `out`, and return the final checkpoint's state.
+
+    `also`: other data sets trained on at the same time (their labels read in this data set's
+    vocabulary, the target). `init`: start from the weights of another run (pre-training),
+    its output layer's rows matched to this run's classes by code. `stream`: keep the images
+    in memory or decode them from disk when needed (`banks.make_bank`), with `workers`
+    decoding processes (default: `banks.default_workers`).
 
     `stop_after` ends the run after that many epochs as a kill would (last.pt only, no
     model.pt, returns None); `resume` then continues it. Under torchrun (`runtime` from
@@ -263,34 +359,43 @@ def fit(
     runtime = runtime or Runtime()
     log = log if runtime.main else _silent
     out, tc = Path(out), config.train
-    classes = training_classes(tc, dataset.vocabulary, splits)
+    also = tuple(also)
+    classes = training_classes(tc, dataset.vocabulary, splits, also)
     torch.manual_seed(tc.seed)
-    train, val = _load_fold(dataset, splits, tc.fold, classes, config.geometry)
-    norm = fit_normalisation(train.bank.centre(), tc.colour)
+    train, val = _load_fold(dataset, splits, tc.fold, classes, config.geometry, also, log, stream)
+    on_disk = not isinstance(train.bank, PatchBank)
+    workers = banks.default_workers(on_disk) if workers is None else workers
+    norm = fit_normalisation(banks.normalisation_images(train.bank, tc.seed), tc.colour)
     config = _with_classes(config, len(classes))
     recipe = get_recipe(tc.recipe)
     steps_per_epoch = math.ceil(
-        len(recipe.items(train.labels, config.geometry, tc.seed, 0)) / tc.batch_size
+        len(train.items(recipe, config.geometry, tc.seed, 0)) / tc.batch_size
     )
     learner = make_learner(config, steps_per_epoch, runtime)
-    meta = _metadata(config, classes, dataset, norm, train, val, runtime)
+    meta = _metadata(config, classes, dataset, norm, train, val, runtime, also)
+    meta["runtime"] |= {"images": "disk" if on_disk else "memory", "workers": workers}
+    if init is not None:
+        meta["init"] = initialise(learner.model_without_ddp, init, classes, log)
+        if learner.ema is not None:
+            learner.ema.module.load_state_dict(learner.model_without_ddp.state_dict())
     history, start_epoch = _resume(learner, out, resume, meta, log)
     if runtime.main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / run.CONFIG, config.to_dict())
         splits.write(out)
-    val_windows = val.bank.centre().numpy()
 
     def validated(module: nn.Module) -> TorchModel:
         return TorchModel(module, norm, config.geometry, classes, dataset.vocabulary)
+
+    val_logits = _val_logits(val.bank)
 
     log(_plan(config, train, val, recipe, steps_per_epoch, runtime))
     for epoch in range(start_epoch, tc.epochs):
         began = time.time()
         row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"]}
-        row |= _train_epoch(learner, train, recipe, norm, config, epoch, runtime, progress)
+        row |= _train_epoch(learner, train, recipe, norm, config, epoch, runtime, progress, workers)
         if runtime.main:
-            row |= val_metrics(validated(learner.kept).window_logits(val_windows), val.labels)
+            row |= val_metrics(val_logits(validated(learner.kept)), val.labels, val.space)
         row["seconds"] = round(time.time() - began, 1)
         history.append(row)
         if runtime.main:
@@ -304,9 +409,10 @@ def fit(
     if not runtime.main:
         return None
     kept = validated(learner.kept)
-    logits = {mode: kept.window_logits(val_windows, tta) for mode, tta in MODES.items()}
+    fine = val.space.fine(val.labels)  # calibrated on the fine-labelled cells
+    logits = {mode: val_logits(kept, tta)[fine] for mode, tta in MODES.items()}
     final = meta | {
-        "calibration": calibrate_modes(logits, val.labels, log=log),
+        "calibration": calibrate_modes(logits, val.labels[fine], log=log),
         "state_dict": learner.kept.state_dict(),
         "epoch": tc.epochs,
         "history": history,
@@ -319,19 +425,72 @@ def fit(
 
 
 def _load_fold(
-    dataset: Dataset, splits: Splits, fold: int, classes: list[str], geometry: Geometry
+    dataset: Dataset,
+    splits: Splits,
+    fold: int,
+    classes: list[str],
+    geometry: Geometry,
+    also: tuple[Source, ...] = (),
+    log=print,
+    stream: str = "auto",
 ) -> tuple[SplitData, SplitData]:
-    """The (train, val) images of a CV fold, of `classes`; every class must have training
-    images."""
-    train_paths, val_paths = splits.fold(fold)
-    train = select(dataset, splits, train_paths, classes, geometry)
-    empty = [c for i, c in enumerate(classes) if not (train.labels == i).any()]
+    """The (train, val) images of a CV fold, of `classes`, with the training part of the same
+    fold of every `also` data set in the training side; every class must have training
+    labels."""
+    target = dataset.vocabulary
+    sources = (Source(dataset, splits), *also)
+    codes = [
+        c for s in sources for c in _codes(s.dataset, s.splits, s.splits.fold(fold)[0], target)
+    ]
+    space = LabelSpace.of(target, classes, codes)
+    parts, paths, labels, images, first = [], [], [], [], 0
+    for source in sources:
+        part = select(
+            source.dataset,
+            source.splits,
+            source.splits.fold(fold)[0],
+            space,
+            geometry,
+            target,
+            stream,
+        )
+        parts.append((first, first + len(part.paths), source.weight))
+        first += len(part.paths)
+        paths += part.paths
+        labels.append(part.labels)
+        images.append(part.bank)
+    labels = np.concatenate(labels)
+    bank = banks.concatenate(images)
+    train = SplitData(paths, labels, bank, space, tuple(parts))
+    admitted = space.sets[labels].any(axis=0)
+    empty = [c for i, c in enumerate(classes) if not admitted[i]]
     if empty:
         raise ValueError(
             f"no training images of class(es) {', '.join(empty)} in this split; "
             "leave them out of --classes or add data"
         )
-    return train, select(dataset, splits, val_paths, classes, geometry)
+    only_coarse = [c for i, c in enumerate(classes) if not (labels == i).any()]
+    if only_coarse:
+        log(
+            f"note: {', '.join(only_coarse)} learned from coarse labels only (no cell of the "
+            "training data names its stage)"
+        )
+    val = select(dataset, splits, splits.fold(fold)[1], space, geometry, stream=stream)
+    return train, val
+
+
+def _val_logits(bank) -> Callable[[TorchModel, bool], np.ndarray]:
+    """(model, tta) -> (N, C) logits of the bank's centre views: from windows cut once for a
+    bank in memory, chunk by chunk from disk."""
+    if isinstance(bank, PatchBank):
+        windows = bank.centre().numpy()
+        return lambda model, tta=False: model.window_logits(windows, tta)
+
+    def logits(model: TorchModel, tta: bool = False) -> np.ndarray:
+        chunks = [model.window_logits(w, tta) for w in banks.centre_chunks(bank)]
+        return np.concatenate(chunks) if chunks else np.empty((0, len(model.classes)))
+
+    return logits
 
 
 def _train_epoch(
@@ -343,12 +502,13 @@ def _train_epoch(
     epoch: int,
     runtime: Runtime,
     progress: bool,
+    workers: int = 0,
 ) -> dict:
     """One epoch, its randomness seeded from (seed, epoch) alone: the same on resume."""
     tc = config.train
     generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
     torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout
-    items = recipe.items(train.labels, config.geometry, tc.seed, epoch)
+    items = train.items(recipe, config.geometry, tc.seed, epoch)
     return train_one_epoch(
         learner.model,
         train,
@@ -361,6 +521,7 @@ def _train_epoch(
         runtime,
         progress and runtime.main,
         after_step=learner.after_step(),
+        workers=workers,
     )
 
 
@@ -417,6 +578,8 @@ def _started(meta: dict) -> dict:
         "config": meta.get("config"),
         "classes": meta.get("classes"),
         "data": {"fingerprint": data.get("fingerprint"), "fold": data.get("fold")},
+        "also": [(s["fingerprint"], s["weight"]) for s in meta.get("also") or []],
+        "init": (meta.get("init") or {}).get("weights_sha256"),
     }
 
 
@@ -438,8 +601,20 @@ def _metadata(
     train: SplitData,
     val: SplitData,
     runtime: Runtime,
+    also: tuple[Source, ...] = (),
 ) -> dict:
     """What every checkpoint of the run says about itself (`run.py`)."""
+    own = train.parts[0][1] if train.parts else len(train.paths)
+    sources = [
+        {
+            "source": str(s.dataset.source),
+            "fingerprint": s.dataset.fingerprint,
+            "vocabulary": s.dataset.vocabulary.name,
+            "weight": s.weight,
+            "n_train": end - first,
+        }
+        for s, (first, end, _) in zip(also, train.parts[1:], strict=True)
+    ]
     return {
         "format": run.FORMAT,
         "marrowdiff_version": __version__,
@@ -451,15 +626,65 @@ def _metadata(
             "source": str(dataset.source),
             "fingerprint": dataset.fingerprint,
             "fold": config.train.fold,
-            "n_train": len(train.paths),
+            "n_train": own,
             "n_val": len(val.paths),
         },
+        "also": sources,
         "runtime": {
             "processes": runtime.world,
             "device": runtime.device.type,
             "precision": runtime.precision,
         },
     }
+
+
+def initialise(module: nn.Module, init: str | Path, classes: list[str], log=print) -> dict:
+    """Load another run's weights into `module` (pre-training): every tensor of the same name
+    and shape, and the output layer's rows by class code (a class the other run did not learn
+    keeps its fresh rows). Returns what the checkpoint records of it."""
+    checkpoint = run.load_checkpoint(init)
+    state = checkpoint.state["state_dict"]
+    head = output_layer(module)
+    own = module.state_dict()
+    loaded, rows = 0, 0
+    for key, value in state.items():
+        if key.startswith(head + "."):
+            continue
+        if key in own and own[key].shape == value.shape:
+            own[key] = value
+            loaded += 1
+    if loaded < len(own) // 2:
+        raise run.CheckpointError(
+            f"--init {init}: only {loaded} of {len(own)} weights fit this model "
+            f"({checkpoint.config.model.name} there, {type(module).__name__} here); "
+            "pre-train with the same --config"
+        )
+    shared = [c for c in classes if c in checkpoint.classes]
+    for suffix in ("weight", "bias"):
+        key = f"{head}.{suffix}"
+        if key in state and key in own and state[key].shape[1:] == own[key].shape[1:]:
+            for c in shared:
+                own[key][classes.index(c)] = state[key][checkpoint.classes.index(c)]
+            rows = len(shared)
+    module.load_state_dict(own)
+    log(
+        f"initialised from {init}: {loaded} of {len(own)} tensors, output rows of {rows} of "
+        f"{len(classes)} classes"
+    )
+    return {
+        "run": str(init),
+        "weights_sha256": checkpoint.state.get("weights_sha256"),
+        "classes": list(checkpoint.classes),
+        "data": checkpoint.state.get("data"),
+    }
+
+
+def output_layer(module: nn.Module) -> str:
+    """The name of a classifier's last linear layer (its rows are the classes)."""
+    names = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(module).__name__} has no linear output layer")
+    return names[-1]
 
 
 def _silent(message: str) -> None:

@@ -76,6 +76,18 @@ def d4(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(y, dims=(-1,)) if k >= 4 else y
 
 
+def cut_views(canvas_of, items: np.ndarray, geometry: Geometry) -> torch.Tensor:
+    """(B, 4) items [index, dy, dx, d4] -> (B, 3, S, S) uint8 windows, cut from the canvases
+    that `canvas_of(index)` gives ((3, C + 2P, C + 2P) uint8)."""
+    g = geometry
+    s, base = g.input_size, g.pad + (g.canvas - g.input_size) // 2
+    out = torch.empty((len(items), 3, s, s), dtype=torch.uint8)
+    for row, (i, dy, dx, k) in enumerate(np.asarray(items, dtype=np.int64)):
+        window = canvas_of(int(i))[:, base + dy : base + dy + s, base + dx : base + dx + s]
+        out[row] = d4(window, int(k))
+    return out
+
+
 class PatchBank:
     """All patches of a split resized onto padded canvases: (N, 3, C + 2P, C + 2P) uint8."""
 
@@ -90,15 +102,19 @@ class PatchBank:
     def __len__(self) -> int:
         return len(self.canvases)
 
+    @classmethod
+    def concatenate(cls, banks: list[PatchBank]) -> PatchBank:
+        """One bank of several of the same geometry, in order."""
+        out = cls([], banks[0].geometry)
+        out.canvases = torch.cat([b.canvases for b in banks])
+        return out
+
+    def canvas(self, i: int) -> torch.Tensor:
+        return self.canvases[i]
+
     def views(self, items: np.ndarray) -> torch.Tensor:
         """(B, 4) items [index, dy, dx, d4] -> (B, 3, S, S) uint8 windows."""
-        g = self.geometry
-        s, base = g.input_size, g.pad + (g.canvas - g.input_size) // 2
-        out = torch.empty((len(items), 3, s, s), dtype=torch.uint8)
-        for row, (i, dy, dx, k) in enumerate(np.asarray(items, dtype=np.int64)):
-            window = self.canvases[i, :, base + dy : base + dy + s, base + dx : base + dx + s]
-            out[row] = d4(window, int(k))
-        return out
+        return cut_views(self.canvas, items, self.geometry)
 
     def centre(self, indices=None) -> torch.Tensor:
         """The unshifted, unturned view of each patch (all when indices is None)."""

@@ -23,7 +23,7 @@ from marrowdiff.web.station import ReviewStation, UploadError
 from marrowdiff.web.store import NotFoundError, SignedError, StoreError
 
 STATIC = Path(__file__).parent / "static"
-REVIEW_KEYS = "1234567890"  # one key per class, in the vocabulary's order
+REVIEW_KEYS = "1234567890qwertyiop"  # one key per class, in order (u, x, f, a are taken)
 
 
 class NewCase(BaseModel):
