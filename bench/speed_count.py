@@ -35,7 +35,7 @@ from marrowdiff.export import Deployable, export_graph, export_onnx
 from marrowdiff.models import build_model
 from marrowdiff.predict import Classifier, load_model
 from marrowdiff.preprocess import centre_views
-from marrowdiff.report import ReportConfig, write_report
+from marrowdiff.report import About, ReportConfig, write_report
 from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.transforms import Normalisation
 
@@ -155,9 +155,12 @@ def main() -> None:
     for name, model in backends:
         classifier = Classifier(model)
 
-        def one_field(c=classifier):
+        def one_field(c=classifier, name=name):
             cells, preview = count_field(c, "field", field, CountConfig())
-            write_report(tmp / "report", cells, [preview], c.vocabulary, c.classes, ReportConfig())
+            about = About(model=name, cell_radius=CountConfig().detect.cell_diameter / 2)
+            write_report(
+                tmp / "report", cells, [preview], c.vocabulary, c.classes, ReportConfig(), about
+            )
 
         seconds = 1 / best_rate(one_field, 1)
         print(f"  {name:14s} {seconds:.3f} s")

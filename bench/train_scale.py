@@ -3,9 +3,10 @@
     python bench/train_scale.py scale runs/bench-20k/cells runs/bench-200k/cells
     python bench/train_scale.py speed data/data_WBC_torch.zip [--epochs 3]
 
-`scale`: for each class-folder set (made by bench/audit_scale.py), split it (`marrowdiff split`;
-audit_scale.py's split is used when it is there) and train the `quick` model one epoch with `--stream disk`, each in its own
-process; prints wall time and peak memory (max RSS of the process). `speed`: the default model
+`scale`: for each class-folder set (made by bench/audit_scale.py), split it (`marrowdiff
+split`; audit_scale.py's split is used when it is there) and train the `quick` model one epoch
+with `--stream disk`, each in its own process; prints wall time and peak memory (max RSS of the
+process, from wait4). `speed`: the default model
 on the archive, `--stream memory` and `--stream disk` side by side, in that order, in the same
 run; prints training images/s of each (from history.csv: items per epoch over epoch seconds,
 validation included as in every run).

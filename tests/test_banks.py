@@ -57,7 +57,9 @@ def test_worker_processes_give_the_batches_in_order(dataset):
     batches = [_items(len(disk), GEOMETRY, seed) for seed in range(5)]
     direct = list(banks.batches(disk, batches, workers=0))
     decoded = list(banks.batches(disk, batches, workers=2))
-    assert len(decoded) == 5 and all(torch.equal(a, b) for a, b in zip(direct, decoded, strict=True))
+    assert len(decoded) == 5 and all(
+        torch.equal(a, b) for a, b in zip(direct, decoded, strict=True)
+    )
 
 
 def test_training_from_disk_ends_with_the_same_weights_as_from_memory(class_tree, tmp_path):

@@ -338,3 +338,12 @@ def test_a_report_that_cannot_be_written_reopens_the_case(tiny_run, tmp_path, mo
     assert client.get(f"/api/cases/{case}").json()["case"]["signed_at"] is None
     actions = [entry["action"] for entry in client.get(f"/api/cases/{case}/log").json()]
     assert actions[-2:] == ["sign", "sign failed"]
+
+
+def test_every_marrow14_class_has_its_own_review_key():
+    from marrowdiff.classes import load_vocabulary
+    from marrowdiff.web.app import REVIEW_KEYS
+
+    assert len(load_vocabulary("marrow14").fine_codes) <= len(REVIEW_KEYS)
+    assert len(set(REVIEW_KEYS)) == len(REVIEW_KEYS)
+    assert not set(REVIEW_KEYS) & set("xufa[]")  # the station's other keys (app.js)

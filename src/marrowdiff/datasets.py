@@ -90,7 +90,9 @@ class Dataset:
             def line(r: Record) -> str:
                 return f"{r.path}\t{r.label}\t{r.group or ''}"
 
-            ordered = all(line(a) <= line(b) for a, b in zip(self.records, self.records[1:]))
+            ordered = all(
+                line(a) <= line(b) for a, b in zip(self.records, self.records[1:], strict=False)
+            )
             lines = map(line, self.records) if ordered else iter(sorted(map(line, self.records)))
             digest = hashlib.sha256()
             for k, text in enumerate(lines):
