@@ -310,3 +310,20 @@ def test_init_copies_weights_and_matches_output_rows_by_class(easy_data, tmp_pat
     other = build_model(replace(load_config("default").model, num_classes=3, pretrained=False))
     with pytest.raises(CheckpointError, match="pre-train with the same --config"):
         initialise(other, tmp_path / "run", classes, log=quiet)
+
+
+def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
+    from marrowdiff.distributed import Runtime, resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    quiet = lambda m: None  # noqa: E731
+    dataset = open_dataset(easy_data)
+    splits = splits_for_run(dataset, tmp_path / "run", log=quiet)
+    runtime = Runtime(precision="fp16")
+    fit(_config(2), dataset, splits, tmp_path / "run", log=quiet, runtime=runtime, stop_after=1)
+    last = torch.load(tmp_path / "run" / run.LAST, weights_only=True)
+    assert last["scaler"]["scale"] > 0  # the scaler's state is resumable
+    final = fit(_config(2), dataset, splits, tmp_path / "run", resume=True, log=quiet,
+                runtime=runtime)  # fmt: skip
+    assert final["runtime"]["precision"] == "fp16"
+    assert all(np.isfinite(row["train_loss"]) for row in final["history"])

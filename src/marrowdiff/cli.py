@@ -338,8 +338,9 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="fp32",
-        choices=["fp32", "bf16", "auto"],
-        help="bf16 autocast (auto: on CUDA GPUs that support it); see docs/scaling.md",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="mixed precision: bf16 autocast, or fp16 with a gradient scaler (auto: bf16 on "
+        "CUDA GPUs that support it, else fp16 on CUDA, fp32 on CPUs); see docs/scaling.md",
     )
 
 

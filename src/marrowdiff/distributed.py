@@ -35,7 +35,7 @@ class Runtime:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast; fp16 with a gradient scaler)
 
     @property
     def main(self) -> bool:
@@ -47,9 +47,12 @@ class Runtime:
         return self.world > 1
 
     def autocast(self):
-        return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        )
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "fp32")
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """fp16 gradients scaled against underflow (a no-op scaler otherwise)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -65,12 +68,15 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """fp32, bf16, or auto: bf16 autocast on CUDA devices that support it, fp32 elsewhere
-    (on these CPUs bf16 autocast trains slower than fp32; docs/scaling.md)."""
+    """fp32, bf16, fp16, or auto: on CUDA bf16 autocast where the GPU supports it, else fp16
+    with a gradient scaler; fp32 on CPUs (where bf16 autocast trains slower than fp32;
+    docs/scaling.md)."""
     if name == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if name not in ("fp32", "bf16"):
-        raise DeviceError(f"unknown precision {name!r}; use fp32, bf16 or auto")
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise DeviceError(f"unknown precision {name!r}; use fp32, bf16, fp16 or auto")
     return name
 
 

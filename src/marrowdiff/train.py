@@ -191,6 +191,7 @@ def train_one_epoch(
     progress: bool = False,
     after_step: Callable[[], None] | None = None,
     workers: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict:
     """One pass over `items` in global batches of `config.batch_size`, each rank taking its
     share of every batch; returns mean loss and accuracy on the training views (all ranks).
@@ -228,8 +229,13 @@ def train_one_epoch(
         loss = set_loss(logits.float(), sets[y], config.label_smoothing)
         loss = loss * (runtime.world / len(batch))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None and scaler.is_enabled():  # fp16: scaled against underflow
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         scheduler.step()
         if after_step is not None:
             after_step()
@@ -270,6 +276,7 @@ class Learner:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: AveragedModel | None
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
 
     @property
     def kept(self) -> nn.Module:
@@ -279,6 +286,8 @@ class Learner:
     def state(self) -> dict:
         """The resumable state (last.pt)."""
         ema = {} if self.ema is None else {"averaged": self.ema.state_dict()}
+        if self.scaler is not None and self.scaler.is_enabled():
+            ema["scaler"] = self.scaler.state_dict()
         return {
             "state_dict": self.model_without_ddp.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -291,6 +300,8 @@ class Learner:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["averaged"])
+        if "scaler" in state and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
 
     def after_step(self) -> Callable[[], None] | None:
         if self.ema is None:
@@ -325,7 +336,7 @@ def make_learner(config: RunConfig, steps_per_epoch: int, runtime: Runtime) -> L
         if tc.ema
         else None
     )
-    return Learner(model, model_without_ddp, optimizer, scheduler, ema)
+    return Learner(model, model_without_ddp, optimizer, scheduler, ema, runtime.grad_scaler())
 
 
 def fit(
@@ -522,6 +533,7 @@ def _train_epoch(
         progress and runtime.main,
         after_step=learner.after_step(),
         workers=workers,
+        scaler=learner.scaler,
     )
 
 
