@@ -327,3 +327,21 @@ def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
                 runtime=runtime)  # fmt: skip
     assert final["runtime"]["precision"] == "fp16"
     assert all(np.isfinite(row["train_loss"]) for row in final["history"])
+
+
+def test_a_config_file_lists_the_other_data_sets(easy_data, pbc_like, tmp_path, capsys):
+    from marrowdiff.cli import main
+
+    root, vocab = pbc_like
+    config = tmp_path / "joint.toml"
+    config.write_text(
+        'base = "quick"\n[model]\ninput_size = 32\n[geometry]\ninput_size = 32\n'
+        f'[[also]]\ndata = "{root.name}"\nvocab = "{vocab.name}"\nweight = 0.25\n'
+    )  # paths relative to the file
+    train = ["train", str(easy_data), "--vocab", "marrow14", "--out", str(tmp_path / "run"),
+             "--config", str(config), "--epochs", "1"]  # fmt: skip
+    assert main(train) == 0
+    (source,) = load_checkpoint(tmp_path / "run").state["also"]
+    assert source["weight"] == 0.25 and source["vocabulary"] == "pbc-like"
+    assert main([*train, "--also", str(root)]) == 2  # both ways at once: refused
+    assert "use one or the other" in capsys.readouterr().err

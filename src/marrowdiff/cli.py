@@ -496,7 +496,9 @@ def _train_config(args) -> RunConfig:
 
 
 def _also_sources(args, log) -> tuple:
-    """The --also data sets, each with its vocabulary, weight and splits."""
+    """The --also data sets (or the config file's [[also]] tables), each with its
+    vocabulary, weight and splits."""
+    from marrowdiff.config import also_sources
     from marrowdiff.splits import splits_for_run
     from marrowdiff.train import Source
 
@@ -511,13 +513,25 @@ def _also_sources(args, log) -> tuple:
                 f"{option} was given {len(given)} time(s) for {n} --also data set(s); give it "
                 "once per --also, in the same order, or not at all"
             )
+    entries = [
+        {
+            "data": data,
+            "vocab": args.also_vocab[i] if args.also_vocab else None,
+            "weight": args.also_weight[i] if args.also_weight else 1.0,
+            "splits": args.also_splits[i] if args.also_splits else None,
+        }
+        for i, data in enumerate(args.also)
+    ]
+    from_file = also_sources(args.config)
+    if entries and from_file:
+        raise DatasetError(
+            f"{args.config} lists [[also]] data sets and --also was given too: use one or the other"
+        )
     sources = []
-    for i, data in enumerate(args.also):
-        dataset = open_dataset(data, args.also_vocab[i] if args.also_vocab else args.vocab)
-        splits_file = args.also_splits[i] if args.also_splits else None
-        splits = splits_for_run(dataset, args.out / f"also-{i + 1}", splits_file, log=log)
-        weight = args.also_weight[i] if args.also_weight else 1.0
-        sources.append(Source(dataset, splits, weight))
+    for i, entry in enumerate(entries or from_file):
+        dataset = open_dataset(entry["data"], entry["vocab"] or args.vocab)
+        splits = splits_for_run(dataset, args.out / f"also-{i + 1}", entry["splits"], log=log)
+        sources.append(Source(dataset, splits, entry["weight"]))
     return tuple(sources)
 
 

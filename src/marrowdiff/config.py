@@ -145,6 +145,7 @@ def load_config(preset_or_file: str | Path | None = None, **overrides) -> RunCon
                 f"config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a TOML file"
             )
         data = tomllib.loads(path.read_text())
+        data.pop("also", None)  # other data sets to train on: `also_sources`, not the config
         config = PRESETS[data.pop("base", "default")]
         merged = config.to_dict()
         for section, values in data.items():
@@ -161,6 +162,42 @@ def load_config(preset_or_file: str | Path | None = None, **overrides) -> RunCon
         section, name = key.split("__")
         config = replace(config, **{section: replace(getattr(config, section), **{name: value})})
     return config
+
+
+ALSO_KEYS = {"data", "vocab", "weight", "splits"}
+
+
+def also_sources(preset_or_file: str | Path | None) -> list[dict]:
+    """The `[[also]]` tables of a TOML config: other data sets a run trains on beside its own,
+    each {data, vocab, weight, splits}; paths (and a vocabulary file) relative to the file.
+    [] for a preset."""
+    spec = str(preset_or_file or "default")
+    if spec in PRESETS:
+        return []
+    path = Path(spec)
+    entries = tomllib.loads(path.read_text()).get("also", [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: `also` must be a list of [[also]] tables")
+    out = []
+    for k, entry in enumerate(entries, start=1):
+        unknown = set(entry) - ALSO_KEYS
+        if unknown or "data" not in entry:
+            raise ValueError(
+                f"{path}: [[also]] table {k} needs `data` and takes only "
+                f"{', '.join(sorted(ALSO_KEYS))} (found {', '.join(sorted(entry))})"
+            )
+        vocab = entry.get("vocab")
+        if vocab and (path.parent / vocab).is_file():  # a vocabulary file beside the config
+            vocab = str(path.parent / vocab)
+        out.append(
+            {
+                "data": path.parent / entry["data"],
+                "vocab": vocab,
+                "weight": float(entry.get("weight", 1.0)),
+                "splits": path.parent / entry["splits"] if "splits" in entry else None,
+            }
+        )
+    return out
 
 
 def _build(cls, values: dict):
