@@ -345,3 +345,6 @@ def test_a_config_file_lists_the_other_data_sets(easy_data, pbc_like, tmp_path, 
     assert source["weight"] == 0.25 and source["vocabulary"] == "pbc-like"
     assert main([*train, "--also", str(root)]) == 2  # both ways at once: refused
     assert "use one or the other" in capsys.readouterr().err
+    config.write_text(config.read_text().replace("0.25", "0"))
+    assert main(train) == 2  # a weight of 0 would still draw: refused, naming the data set
+    assert f"{root.name}: weight 0.0; give a weight above 0" in capsys.readouterr().err

@@ -529,6 +529,11 @@ def _also_sources(args, log) -> tuple:
         )
     sources = []
     for i, entry in enumerate(entries or from_file):
+        if not entry["weight"] > 0:
+            raise DatasetError(
+                f"{entry['data']}: weight {entry['weight']}; give a weight above 0, or leave "
+                "the data set out"
+            )
         dataset = open_dataset(entry["data"], entry["vocab"] or args.vocab)
         splits = splits_for_run(dataset, args.out / f"also-{i + 1}", entry["splits"], log=log)
         sources.append(Source(dataset, splits, entry["weight"]))

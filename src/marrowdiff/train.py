@@ -93,13 +93,19 @@ class Source:
     splits: Splits
     weight: float = 1.0
 
+    def __post_init__(self):
+        if not self.weight > 0:
+            raise ValueError(
+                f"{self.dataset.source}: weight {self.weight}; a data set trained on needs a "
+                "weight above 0 (leave it out to not train on it)"
+            )
+
 
 def _codes(dataset: Dataset, splits: Splits, paths: list[str], target: Vocabulary) -> list[str]:
     """The labels of `paths` in the target vocabulary (by code, name or alias)."""
-    codes = target.map_labels(
+    return target.map_labels(
         (splits.labels[p] for p in paths), where=f"{dataset.source} (into {target.name!r})"
     )
-    return codes
 
 
 def select(
