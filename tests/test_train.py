@@ -348,3 +348,14 @@ def test_a_config_file_lists_the_other_data_sets(easy_data, pbc_like, tmp_path, 
     config.write_text(config.read_text().replace("0.25", "0"))
     assert main(train) == 2  # a weight of 0 would still draw: refused, naming the data set
     assert f"{root.name}: weight 0.0; give a weight above 0" in capsys.readouterr().err
+
+
+def test_a_class_list_that_cannot_train_is_a_sentence_not_a_traceback(easy_data, tmp_path, capsys):
+    from marrowdiff.cli import main
+
+    train = ["train", str(easy_data), "--out", str(tmp_path / "run"), "--config", "quick",
+             "--epochs", "1"]  # fmt: skip
+    assert main([*train, "--classes", "myeloblast,no_such"]) == 2
+    assert "are not fine classes of vocabulary 'choi2017'" in capsys.readouterr().err
+    assert main([*train, "--classes", "myeloblast,band_neutrophil"]) == 2  # no myeloblast here
+    assert "no training images of class(es) myeloblast" in capsys.readouterr().err

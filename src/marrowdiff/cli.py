@@ -18,7 +18,7 @@ from marrowdiff.classes import (
     load_vocabulary,
     vocabulary_template,
 )
-from marrowdiff.config import PRESETS, DeviceError, RunConfig, load_config
+from marrowdiff.config import PRESETS, DeviceError, RunConfig, TrainingError, load_config
 from marrowdiff.datasets import Dataset, DatasetError, open_dataset
 from marrowdiff.detect import DetectConfig
 from marrowdiff.fileio import write_text
@@ -41,6 +41,7 @@ USER_ERRORS = (
     ImageReadError,
     FileNotFoundError,
     DeviceError,
+    TrainingError,
     run.CheckpointError,
     ModelError,
 )

@@ -14,6 +14,11 @@ class DeviceError(ValueError):
     """A --device or --precision this machine cannot give; the message says what to use."""
 
 
+class TrainingError(ValueError):
+    """A run cannot train as configured (classes, data set weights, schedule, optimiser); the
+    message says what to change."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "effnet_lite0"  # a key of MODELS

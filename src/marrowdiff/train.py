@@ -24,7 +24,7 @@ from tqdm import tqdm
 from marrowdiff import __version__, banks, run
 from marrowdiff.calibration import MODES, calibrate_modes
 from marrowdiff.classes import Vocabulary
-from marrowdiff.config import RunConfig, TrainConfig
+from marrowdiff.config import RunConfig, TrainConfig, TrainingError
 from marrowdiff.datasets import Dataset
 from marrowdiff.distributed import (
     Runtime,
@@ -76,7 +76,7 @@ def _weighted(recipe: Recipe, weight: float) -> Recipe:
     if weight == 1.0:
         return recipe
     if not recipe.oversample:
-        raise ValueError(
+        raise TrainingError(
             f"a data set weight other than 1 needs a recipe that draws a number of views per "
             f"label (balanced-random, oversampled-*); {recipe.name!r} takes every image once"
         )
@@ -95,7 +95,7 @@ class Source:
 
     def __post_init__(self):
         if not self.weight > 0:
-            raise ValueError(
+            raise TrainingError(
                 f"{self.dataset.source}: weight {self.weight}; a data set trained on needs a "
                 "weight above 0 (leave it out to not train on it)"
             )
@@ -136,7 +136,7 @@ def training_classes(
     classes = list(config.classes) or fine_classes(vocabulary, present)
     unknown = set(classes) - set(vocabulary.fine_codes)
     if unknown:
-        raise ValueError(
+        raise TrainingError(
             f"--classes {sorted(unknown)} are not fine classes of vocabulary {vocabulary.name!r}"
         )
     return classes
@@ -152,7 +152,7 @@ def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     if config.schedule == "cosine":
         total = max(1, config.epochs * steps_per_epoch - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
-    raise ValueError(f"unknown schedule {config.schedule!r}; use cosine or inverse")
+    raise TrainingError(f"unknown schedule {config.schedule!r}; use cosine or inverse")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -167,7 +167,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; use sgd or adamw")
+    raise TrainingError(f"unknown optimizer {config.optimizer!r}; use sgd or adamw")
 
 
 def jitter_gains(n: int, amount: float, generator: torch.Generator) -> torch.Tensor | None:
@@ -482,7 +482,7 @@ def _load_fold(
     admitted = space.sets[labels].any(axis=0)
     empty = [c for i, c in enumerate(classes) if not admitted[i]]
     if empty:
-        raise ValueError(
+        raise TrainingError(
             f"no training images of class(es) {', '.join(empty)} in this split; "
             "leave them out of --classes or add data"
         )
