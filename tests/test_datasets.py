@@ -1,3 +1,4 @@
+import hashlib
 import pickle
 import zipfile
 
@@ -110,6 +111,8 @@ def test_corrupt_image_is_reported_by_name_not_raised(class_tree):
 def test_fingerprint_and_pickling(class_tree, tmp_path):
     dataset = open_dataset(class_tree)
     assert dataset.fingerprint == open_dataset(class_tree).fingerprint
+    listing = "\n".join(sorted(f"{r.path}\t{r.label}\t" for r in dataset.records))
+    assert dataset.fingerprint == hashlib.sha256(listing.encode()).hexdigest()  # streamed, same
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone.records == dataset.records
     write_image(class_tree / "0" / "new.png", dataset.load(dataset.records[0]))

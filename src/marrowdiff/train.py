@@ -110,15 +110,14 @@ def _codes(dataset: Dataset, splits: Splits, paths: list[str], target: Vocabular
 
 def select(
     dataset: Dataset,
-    splits: Splits,
     paths: list[str],
+    codes: list[str],
     space: LabelSpace,
     geometry: Geometry,
-    target: Vocabulary | None = None,
     stream: str = "auto",
 ) -> SplitData:
-    """The images of `paths` whose label is in `space`, in memory or on disk (`banks`)."""
-    codes = _codes(dataset, splits, paths, target or dataset.vocabulary)
+    """The images of `paths` (labelled `codes`) whose label is in `space`, in memory or on
+    disk (`banks`)."""
     keep = [(p, c) for p, c in zip(paths, codes, strict=True) if c in space]
     kept = [p for p, _ in keep]
     bank = banks.make_bank(dataset, kept, geometry, stream)
@@ -456,21 +455,14 @@ def _load_fold(
     labels."""
     target = dataset.vocabulary
     sources = (Source(dataset, splits), *also)
-    codes = [
-        c for s in sources for c in _codes(s.dataset, s.splits, s.splits.fold(fold)[0], target)
+    train_paths = [s.splits.fold(fold)[0] for s in sources]
+    train_codes = [
+        _codes(s.dataset, s.splits, p, target) for s, p in zip(sources, train_paths, strict=True)
     ]
-    space = LabelSpace.of(target, classes, codes)
+    space = LabelSpace.of(target, classes, [c for codes in train_codes for c in codes])
     parts, paths, labels, images, first = [], [], [], [], 0
-    for source in sources:
-        part = select(
-            source.dataset,
-            source.splits,
-            source.splits.fold(fold)[0],
-            space,
-            geometry,
-            target,
-            stream,
-        )
+    for source, source_paths, codes in zip(sources, train_paths, train_codes, strict=True):
+        part = select(source.dataset, source_paths, codes, space, geometry, stream)
         parts.append((first, first + len(part.paths), source.weight))
         first += len(part.paths)
         paths += part.paths
@@ -492,7 +484,9 @@ def _load_fold(
             f"note: {', '.join(only_coarse)} learned from coarse labels only (no cell of the "
             "training data names its stage)"
         )
-    val = select(dataset, splits, splits.fold(fold)[1], space, geometry, stream=stream)
+    val_paths = splits.fold(fold)[1]
+    val_codes = _codes(dataset, splits, val_paths, target)
+    val = select(dataset, val_paths, val_codes, space, geometry, stream)
     return train, val
 
 
