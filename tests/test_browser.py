@@ -15,6 +15,7 @@ import pytest
 from marrowdiff.count import CountConfig
 from marrowdiff.detect import DetectConfig
 from marrowdiff.predict import load_classifier
+from marrowdiff.web.accounts import Accounts
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import ReviewStation
 
@@ -31,8 +32,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def server(tiny_run, tmp_path):
+def serve(tiny_run, tmp_path, accounts=None):
     import uvicorn
 
     station = ReviewStation(
@@ -44,27 +44,36 @@ def server(tiny_run, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(station), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(station, accounts)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(100):
         if server.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def server(tiny_run, tmp_path):
+    server, thread, url = serve(tiny_run, tmp_path)
+    yield url
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def chromium(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+    )
 
 
 def test_review_a_case_in_the_browser(server, tmp_path):
     field = tmp_path / "field.png"
     field.write_bytes(synthetic_field())
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
+        browser = chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(server)
         page.fill("#user", "ana")
@@ -141,3 +150,48 @@ def test_review_a_case_in_the_browser(server, tmp_path):
     assert reviews[0]["detail"]["after"]["status"] == "corrected"
     assert len({e["cell_id"] for e in reviews}) == len(reviews) == n  # each cell once
     assert (tmp_path / "review-station.png").stat().st_size > 10_000
+
+
+def test_a_station_with_accounts_asks_who_you_are_and_only_a_signer_signs(tiny_run, tmp_path):
+    accounts = Accounts(tmp_path / "review")
+    accounts.add("Łukasz", "reviewer", "correct horse battery")
+    server, thread, url = serve(tiny_run, tmp_path, accounts)
+    errors = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = chromium(p)
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url)
+            page.wait_for_selector("#login-view:not([hidden])")
+            assert page.is_hidden("#cases-view") and page.is_hidden("#typed-user")
+            page.fill("#login-name", "Łukasz")
+            page.fill("#login-password", "wrong password!")
+            page.click("#login button")
+            page.wait_for_function("document.querySelector('#status').textContent.length > 0")
+            assert "wrong user name or password" in page.inner_text("#status")
+            page.fill("#login-password", "correct horse battery")
+            page.click("#login button")
+            page.wait_for_selector("#cases-view:not([hidden])")
+            assert page.inner_text("#account-name") == "Łukasz (reviewer)"
+            page.fill("#case-name", "smear-8")
+            page.click("#new-case button")
+            page.wait_for_selector("#case-view:not([hidden])")
+            assert page.is_disabled("#sign")  # a reviewer does not sign
+            page.reload()  # the session cookie outlives a reload
+            page.wait_for_selector("#case-view:not([hidden])")
+            page.click("#logout")
+            page.wait_for_selector("#login-view:not([hidden])")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    log = accounts_log(tmp_path / "review")
+    assert [(e["user"], e["action"]) for e in log] == [("Łukasz", "create case")]
+    assert errors == []
+
+
+def accounts_log(data_dir):
+    from marrowdiff.web.store import Store
+
+    return Store(data_dir / "marrowdiff.sqlite3").log(1)

@@ -174,3 +174,36 @@ def test_fetch_from_a_missing_copy_names_it(tmp_path, capsys):
     missing = tmp_path / "nowhere.zip"
     assert main(["data", "fetch", "--to", str(tmp_path / "d"), "--from", str(missing)]) == 2
     assert f"--from {missing}: no such file" in capsys.readouterr().err
+
+
+def test_accounts_from_the_command_line_then_serving_the_laboratory(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    import io
+
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(kw, app=app))
+    data = ["--data-dir", str(tmp_path / "d")]
+    serve = ["serve", "--model", str(tiny_run), "--host", "0.0.0.0", *data]
+    assert main(serve) == 2  # no accounts: this machine only
+    assert "without accounts would let anyone" in capsys.readouterr().err and not started
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert main(["users", "add", "Zoë", "--role", "signer", "--password-stdin", *data]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["users", "add", "Bo", "--role", "reviewer", "--password-stdin", *data]) == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    assert main(["users", "list", *data]) == 0
+    assert capsys.readouterr().out == "Zoë\tsigner\n"
+
+    assert main(serve) == 2  # every address: which names will clients use?
+    assert "--allowed-host" in capsys.readouterr().err and not started
+    assert main([*serve, "--allowed-host", "marrow.lab.example"]) == 0
+    assert started["host"] == "0.0.0.0"
+    app = started["app"]
+    assert app.state.accounts.users()[0].name == "Zoë"
+    assert main(["users", "remove", "Zoë", *data]) == 0
+    assert main(["users", "remove", "Zoë", *data]) == 2
+    assert "no user 'Zoë'" in capsys.readouterr().err

@@ -12,13 +12,22 @@ from marrowdiff.detect import DetectConfig
 from marrowdiff.predict import load_classifier
 from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.synthetic import synthetic_cell
-from marrowdiff.web.app import create_app
+from marrowdiff.web.accounts import AccountError, Accounts
+from marrowdiff.web.app import LOOPBACK, create_app
 from marrowdiff.web.station import Limits, ReviewStation
 from marrowdiff.web.store import SignedError
 
 from .conftest import TINY_CLASSES, encode
 
-ANA = {"X-User": "ana"}
+ANA = {"X-User": "ana", "X-Requested-With": "marrowdiff"}  # who, and "from the page"
+
+
+def local(app_or_station, **kwargs) -> TestClient:
+    """A client of the station as this machine reaches it (the Host header 127.0.0.1)."""
+    app = app_or_station
+    if isinstance(app_or_station, ReviewStation):
+        app = create_app(app_or_station, **kwargs)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def synthetic_field(seed=0) -> bytes:
@@ -51,7 +60,7 @@ def station(tiny_run, data_dir, **limits):
 
 @pytest.fixture
 def client(tiny_run, tmp_path):
-    return TestClient(create_app(station(tiny_run, tmp_path / "review")))
+    return local(station(tiny_run, tmp_path / "review"))
 
 
 def new_case(client, name="smear-1"):
@@ -127,12 +136,12 @@ def test_a_case_from_upload_to_sign_off(client, tmp_path):
 
 def test_nothing_is_lost_across_a_restart_and_the_log_is_append_only(tiny_run, tmp_path):
     data = tmp_path / "review"
-    first = TestClient(create_app(station(tiny_run, data)))
+    first = local(station(tiny_run, data))
     case = new_case(first)
     upload(first, case, ("f.png", synthetic_field()))
     cell = first.get(f"/api/cases/{case}").json()["cells"][0]
     first.post(f"/api/cells/{cell['id']}", headers=ANA, json={"status": "unidentified"})
-    second = TestClient(create_app(station(tiny_run, data)))  # a new server on the same folder
+    second = local(station(tiny_run, data))  # a new server on the same folder
     again = second.get(f"/api/cases/{case}").json()["cells"][0]
     assert again["status"] == "unidentified" and again["reviewed_by"] == "ana"
     db = sqlite3.connect(data / "marrowdiff.sqlite3")
@@ -143,8 +152,9 @@ def test_nothing_is_lost_across_a_restart_and_the_log_is_append_only(tiny_run, t
 
 
 def test_bad_requests_get_a_4xx_with_a_reason(tiny_run, tmp_path):
-    client = TestClient(create_app(station(tiny_run, tmp_path / "r", max_file_bytes=200_000)))
-    assert client.post("/api/cases", json={"name": "a"}).status_code == 400  # who are you?
+    client = local(station(tiny_run, tmp_path / "r", max_file_bytes=200_000))
+    page = {"X-Requested-With": "marrowdiff"}
+    assert client.post("/api/cases", json={"name": "a"}, headers=page).status_code == 400  # who?
     assert client.post("/api/cases", json={"name": ""}, headers=ANA).status_code == 422
     case = new_case(client)
     assert client.post("/api/cases", json={"name": "smear-1"}, headers=ANA).status_code == 400
@@ -170,7 +180,7 @@ def test_bad_requests_get_a_4xx_with_a_reason(tiny_run, tmp_path):
 
 
 def test_uploads_are_stored_under_server_chosen_names(tiny_run, tmp_path):
-    client = TestClient(create_app(station(tiny_run, tmp_path / "r")))
+    client = local(station(tiny_run, tmp_path / "r"))
     case = new_case(client)
     response = upload(
         client, case, ("../../../escape.png", encode(synthetic_cell(np.random.default_rng(2), 48)))
@@ -214,7 +224,8 @@ def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client)
     on_patch = client.post(f"/api/cases/{case}/images/{patch['id']}/cells", headers=ANA,
                            json={"x": 10, "y": 10})  # fmt: skip
     assert on_patch.status_code == 400 and "patch" in on_patch.text
-    assert client.post(at, json={"x": x, "y": y}).status_code == 400
+    nameless = {"X-Requested-With": "marrowdiff"}
+    assert client.post(at, headers=nameless, json={"x": x, "y": y}).status_code == 400
     other = new_case(client, "smear-2")
     elsewhere = f"/api/cases/{other}/images/{field['id']}/cells"
     assert client.post(elsewhere, headers=ANA, json={"x": x, "y": y}).status_code == 404
@@ -272,7 +283,7 @@ def test_a_data_folder_from_before_added_cells_is_brought_up_to_date(tmp_path):
 def test_a_field_at_another_magnification_gets_a_warning(tiny_run, tmp_path):
     count = CountConfig(detect=DetectConfig(cell_diameter=180))
     app = create_app(ReviewStation(tmp_path / "r", load_classifier([tiny_run]), count))
-    client = TestClient(app)
+    client = local(app)
     case = new_case(client)
     result = upload(client, case, ("field.png", synthetic_field())).json()
     assert "--cell-diameter" in result["results"][0]["warning"]
@@ -298,7 +309,7 @@ def test_an_id_too_large_for_the_database_is_a_4xx_not_a_500(client, path):
 
 def test_a_review_arriving_during_sign_off_is_in_the_report_or_refused(tiny_run, tmp_path):
     the_station = station(tiny_run, tmp_path / "r")
-    client = TestClient(create_app(the_station))
+    client = local(the_station)
     case = new_case(client)
     assert upload(client, case, ("field.png", synthetic_field())).status_code == 200
     cells = client.get(f"/api/cases/{case}").json()["cells"]
@@ -323,7 +334,7 @@ def test_a_review_arriving_during_sign_off_is_in_the_report_or_refused(tiny_run,
 
 def test_a_report_that_cannot_be_written_reopens_the_case(tiny_run, tmp_path, monkeypatch):
     the_station = station(tiny_run, tmp_path / "r")
-    client = TestClient(create_app(the_station))
+    client = local(the_station)
     case = new_case(client)
     upload(client, case, ("cell.png", encode(synthetic_cell(np.random.default_rng(1), 48))))
     for cell in client.get(f"/api/cases/{case}").json()["cells"]:
@@ -347,3 +358,108 @@ def test_every_marrow14_class_has_its_own_review_key():
     assert len(load_vocabulary("marrow14").fine_codes) <= len(REVIEW_KEYS)
     assert len(set(REVIEW_KEYS)) == len(REVIEW_KEYS)
     assert not set(REVIEW_KEYS) & set("xufa[]")  # the station's other keys (app.js)
+
+
+# ---- who may reach the station (docs/review.md, "Who may reach the station") -----------------
+
+PAGE = {"X-Requested-With": "marrowdiff"}
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def with_accounts(tiny_run, tmp_path):
+    """A station with accounts: Bea reviews, Sam signs."""
+    accounts = Accounts(tmp_path / "review")
+    accounts.add("Bea", "reviewer", PASSWORD)
+    accounts.add("Sam", "signer", PASSWORD)
+    return local(station(tiny_run, tmp_path / "review"), accounts=accounts)
+
+
+def log_in(client, name):
+    response = client.post("/api/login", headers=PAGE, json={"name": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_with_accounts_nothing_is_served_before_logging_in(with_accounts):
+    client = with_accounts
+    assert client.get("/").status_code == 200  # the page and its login form
+    assert client.get("/api/me").json() == {"accounts": True, "detail": "log in first"}
+    for path in ("/api/info", "/api/cases", "/api/cases/1", "/api/cells/1/image.jpg",
+                 "/api/images/1/field.jpg", "/api/cases/1/log", "/api/detection"):  # fmt: skip
+        assert client.get(path).status_code == 401, path
+    typed = client.post("/api/cases", headers=ANA | {"X-User": "Sam"}, json={"name": "c"})
+    assert typed.status_code == 401  # a typed name is no login
+    wrong = client.post("/api/login", headers=PAGE, json={"name": "Sam", "password": "guess"})
+    assert wrong.status_code == 401 and "wrong user name or password" in wrong.text
+
+    cookie = log_in(client, "Sam").headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert client.get("/api/me").json() == {"accounts": True, "name": "Sam", "role": "signer"}
+    assert client.get("/api/cases").status_code == 200
+    client.post("/api/logout", headers=PAGE)
+    assert client.get("/api/cases").status_code == 401
+
+
+def test_only_a_signer_signs_and_the_log_names_the_logged_in_user(with_accounts, tmp_path):
+    client = with_accounts
+    log_in(client, "Bea")
+    forged = PAGE | {"X-User": "Sam"}  # Bea's session, claiming to be Sam: the session wins
+    case = client.post("/api/cases", headers=forged, json={"name": "smear-9"}).json()["id"]
+    client.post(
+        f"/api/cases/{case}/images",
+        headers=forged,
+        files=[("files", ("field.png", synthetic_field(), "image/png"))],
+    )
+    for cell in client.get(f"/api/cases/{case}").json()["cells"]:
+        client.post(f"/api/cells/{cell['id']}", headers=forged, json={"status": "confirmed"})
+    refused = client.post(f"/api/cases/{case}/sign", headers=forged)
+    assert refused.status_code == 403 and "only a signer signs; Bea is a reviewer" in refused.text
+
+    log_in(client, "Sam")
+    assert client.post(f"/api/cases/{case}/sign", headers=PAGE).status_code == 200
+    log = client.get(f"/api/cases/{case}/log").json()
+    assert {e["user"] for e in log if e["action"] != "sign"} == {"Bea"}
+    assert [e["user"] for e in log if e["action"] == "sign"] == ["Sam"]
+    about = client.get(f"/api/cases/{case}/report/report.json").json()["about"]
+    assert about["signed_by"] == "Sam" and about["reviewed_by"] == ["Bea"]
+    html = client.get(f"/api/cases/{case}/report/report.html").text
+    assert "reviewed by a person (Bea); signed by Sam" in html
+
+
+def test_a_foreign_host_or_a_change_from_another_site_is_refused(client):
+    assert client.get("/api/cases", headers={"Host": "evil.example"}).status_code == 400
+    no_mark = client.post("/api/cases", headers={"X-User": "ana"}, json={"name": "c"})
+    assert no_mark.status_code == 403 and "X-Requested-With" in no_mark.text
+    cross = client.post(
+        "/api/cases", headers=ANA | {"Origin": "http://evil.example"}, json={"name": "c"}
+    )
+    assert cross.status_code == 403 and "another site" in cross.text
+    here = ANA | {"Origin": "http://127.0.0.1"}
+    same = client.post("/api/cases", headers=here, json={"name": "c"})
+    assert same.status_code == 201
+    assert client.get("/favicon.ico").status_code == 200
+
+
+def test_a_user_name_outside_latin_1_is_kept_as_typed(client):
+    for header, name in (
+        ("%C5%81ukasz", "Łukasz"),  # what the page sends: percent-encoded UTF-8
+        ("%E5%BC%A0%E4%BC%9F", "张伟"),
+        ("Zoë".encode(), "Zoë"),  # raw UTF-8 bytes, as curl sends them
+        ("Zoë".encode("latin-1"), "Zoë"),  # a Latin-1 byte
+    ):
+        case = {"name": f"by {header!r}"}
+        response = client.post("/api/cases", headers=PAGE | {"X-User": header}, json=case)
+        assert response.status_code == 201, response.text
+        assert response.json()["created_by"] == name
+
+
+def test_serving_beyond_this_machine_needs_accounts_and_host_names(tmp_path):
+    from marrowdiff.cli import serving_hosts
+
+    with pytest.raises(AccountError, match="without accounts"):
+        serving_hosts("192.168.1.5", [], accounts=False)
+    with pytest.raises(AccountError, match="--allowed-host"):
+        serving_hosts("0.0.0.0", [], accounts=True)
+    assert serving_hosts("0.0.0.0", ["marrow.lab"], accounts=True) == (*LOOPBACK, "marrow.lab")
+    assert serving_hosts("127.0.0.1", [], accounts=False) == LOOPBACK

@@ -29,6 +29,7 @@ from marrowdiff.recipes import RECIPES
 from marrowdiff.report import ReportConfig
 from marrowdiff.sources import list_inputs
 from marrowdiff.splits import AUDIT_DIR, SplitConfig, SplitError, Splits, splits_for_dataset
+from marrowdiff.web.accounts import ROLES, AccountError, Accounts
 
 # PyTorch is imported by the commands that train or load checkpoints, not here: `classify` and
 # `count` with an ONNX model run without it (half the memory, a second faster to start).
@@ -44,6 +45,7 @@ USER_ERRORS = (
     TrainingError,
     run.CheckpointError,
     ModelError,
+    AccountError,
 )
 
 
@@ -291,6 +293,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="the run's data set, if it has moved (with --int8)")
     p.set_defaults(run=cmd_export)
 
+    users = sub.add_parser(
+        "users", help="the review station's accounts: add, list, passwd, remove"
+    ).add_subparsers(title="users commands", metavar="ACTION")
+    for action, text in (
+        ("add", "add an account (asks for its password)"),
+        ("list", "list the accounts and their roles"),
+        ("passwd", "set an account's password (ends its sessions)"),
+        ("remove", "remove an account (ends its sessions; its name stays in the log)"),
+    ):
+        p = users.add_parser(action, help=text)
+        if action != "list":
+            p.add_argument("name", help="the person's name, as the log and reports show it")
+        if action == "add":
+            p.add_argument(
+                "--role",
+                choices=ROLES,
+                required=True,
+                help="reviewer: upload, review, add missed cells; signer: that, and sign off",
+            )
+        if action in ("add", "passwd"):
+            p.add_argument(
+                "--password-stdin",
+                action="store_true",
+                help="read the password from the first line of standard input (for scripts)",
+            )
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path("review-data"),
+            help="the station's data folder, as given to serve (default %(default)s)",
+        )
+        p.set_defaults(run=cmd_users, action=action)
+
     p = sub.add_parser("serve", help="the review station: a web app to confirm every cell")
     _model_args(p, positional=False)
     p.add_argument(
@@ -300,9 +335,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="where cases, uploads and reports are kept (default %(default)s)",
     )
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: this machine only; any other needs accounts, "
+        "see `marrowdiff users add`)",
     )
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients reach the station by (the Host header), e.g. "
+        "marrow.lab.example; repeat for more (default: this machine's names and --host)",
+    )
     _count_args(p)
     p.set_defaults(run=cmd_serve)
 
@@ -684,6 +730,8 @@ def cmd_serve(args) -> int:
     from marrowdiff.web.app import create_app
     from marrowdiff.web.station import ReviewStation
 
+    accounts = Accounts(args.data_dir) if Accounts.exist(args.data_dir) else None
+    hosts = serving_hosts(args.host, args.allowed_host, accounts is not None)  # before the model
     count_config, report_config = _count_configs(args)
     classifier = load_classifier(args.model.split(","), args.device)
     lineage_sets(classifier.vocabulary, report_config)  # a wrong --myeloid: before serving
@@ -694,10 +742,59 @@ def cmd_serve(args) -> int:
         report_config,
         model_name=args.model,
     )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        _log(f"listening on {args.host}: anyone who can reach this port can review cases")
-    print(f"review station: http://{args.host}:{args.port}/  (data in {args.data_dir})")
-    uvicorn.run(create_app(station), host=args.host, port=args.port, log_level="warning")
+    who = f"{len(accounts.users())} accounts" if accounts else "no accounts: names are typed"
+    print(f"review station: http://{args.host}:{args.port}/  (data in {args.data_dir}; {who})")
+    app = create_app(station, accounts, hosts)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def serving_hosts(host: str, allowed: list[str], accounts: bool) -> tuple[str, ...]:
+    """The Host names the station answers to; refused beyond this machine without accounts,
+    and on every address (0.0.0.0, ::) without the names clients will use."""
+    from marrowdiff.web.app import LOOPBACK
+
+    if host not in LOOPBACK and not accounts:
+        raise AccountError(
+            f"serving on {host} without accounts would let anyone who reaches the port sign a "
+            "count: add accounts first (marrowdiff users add NAME --role signer), or serve on "
+            "127.0.0.1"
+        )
+    if host in ("0.0.0.0", "::", "") and not allowed:
+        raise AccountError(
+            f"--host {host} listens on every address: name the host names clients use with "
+            "--allowed-host (e.g. --allowed-host marrow.lab.example)"
+        )
+    named = [] if host in ("0.0.0.0", "::") else [host]
+    return tuple(dict.fromkeys([*LOOPBACK, *allowed, *named]))
+
+
+def cmd_users(args) -> int:
+    import getpass
+
+    accounts = Accounts(args.data_dir)
+    if args.action == "list":
+        for user in accounts.users():
+            print(f"{user.name}\t{user.role}")
+        if not accounts.users():
+            print(f"no accounts in {args.data_dir}: the station serves this machine only")
+        return 0
+    if args.action == "remove":
+        accounts.remove(args.name)
+        print(f"{args.name}: removed; their sessions are ended")
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise AccountError("the two passwords differ; nothing was changed")
+    if args.action == "add":
+        user = accounts.add(args.name, args.role, password)
+        print(f"{user.name}: added as {user.role} in {accounts.path}")
+    else:
+        accounts.set_password(args.name, password)
+        print(f"{args.name}: password changed; their sessions are ended")
     return 0
 
 

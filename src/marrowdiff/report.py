@@ -53,6 +53,7 @@ class About:
     detect: dict | None = None
     case: str | None = None
     signed_by: str | None = None
+    reviewed_by: list[str] | None = None  # everyone who reviewed a cell of the case
     detection: dict | None = None  # detector precision and recall by the reviewers' verdicts
 
     def to_dict(self) -> dict:
@@ -295,7 +296,8 @@ def render_html(
     ]
     if about.signed_by is not None:  # from the review station
         parts.append(
-            f"<p>Every cell reviewed by a person; signed by {esc(about.signed_by)}."
+            f"<p>Every cell reviewed by a person ({esc(', '.join(about.reviewed_by or []))}); "
+            f"signed by {esc(about.signed_by)}."
             f"{_detection_sentence(about.detection)}</p>"
         )
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]

@@ -1,28 +1,53 @@
-"""The review station's web layer (FastAPI): a JSON API and one plain page, served locally.
+"""The review station's web layer (FastAPI): a JSON API and one plain page.
 
-Every change names its user (header `X-User`, typed once on the page). Errors are 4xx with a
-reason: 400 bad request, 404 unknown case/cell, 409 a signed case, 413 too large, 415 not an
-image, 422 malformed fields; never a 500 for bad input.
+Who does what (docs/review.md, "Who may reach the station"):
+- With accounts (`marrowdiff users add`), every request but the page, its files and the login
+  comes from a logged-in user: a session cookie (HttpOnly, SameSite=Strict) names the user and
+  their role, and only a signer signs.
+- Without accounts (one desk, this machine only), a change names its user in the header
+  `X-User` (percent-encoded UTF-8, as the page sends it), and that user may sign.
+
+Every request must name an allowed host (no DNS rebinding), and every change must carry the
+header `X-Requested-With: marrowdiff` (which no other site's page can send without a CORS
+preflight this server never grants) and, if it has one, an `Origin` of this server. Errors are
+4xx with a reason: 400 bad request, 401 not logged in, 403 not allowed, 404 unknown case/cell,
+409 a signed case, 413 too large, 415 not an image, 422 malformed fields, 429 too many failed
+logins; never a 500 for bad input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from marrowdiff.web.accounts import (
+    SESSION_HOURS,
+    AccountError,
+    Accounts,
+    LockedOut,
+    LoginError,
+    User,
+    user_name,
+)
 from marrowdiff.web.station import ReviewStation, UploadError
 from marrowdiff.web.store import NotFoundError, SignedError, StoreError
 
 STATIC = Path(__file__).parent / "static"
+COOKIE = "marrowdiff_session"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CHANGE_HEADER = ("x-requested-with", "marrowdiff")
 REVIEW_KEYS = "1234567890qwertyiop"  # one key per class, in order (u, x, f, a are taken)
 
 
@@ -33,6 +58,11 @@ class NewCase(BaseModel):
 class Review(BaseModel):
     status: str = Field(pattern="^(confirmed|corrected|not_a_cell|unidentified)$")
     label: str | None = None
+
+
+class Login(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
 
 
 class NewCellAt(BaseModel):
@@ -77,11 +107,68 @@ class LimitBody:
 Id = Annotated[int, PathParam(ge=0, le=2**63 - 1)]
 
 
-def _user(x_user: str | None) -> str:
-    user = (x_user or "").strip()
-    if not user or len(user) > 100 or not user.isprintable():
-        raise HTTPException(400, "say who you are: a user name (header X-User), 1-100 characters")
+class ChangeGuard:
+    """ASGI middleware: a change (any method but GET and HEAD) must carry CHANGE_HEADER, and an
+    `Origin`, if sent, must be this server's: a page on another site cannot post here."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            origin = headers.get("origin")
+            reason = None
+            if headers.get(CHANGE_HEADER[0]) != CHANGE_HEADER[1]:
+                reason = f"a change needs the header X-Requested-With: {CHANGE_HEADER[1]}"
+            elif origin and urlsplit(origin).netloc != headers.get("host"):
+                reason = f"a change from another site ({origin}) is refused"
+            if reason:
+                return await JSONResponse({"detail": reason}, status_code=403)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def typed_user(header: str | None) -> str:
+    """The user named by `X-User` (stations without accounts): percent-encoded UTF-8 as the page
+    sends it; raw UTF-8 bytes (which the server sees as Latin-1) are read as UTF-8 too."""
+    text = header or ""
+    with contextlib.suppress(UnicodeError):  # a Latin-1 name sent as Latin-1 stays as it is
+        text = text.encode("latin-1").decode("utf-8")
+    try:
+        return user_name(unquote(text, errors="strict"))
+    except (AccountError, UnicodeError):
+        raise HTTPException(
+            400, "say who you are: a user name (header X-User), 1-100 characters"
+        ) from None
+
+
+def viewer(request: Request) -> User | None:
+    """Whoever may read cases: a logged-in user (None without accounts: anyone here)."""
+    accounts: Accounts | None = request.app.state.accounts
+    if accounts is None:
+        return None
+    user = accounts.session(request.cookies.get(COOKIE))
+    if user is None:
+        raise HTTPException(401, "log in first (your session has ended or never began)")
     return user
+
+
+def reviewer(request: Request, seen: Annotated[User | None, Depends(viewer)]) -> User:
+    """Whoever makes a change: the logged-in user, or the user the page names."""
+    return seen or User(typed_user(request.headers.get("x-user")), "signer")
+
+
+Reviewer = Annotated[User, Depends(reviewer)]
+
+
+def signer(user: Reviewer) -> User:
+    if not user.may_sign:
+        raise HTTPException(403, f"only a signer signs; {user.name} is a {user.role}")
+    return user
+
+
+Signer = Annotated[User, Depends(signer)]
+Viewer = [Depends(viewer)]
 
 
 def _jpeg(data: bytes) -> Response:
@@ -89,9 +176,17 @@ def _jpeg(data: bytes) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
 
-def create_app(station: ReviewStation) -> FastAPI:
+def create_app(
+    station: ReviewStation,
+    accounts: Accounts | None = None,
+    allowed_hosts: tuple[str, ...] = LOOPBACK,
+) -> FastAPI:
+    """The station's app. `accounts`: log-in required (None: one desk, names typed);
+    `allowed_hosts`: the host names clients reach it by (the `Host` header), nothing else."""
     app = FastAPI(title="marrowdiff review station", docs_url=None, redoc_url=None)
     limits = station.limits
+
+    app.state.accounts = accounts
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError):
@@ -105,7 +200,46 @@ def create_app(station: ReviewStation) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/api/info")
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/api/me")
+    def me(request: Request):
+        """Who this browser is logged in as, and whether the station has accounts."""
+        user = accounts.session(request.cookies.get(COOKIE)) if accounts else None
+        if accounts and user is None:
+            return JSONResponse({"accounts": True, "detail": "log in first"}, status_code=401)
+        return {"accounts": accounts is not None} | (
+            {"name": user.name, "role": user.role} if user else {}
+        )
+
+    @app.post("/api/login")
+    async def login(body: Login, request: Request):
+        if accounts is None:
+            raise HTTPException(404, "this station has no accounts: type your name on the page")
+        try:
+            # argon2 takes a while: off the event loop, so other requests go on
+            user, token = await run_in_threadpool(accounts.log_in, body.name, body.password)
+        except LoginError as error:
+            raise HTTPException(429 if isinstance(error, LockedOut) else 401, str(error)) from None
+        response = JSONResponse({"accounts": True, "name": user.name, "role": user.role})
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="strict", path="/",
+            secure=request.url.scheme == "https",  # behind a TLS proxy
+            max_age=int(3600 * SESSION_HOURS),
+        )  # fmt: skip
+        return response
+
+    @app.post("/api/logout")
+    def logout(request: Request):
+        if accounts is not None:
+            accounts.log_out(request.cookies.get(COOKIE))
+        response = JSONResponse({"accounts": accounts is not None})
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @app.get("/api/info", dependencies=Viewer)
     def info():
         vocabulary = station.classifier.vocabulary
         return {
@@ -124,30 +258,29 @@ def create_app(station: ReviewStation) -> FastAPI:
             "cell_radius": station.count.detect.cell_diameter / 2,
         }
 
-    @app.get("/api/detection")
+    @app.get("/api/detection", dependencies=Viewer)
     def detection():
         """The detector's precision and recall on the fields of every signed case, by the
         reviewers' verdicts: on this laboratory's own smears."""
         return station.store.detection_tally()
 
-    @app.get("/api/cases")
+    @app.get("/api/cases", dependencies=Viewer)
     def cases():
         return station.store.cases()
 
     @app.post("/api/cases", status_code=201)
-    def create_case(body: NewCase, x_user: str | None = Header(None)):
+    def create_case(body: NewCase, user: Reviewer):
         name = body.name.strip()
         if not name or not name.isprintable():
             raise HTTPException(422, "a case id is 1-100 printable characters")
-        return station.store.create_case(name, _user(x_user))
+        return station.store.create_case(name, user.name)
 
-    @app.get("/api/cases/{case_id}")
+    @app.get("/api/cases/{case_id}", dependencies=Viewer)
     def case(case_id: Id):
         return station.view(case_id)
 
     @app.post("/api/cases/{case_id}/images")
-    async def upload(case_id: Id, request: Request, x_user: str | None = Header(None)):
-        user = _user(x_user)
+    async def upload(case_id: Id, request: Request, user: Reviewer):
         station.store.case(case_id)
         try:
             form = await request.form(max_files=limits.max_files, max_fields=10)
@@ -163,7 +296,7 @@ def create_app(station: ReviewStation) -> FastAPI:
                 # Counting takes a while: off the event loop, so other requests go on.
                 results.append(
                     await run_in_threadpool(
-                        station.upload, case_id, user, upload.filename or "upload", data
+                        station.upload, case_id, user.name, upload.filename or "upload", data
                     )
                 )
             except UploadError as error:
@@ -174,38 +307,36 @@ def create_app(station: ReviewStation) -> FastAPI:
             raise HTTPException(413 if too_big else 415, "; ".join(r["error"] for r in results))
         return {"results": results, "differential": station.differential(case_id)}
 
-    @app.get("/api/images/{image_id}/field.jpg")
+    @app.get("/api/images/{image_id}/field.jpg", dependencies=Viewer)
     def field_image(image_id: Id):
         return _jpeg(station.field_jpeg(image_id))
 
     @app.post("/api/cases/{case_id}/images/{image_id}/cells", status_code=201)
-    def add_cell(case_id: Id, image_id: Id, body: NewCellAt, x_user: str | None = Header(None)):
-        user = _user(x_user)
-        cell = station.add_cell(case_id, image_id, user, body.x, body.y)
+    def add_cell(case_id: Id, image_id: Id, body: NewCellAt, user: Reviewer):
+        cell = station.add_cell(case_id, image_id, user.name, body.x, body.y)
         return {"cell": cell, "differential": station.differential(case_id)}
 
-    @app.get("/api/cells/{cell_id}/image.jpg")
+    @app.get("/api/cells/{cell_id}/image.jpg", dependencies=Viewer)
     def cell_image(cell_id: Id):
         return _jpeg(station.cell_jpeg(cell_id))
 
     @app.post("/api/cells/{cell_id}")
-    def review(cell_id: Id, body: Review, x_user: str | None = Header(None)):
-        user = _user(x_user)
+    def review(cell_id: Id, body: Review, user: Reviewer):
         if body.label is not None and body.label not in station.classifier.classes:
             raise HTTPException(422, f"unknown class {body.label!r}")
-        cell = station.store.review(cell_id, user, body.status, body.label)
+        cell = station.store.review(cell_id, user.name, body.status, body.label)
         return {"cell": cell, "differential": station.differential(cell["case_id"])}
 
     @app.post("/api/cases/{case_id}/sign")
-    def sign(case_id: Id, x_user: str | None = Header(None)):
-        return station.sign(case_id, _user(x_user))
+    def sign(case_id: Id, user: Signer):
+        return station.sign(case_id, user.name)
 
-    @app.get("/api/cases/{case_id}/log")
+    @app.get("/api/cases/{case_id}/log", dependencies=Viewer)
     def log(case_id: Id):
         station.store.case(case_id)
         return station.store.log(case_id)
 
-    @app.get("/api/cases/{case_id}/report/{name}")
+    @app.get("/api/cases/{case_id}/report/{name}", dependencies=Viewer)
     def report_file(case_id: Id, name: str):
         if name not in ("report.html", "report.json", "cells.csv"):
             raise HTTPException(404, f"no report file {name!r}")
@@ -214,7 +345,7 @@ def create_app(station: ReviewStation) -> FastAPI:
             raise HTTPException(404, "the report is written when the case is signed")
         return FileResponse(path)
 
-    @app.get("/api/cases/{case_id}/export.zip")
+    @app.get("/api/cases/{case_id}/export.zip", dependencies=Viewer)
     def export(case_id: Id):
         folder = station.data_dir / "cases" / str(case_id) / "export"
         if not station.store.case(case_id)["signed_at"] or not folder.is_dir():
@@ -231,4 +362,6 @@ def create_app(station: ReviewStation) -> FastAPI:
         )
 
     app.add_middleware(LimitBody, limit=limits.max_files * limits.max_file_bytes + 2**20)
+    app.add_middleware(ChangeGuard)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app

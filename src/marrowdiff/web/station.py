@@ -227,6 +227,7 @@ class ReviewStation:
                 cell_radius=self.count.detect.cell_radius,
                 case=signed["name"],
                 signed_by=user,
+                reviewed_by=sorted({c["reviewed_by"] for c in rows if c["reviewed_by"]}),
                 detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
             )
             vocabulary, classes = self.classifier.vocabulary, self.classifier.classes

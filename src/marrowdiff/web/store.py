@@ -349,6 +349,8 @@ class Store:
             ).fetchone()[0]
             if pending:
                 raise StoreError(f"{pending} cell(s) are not reviewed yet; review every cell first")
+            if not db.execute("SELECT 1 FROM cells WHERE case_id = ?", (case_id,)).fetchone():
+                raise StoreError(f"case {case_id} has no cells: upload its fields first")
             db.execute(
                 "UPDATE cases SET signed_at = ?, signed_by = ? WHERE id = ?", (now(), user, case_id)
             )

@@ -3,6 +3,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 const state = {
+  me: null, // {accounts, name?, role?} from /api/me
   info: null, caseId: null, view: null, order: [], selected: null,
   tab: "cells", field: 0, // the field view's field (index into fieldImages())
 };
@@ -15,11 +16,15 @@ function say(text, isError = false) {
 }
 
 function user() {
-  return $("#user").value.trim();
+  return state.me && state.me.name ? state.me.name : $("#user").value.trim();
 }
 
 async function api(method, path, body) {
-  const headers = { "X-User": user() };
+  // X-User names the typed user on a station without accounts: percent-encoded, since a
+  // header carries only Latin-1 ("Łukasz" would stop every request). X-Requested-With marks a
+  // change as the page's own (the server refuses changes without it).
+  const headers = { "X-Requested-With": "marrowdiff" };
+  if (!(state.me && state.me.accounts)) headers["X-User"] = encodeURIComponent(user());
   let payload = body;
   if (body && !(body instanceof FormData)) {
     headers["Content-Type"] = "application/json";
@@ -27,6 +32,10 @@ async function api(method, path, body) {
   }
   const response = await fetch(path, { method, headers, body: payload });
   const data = await response.json().catch(() => ({}));
+  if (response.status === 401 && state.me && state.me.accounts && path !== "/api/login") {
+    showLogin("your session has ended: log in again");
+    throw new Error("not logged in");
+  }
   if (!response.ok) {
     const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
     say(detail || response.statusText, true);
@@ -107,6 +116,9 @@ function renderCase() {
   $("#upload-box").hidden = signed;
   $("#add-box").hidden = signed;
   $("#sign").hidden = signed;
+  const mayNotSign = Boolean(state.me && state.me.accounts && state.me.role !== "signer");
+  $("#sign").disabled = mayNotSign;
+  $("#sign").title = mayNotSign ? "only a signer signs off a case" : "";
   $("#signed").innerHTML = "";
   if (signed) {
     const base = `/api/cases/${v.case.id}`;
@@ -379,7 +391,11 @@ $("#upload").onclick = async () => {
 $("#sign").onclick = async () => {
   if (!needUser()) return;
   await reviews.queue; // the last reviews typed reach the server first
-  await api("POST", `/api/cases/${state.caseId}/sign`);
+  try {
+    await api("POST", `/api/cases/${state.caseId}/sign`);
+  } catch (error) {
+    return; // refused: the reason is on the status line
+  }
   say("signed: the report is written");
   await showCase(state.caseId);
 };
@@ -420,9 +436,52 @@ function route() {
   (match ? showCase(Number(match[1])) : showCases()).catch(() => {});
 }
 
+// ---- who is reviewing ----------------------------------------------------------------------
+
+function showLogin(message) {
+  state.me = { accounts: true };
+  for (const id of ["#cases-view", "#case-view", "#account"]) $(id).hidden = true;
+  $("#login-view").hidden = false;
+  if (message) say(message, true);
+  $("#login-name").focus();
+}
+
+async function whoAmI() {
+  const response = await fetch("/api/me");
+  state.me = await response.json().catch(() => ({ accounts: false }));
+  $("#typed-user").hidden = state.me.accounts;
+  $("#account").hidden = !state.me.name;
+  if (state.me.name) $("#account-name").textContent = `${state.me.name} (${state.me.role})`;
+  return response.ok;
+}
+
+$("#login").onsubmit = async (event) => {
+  event.preventDefault();
+  try {
+    await api("POST", "/api/login", {
+      name: $("#login-name").value, password: $("#login-password").value,
+    });
+  } catch (error) {
+    return; // the reason is on the status line
+  }
+  $("#login-password").value = "";
+  $("#login-view").hidden = true;
+  say("");
+  start();
+};
+
+$("#logout").onclick = async () => {
+  await api("POST", "/api/logout").catch(() => {});
+  showLogin("logged out");
+};
+
 async function start() {
   $("#user").value = localStorage.getItem("marrowdiff-user") || "";
   $("#user").oninput = () => localStorage.setItem("marrowdiff-user", user());
+  if (!(await whoAmI())) {
+    showLogin();
+    return;
+  }
   state.info = await api("GET", "/api/info");
   $("#keys").innerHTML = state.info.classes.filter((c) => c.key)
     .map((c) => `<kbd>${c.key}</kbd> ${escapeHtml(c.name)}`).join("<br>");
@@ -433,7 +492,8 @@ async function start() {
     button.onclick = () => reviewSelected("corrected", c.code);
     return button;
   }));
-  window.addEventListener("hashchange", route);
+  if (!state.routing) window.addEventListener("hashchange", route);
+  state.routing = true;
   route();
 }
 
