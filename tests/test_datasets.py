@@ -187,3 +187,18 @@ def test_a_prefix_vocabulary_labels_by_file_name_and_crops_the_centre(tmp_path, 
     assert dataset.load(record).shape == (20, 12, 3)  # round(100 * 0.2), round(60 * 0.2)
     assert (dataset.load(record) == 200).all()
     assert dataset.load(record, whole=True).shape == (100, 60, 3)  # what the audit compares
+
+
+def test_manifest_paths_outside_its_folder_are_read_only_when_allowed(class_tree, monkeypatch):
+    inner = class_tree / "lists"
+    inner.mkdir()
+    for rel in ("../0/0.png", str(class_tree / "0" / "0.png"), "x/../../0/0.png"):
+        manifest = inner / "m.csv"
+        manifest.write_text(f"path,label\n{rel},0\n../1/1.png,1\n")
+        with pytest.raises(DatasetError, match=r"line 2: .* is outside the manifest's folder"):
+            open_dataset(manifest)
+    monkeypatch.setenv("MARROWDIFF_ALLOW_OUTSIDE_PATHS", "1")
+    manifest.write_text(f"path,label\n../0/0.png,0\n{class_tree / '1' / '1.png'},1\n")
+    dataset = open_dataset(manifest)
+    assert [r.path for r in dataset.records] == ["../0/0.png", str(class_tree / "1" / "1.png")]
+    assert dataset.load(dataset.records[0]).shape[-1] == 3

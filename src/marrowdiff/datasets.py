@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import zipfile
 from collections import Counter
@@ -24,21 +25,17 @@ import numpy as np
 from tqdm import tqdm
 
 from marrowdiff.classes import Vocabulary, infer_vocabulary, load_vocabulary
-from marrowdiff.images import ImageReadError, decode_rgb, looks_like_image
+from marrowdiff.images import ImageReadError, decode_rgb, looks_like_image, read_capped
 from marrowdiff.preprocess import centre_crop
 
 JUNK_DIRS = {"__macosx", ".git", ".svn", ".thumbnails", "@eadir", ".ipynb_checkpoints"}
 JUNK_FILES = {"thumbs.db", "desktop.ini", ".ds_store"}
 
 
+# A manifest's paths are relative to its folder. A path that is absolute or climbs out of it
+# ("../") is refused unless this is set to 1: a manifest from elsewhere must not read any file.
+ALLOW_OUTSIDE = "MARROWDIFF_ALLOW_OUTSIDE_PATHS"
 MAX_FILE_BYTES = 64 * 2**20  # a cell patch is kilobytes; a file this large is not one
-
-
-def _too_large(size: int) -> str:
-    return (
-        f"{size / 2**20:.0f} MB is larger than any cell image "
-        f"(limit {MAX_FILE_BYTES // 2**20} MB): not read"
-    )
 
 
 class DatasetError(ValueError):
@@ -106,16 +103,10 @@ class Dataset:
         (a zip member's declared size is checked first, then at most that much is inflated)."""
         if self.kind == "zip":
             archive = self._zipfile()
-            if archive.getinfo(record.path).file_size > MAX_FILE_BYTES:
-                raise ImageReadError(_too_large(archive.getinfo(record.path).file_size))
             with archive.open(record.path) as member:
-                data = member.read(MAX_FILE_BYTES + 1)
-        else:
-            with open(self.file_path(record), "rb") as fh:
-                data = fh.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise ImageReadError(_too_large(len(data)))
-        return data
+                return read_capped(member, MAX_FILE_BYTES, archive.getinfo(record.path).file_size)
+        with open(self.file_path(record), "rb") as fh:
+            return read_capped(fh, MAX_FILE_BYTES)
 
     def file_path(self, record: Record) -> Path:
         base = self.source if self.kind == "folder" else self.source.parent
@@ -198,6 +189,11 @@ def open_dataset(source: str | Path, vocabulary: Vocabulary | str = "choi2017") 
         kind, raw, skipped = "folder", *_scan_folder(source)
     elif zipfile.is_zipfile(source):
         kind, raw, skipped = "zip", *_scan_zip(source)
+    elif source.suffix.lower() == ".zip":
+        raise DatasetError(
+            f"{source}: not a readable zip archive (truncated or damaged?); re-download or "
+            "re-pack it"
+        )
     elif source.suffix.lower() in (".csv", ".tsv", ".txt"):
         kind, raw, skipped = "manifest", *_read_manifest(source)
     else:
@@ -309,8 +305,14 @@ def _read_manifest(path: Path) -> tuple[list[tuple[str, str, str | None]], list[
             f"{path}: not UTF-8 text (byte {error.start}); save the manifest as UTF-8"
         ) from None
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
-    columns = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect, strict=True)
+    try:
+        rows = list(reader)
+    except csv.Error as error:
+        raise DatasetError(
+            f"{path}: line {reader.line_num}: not CSV ({error}); check its quotes"
+        ) from None
+    columns = {(c or "").strip().lower() for c in (reader.fieldnames if rows else [])}
     if not {"path", "label"} <= columns:
         raise DatasetError(
             f"{path}: a manifest needs a header with columns path,label "
@@ -318,10 +320,21 @@ def _read_manifest(path: Path) -> tuple[list[tuple[str, str, str | None]], list[
         )
     raw, skipped = [], []
     first_line: dict[str, int] = {}
+    outside_ok = os.environ.get(ALLOW_OUTSIDE) == "1"
     for line, row in enumerate(rows, start=2):
+        if None in row:  # more fields than the header names: a path with an unquoted comma?
+            raise DatasetError(
+                f"{path}: line {line} has {len(row) - 1 + len(row[None])} fields, the header "
+                f"{len(row) - 1}; quote a path or label that holds a comma"
+            )
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         rel, label, group = row["path"], row["label"], row.get("group") or None
         key = os.path.normpath(rel) if rel else ""
+        if key and (os.path.isabs(key) or key.split(os.sep)[0] == os.pardir) and not outside_ok:
+            raise DatasetError(
+                f"{path}: line {line}: {rel!r} is outside the manifest's folder; list files "
+                f"relative to it, or set {ALLOW_OUTSIDE}=1 to read files from anywhere"
+            )
         if key and first_line.setdefault(key, line) != line:
             raise DatasetError(
                 f"{path}: line {line} lists {rel!r} again (first on line {first_line[key]}); "

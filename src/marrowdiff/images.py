@@ -32,6 +32,19 @@ class ImageReadError(Exception):
     """An input could not be decoded as an image; the message names the reason."""
 
 
+def read_capped(stream, limit: int, declared: int | None = None) -> bytes:
+    """A file's bytes from an open binary stream; an ImageReadError when its declared size (a
+    zip member's header) or its actual size is over `limit` bytes. At most limit + 1 bytes are
+    ever read or inflated, so a 2 GB member of a small zip costs nothing."""
+    if declared is None or declared <= limit:
+        data = stream.read(limit + 1)
+        if len(data) <= limit:
+            return data
+        declared = None
+    size = f"{declared / 2**20:.0f} MB" if declared else f"over {limit // 2**20} MB"
+    raise ImageReadError(f"{size} is larger than any image (limit {limit // 2**20} MB): not read")
+
+
 def looks_like_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 

@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from marrowdiff.datasets import junk_reason
-from marrowdiff.images import ImageReadError, decode_rgb
+from marrowdiff.images import ImageReadError, decode_rgb, read_capped
+
+# A field of 100 megapixels (images.MAX_PIXELS) is 300 MB as an uncompressed 8-bit TIFF.
+MAX_INPUT_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -24,28 +27,32 @@ class Input:
     member: str | None = None  # inside a zip
 
     def read_bytes(self) -> bytes:
+        """The file's bytes; over MAX_INPUT_BYTES is an ImageReadError, read no further."""
         if self.member is None:
-            return self.path.read_bytes()
-        with zipfile.ZipFile(self.path) as archive:
-            return archive.read(self.member)
+            with open(self.path, "rb") as fh:
+                return read_capped(fh, MAX_INPUT_BYTES)
+        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as member:
+            return read_capped(member, MAX_INPUT_BYTES, archive.getinfo(self.member).file_size)
 
 
 def list_inputs(paths: list[str | Path]) -> list[Input]:
-    """Every image in the given files, folders (recursively) and zips. A path that does not
-    exist is an error naming it; system files, hidden files and non-images are passed over."""
+    """Every image in the given files, folders (recursively) and zips (named .zip). A path that
+    does not exist is an error naming it; system files, hidden files and non-images are passed
+    over."""
     found: list[Input] = []
     for given in map(Path, paths):
         if given.is_dir():
-            for path in sorted(p for p in given.rglob("*") if p.is_file()):
+            # a broken link is listed too: reading it then names it, never drops it silently
+            for path in sorted(p for p in given.rglob("*") if p.is_file() or p.is_symlink()):
                 if junk_reason(path.relative_to(given).parts) is None:
                     found.append(Input(str(path), path))
-        elif given.is_file() and zipfile.is_zipfile(given):
+        elif given.is_file() and given.suffix.lower() == ".zip" and zipfile.is_zipfile(given):
             with zipfile.ZipFile(given) as archive:
                 members = sorted(m for m in archive.namelist() if not m.endswith("/"))
             for member in members:
                 if junk_reason(tuple(member.split("/"))) is None:
                     found.append(Input(f"{given}!{member}", given, member))
-        elif given.is_file():
+        elif given.is_file() or given.is_symlink():
             found.append(Input(str(given), given))
         else:
             raise FileNotFoundError(f"{given}: no such file or folder")
