@@ -9,7 +9,11 @@ train` (or `val`, to compare models trained on fold 0's train part); report on `
         --split test [--fields 50] [--seed 0] [--model runs/demo/model]
 
 With --model, each field is also counted (`count`'s pipeline) and the per-class counts are
-compared with the truth: the count error per class.
+compared with the truth: the count error per class. The fields are then taken as cases of
+--case-fields fields each, and three estimates of each case's differential are compared with its
+true cells: the sure cells by their class (what `count` reported before), every cell by its top
+class, and the expected count from calibrated probabilities (`estimate.py`), with how often the
+95% intervals of the last hold the true share of the patches the fields are drawn from.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from marrowdiff.boxes import score_detection
 from marrowdiff.count import CountConfig, count_field
 from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig, detect
+from marrowdiff.estimate import expected_counts
 from marrowdiff.predict import load_classifier
 from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.splits import Splits
@@ -45,6 +50,13 @@ def main() -> None:
     parser.add_argument(
         "--model", help="also classify what is found and give the count error per class"
     )
+    parser.add_argument("--tta", action="store_true", help="count with the 8 rotations/flips")
+    parser.add_argument(
+        "--case-fields",
+        type=int,
+        default=8,
+        help="fields per case for the estimates (with --model)",
+    )
     args = parser.parse_args()
     dataset = open_dataset(args.data)
     splits = Splits.read(args.splits)
@@ -56,6 +68,7 @@ def main() -> None:
     config, totals, seconds, per_field = DetectConfig(), {"tp": 0, "fp": 0, "fn": 0}, 0.0, []
     classifier = load_classifier([args.model]) if args.model else None
     true_counts, found_counts = Counter(), Counter()
+    cases: list[list[tuple]] = [[]]  # per case: (truth, cells) of each field
     for k in range(args.fields):
         field, truth = make_field(patches, labels, FieldConfig(), seed=args.seed * 100_000 + k)
         began = time.perf_counter()
@@ -66,9 +79,13 @@ def main() -> None:
         )
         per_field.append((score["fp"] + score["fn"], k, score))
         if classifier is not None:
-            cells, _ = count_field(classifier, "field", field, CountConfig(detect=config))
+            count = CountConfig(detect=config, tta=args.tta)
+            cells, _ = count_field(classifier, "field", field, count)
             true_counts.update(c.label for c in truth if not c.border)
             found_counts.update(c.label for c in cells if c.flag != "border")
+            if len(cases[-1]) == args.case_fields:
+                cases.append([])
+            cases[-1].append((truth, cells))
         for key in totals:
             totals[key] += score[key]
     precision = totals["tp"] / max(1, totals["tp"] + totals["fp"])
@@ -83,6 +100,9 @@ def main() -> None:
         print(f"  field seed {args.seed * 100_000 + k}: {score}")
     if classifier is not None:
         print_count_error(true_counts, found_counts, classifier.classes)
+        population = Counter(labels)
+        whole = [c for c in cases if len(c) == args.case_fields]
+        print_estimates(whole, classifier, population, args.tta)
 
 
 def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> None:
@@ -98,6 +118,79 @@ def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> Non
         error += abs(tp - fp)
         print(f"  {c:28s} {t:5d} {f:6d} {tp:7.1f} {fp:8.1f}")
     print(f"  sum of |found % - true %| over classes: {error:.1f} points (half of it moved)")
+
+
+def case_estimates(case: list[tuple], classifier, tta: bool = False) -> tuple[np.ndarray, dict]:
+    """One case's true shares (%) and each estimate's shares (%) over the counted classes;
+    the expected one also with its 95% interval."""
+    vocabulary, classes = classifier.vocabulary, classifier.classes
+    counted = np.array([vocabulary.counted(c) for c in classes])
+    codes = [c for c, keep in zip(classes, counted, strict=True) if keep]
+    truth = Counter(c.label for fields, _ in case for c in fields if not c.border)
+    cells = [c for _, found in case for c in found if c.flag != "border"]
+    sure = Counter(c.label for c in cells if not c.flag)
+    top = Counter(c.label for c in cells)
+
+    def shares(tally: Counter) -> np.ndarray:
+        n = sum(tally[c] for c in codes)
+        return np.array([100 * tally[c] / max(1, n) for c in codes])
+
+    proba = np.array([c.proba[counted] for c in cells]).reshape(len(cells), len(codes))
+    expected = expected_counts(proba, classifier.calibration(tta).interval_scale)
+    return shares(truth), {
+        "sure cells, by class": shares(sure),
+        "every cell, by top class": shares(top),
+        "expected count (probabilities)": expected["percent"],
+        "interval": (expected["low"], expected["high"]),
+        "se": expected["se"],
+        "codes": codes,
+    }
+
+
+def print_estimates(
+    cases: list[list[tuple]], classifier, population: Counter, tta: bool = False
+) -> None:
+    """Mean over cases of the sum over classes of |estimate % - true %|, per estimate; and the
+    coverage of the expected count's 95% intervals (of the cases' true shares, and of the share
+    in the patches the fields were drawn from)."""
+    errors: dict[str, list[float]] = {}
+    held_case = held_population = total = 0
+    z_scores: list[float] = []
+    for case in cases:
+        truth, estimates = case_estimates(case, classifier, tta)
+        low, high = estimates.pop("interval")
+        codes, se = estimates.pop("codes"), estimates.pop("se")
+        n_pop = sum(population[c] for c in codes)
+        pop = np.array([100 * population[c] / max(1, n_pop) for c in codes])
+        present = pop > 0  # classes the fields can hold
+        for name, shares in estimates.items():
+            errors.setdefault(name, []).append(float(np.abs(shares - truth).sum()))
+        held_case += int(((low <= truth + 1e-9) & (truth <= high + 1e-9))[present].sum())
+        held_population += int(((low <= pop) & (pop <= high))[present].sum())
+        total += int(present.sum())
+        shares = estimates["expected count (probabilities)"]
+        z_scores += list((np.abs(shares - pop) / np.maximum(se, 1e-9))[present])
+    n_cells = np.mean([sum(len(f) for _, f in case) for case in cases])
+    print(f"estimates over {len(cases)} cases of about {n_cells:.0f} cells found each:")
+    print("  sum over classes of |estimate % - true %| per case: mean [min, max]")
+    reference = np.array(errors["expected count (probabilities)"])
+    for name, values in errors.items():
+        diff = np.array(values) - reference
+        paired = f"{diff.mean():+5.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}"
+        print(
+            f"    {name:32s} {np.mean(values):5.1f}  [{min(values):.1f}, {max(values):.1f}]"
+            f"  vs expected: {paired}"
+        )
+    print(
+        f"  expected count's 95% intervals hold the case's true share {held_case}/{total} "
+        f"({100 * held_case / max(1, total):.0f}%), the patches' share {held_population}/{total} "
+        f"({100 * held_population / max(1, total):.0f}%)"
+    )
+    print(
+        "  |expected % - patches' %| / standard error: median "
+        f"{np.median(z_scores):.2f}, 95th percentile {np.percentile(z_scores, 95):.2f} "
+        "(1.96 if the standard errors were right)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,14 @@ def test_audit_finds_conflicts_and_same_label_duplicates(with_duplicates, tmp_pa
 
     written = write_audit(audit, dataset, tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["audit.json", "audit.md", "duplicates-1.png"]
+    assert names == ["audit.html", "audit.json", "audit.md", "duplicates-1.png"]
     assert json.loads((tmp_path / "out" / "audit.json").read_text()) == audit
     markdown = (tmp_path / "out" / "audit.md").read_text()
     assert "1 with conflicting labels" in markdown and "`0/cell.png`" in markdown
+    page = (tmp_path / "out" / "audit.html").read_text()
+    assert "<div class='group conflict'><h3>#1: conflicting labels" in page
+    assert "<b>basophilic_normoblast</b><br>1/same-cell.png</figcaption>" in page  # in full
+    assert page.count("data:image/jpeg;base64,") == 4 and "http" not in page
 
 
 def test_five_broken_files_are_reported_and_the_audit_finishes(class_tree, tmp_path):
@@ -50,7 +54,7 @@ def test_clean_data_set_has_no_groups(class_tree, tmp_path):
     audit, records = audit_dataset(dataset)
     assert audit["duplicate_groups"] == [] and audit["skipped"] == []
     written = write_audit(audit, dataset, tmp_path / "out")
-    assert [p.name for p in written] == ["audit.json", "audit.md"]  # no empty contact sheet
+    assert [p.name for p in written] == ["audit.json", "audit.md", "audit.html"]  # no sheet
 
 
 @pytest.mark.parametrize("text", ["{garbage", "[]", '{"no": "fingerprint"}'])

@@ -207,3 +207,36 @@ def test_accounts_from_the_command_line_then_serving_the_laboratory(
     assert main(["users", "remove", "Zoë", *data]) == 0
     assert main(["users", "remove", "Zoë", *data]) == 2
     assert "no user 'Zoë'" in capsys.readouterr().err
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    import argparse
+
+    from marrowdiff.cli import build_parser
+
+    def actions(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from actions(sub, (*path, name))
+            elif action.dest != "help":
+                yield " ".join(path), action
+
+    for command, action in actions(build_parser()):
+        where = f"{command} {action.option_strings or action.dest}"
+        assert action.help, f"{where}: no help text"
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+            assert "default" in action.help, f"{where}: its default is not shown"
+
+
+def test_nothing_readable_is_not_a_success_and_missing_files_are_named(tmp_path, capsys):
+    for label in "01":
+        (tmp_path / "d" / label).mkdir(parents=True)
+        (tmp_path / "d" / label / "x.png").write_bytes(b"not an image")
+    assert main(["audit", str(tmp_path / "d"), "--out", str(tmp_path / "a")]) == 1
+    assert "no image could be read" in capsys.readouterr().out
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nmissing1.png,0\nmissing2.png,1\n")
+    assert main(["audit", str(manifest), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "missing1.png: line 2: file not found; missing2.png: line 3: file not found" in err

@@ -33,6 +33,8 @@ def test_counts_percentages_lineages_and_me_ratio():
     assert s["n_counted"] == 4 and s["n_cells_found"] == 6
     assert s["flagged"] == {"border": 1, "unsure": 1}
     assert s["me_ratio"]["value"] == 3.0 and "flagged cells excluded" in s["me_ratio"]["definition"]
+    assert "band neutrophil" in s["me_ratio"]["definition"]  # names, not codes
+    assert "band_neutrophil" not in s["me_ratio"]["definition"]
     assert {r["lineage"]: r["count"] for r in s["lineages"]} == {"erythroid": 1, "myeloid": 3}
     assert not s["target_reached"] and any("below the target of 300" in w for w in s["warnings"])
     assert any("unsure" in w for w in s["warnings"])
@@ -57,13 +59,17 @@ def test_write_report_makes_json_csv_and_a_self_contained_page(tmp_path):
     about = About(model="m.onnx", cell_radius=25.0, tta=False)
     write_report(tmp_path, cells, [field], VOCAB, list(VOCAB.codes), ReportConfig(), about)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["about"] == {"model": "m.onnx", "cell_radius": 25.0, "tta": False}
+    assert report["about"] == {"model": "m.onnx", "cell_radius": 25.0, "tta": False,
+                               "version": "0.1.0"}  # fmt: skip
     assert report["n_counted"] == 1 and len(report["cells"]) == 2
     assert "f.png: too small" in report["warnings"]  # what detection noticed about a field
     header = (tmp_path / "cells.csv").read_text().splitlines()[0].split(",")
     assert header[:6] == ["field", "x", "y", "class", "probability", "flag"]
     page = (tmp_path / "report.html").read_text()
     assert "M:E ratio" in page and "Flagged cells, not counted (1)" in page
+    assert "Pre-classified by the model, not verified by a person" in page
+    assert "Differential: estimate of 2.0 cells" in page and "95% interval (%)" in page
+    assert report["estimate"]["classes"][0]["code"] == "pronormoblast"
     assert "http://" not in page and "https://" not in page  # opens offline
     assert page.count("data:image/jpeg;base64,") == 3  # two cells and one field
 
@@ -87,3 +93,68 @@ def test_a_platelet_is_named_but_not_counted_in_marrow14():
     assert rows["eosinophil"]["percent"] == pytest.approx(33.33)
     assert summary["me_ratio"]["value"] == 2.0  # myelocyte + eosinophil : one normoblast
     assert any("2 platelet(s)" in w for w in summary["warnings"])
+
+
+def test_the_estimate_takes_unsure_cells_by_their_probabilities_and_leaves_out_border_ones():
+    classes = list(VOCAB.codes)
+
+    def proba(**mass):
+        p = np.zeros(len(classes))
+        for code, v in mass.items():
+            p[classes.index(code)] = v
+        return p
+
+    cells = [
+        Cell("f", 0, 0, "myeloblast", 0.95, "", proba(myeloblast=0.95, promyelocyte=0.05)),
+        Cell("f", 0, 0, "myeloblast", 0.95, "", proba(myeloblast=0.95, promyelocyte=0.05)),
+        Cell("f", 0, 0, "pronormoblast", 0.5, "unsure", proba(pronormoblast=0.5, myeloblast=0.5)),
+        Cell("f", 0, 0, "pronormoblast", 0.6, "unsure", proba(pronormoblast=0.6, myeloblast=0.4)),
+        Cell("f", 0, 0, "band_neutrophil", 0.9, "border", proba(band_neutrophil=1.0)),
+        Cell("f", 0, 0, "myelocyte", 0.3, "not a cell", proba(myelocyte=1.0)),
+        Cell("f", 0, 0, "myelocyte", 0.2, "", proba(myeloblast=0.8, myelocyte=0.2), verified=True),
+    ]
+    s = summarise(cells, VOCAB, ReportConfig(), model_classes=classes)
+    rows = {r["code"]: r for r in s["estimate"]["classes"]}
+    assert s["estimate"]["n_cells"] == 5.0 and s["estimate"]["n_verified"] == 1
+    assert rows["myeloblast"]["expected"] == pytest.approx(0.95 + 0.95 + 0.5 + 0.4)
+    assert rows["pronormoblast"]["expected"] == pytest.approx(1.1)
+    assert rows["myelocyte"]["expected"] == 1.0  # verified: its class, not its probabilities
+    assert rows["band_neutrophil"]["expected"] == 0.0  # cut by the border
+    assert rows["promyelocyte"]["percent"] == pytest.approx(100 * 0.1 / 5, abs=0.01)
+    assert rows["myeloblast"]["low"] < rows["myeloblast"]["percent"] < rows["myeloblast"]["high"]
+    assert s["estimate"]["me_ratio"] == pytest.approx((5 - 1.1) / 1.1, abs=1e-3)
+    by_count = {r["code"]: r["count"] for r in s["classes"]}
+    assert by_count["myeloblast"] == 2 and by_count["pronormoblast"] == 0  # sure cells only
+
+
+def test_a_laboratory_alert_is_raised_on_the_estimate_and_a_wrong_one_is_refused():
+    from marrowdiff.classes import VocabularyError
+    from marrowdiff.report import check_config
+
+    cells = cells_of(("myeloblast", ""), ("myeloblast", ""), ("pronormoblast", ""))
+    config = ReportConfig(alerts=("myeloblast>50", "PMY > 10", "pronormoblast<20", "PRN<40"))
+    s = summarise(cells, VOCAB, config)
+    assert s["alerts"] == [
+        "Myeloblast > 50%: estimated 66.7%",
+        "Pronormoblast < 40%: estimated 33.3%",
+    ]
+    for bad, says in (("blast>5", "not a counted class"), ("myeloblast=5", "CLASS>PERCENT")):
+        with pytest.raises(VocabularyError, match=says):
+            check_config(VOCAB, ReportConfig(alerts=(bad,)))
+
+
+def test_the_page_heads_with_the_case_and_a_signed_one_says_what_review_changed(tmp_path):
+    cells = cells_of(("myeloblast", ""))
+    review = {"reviewed": 5, "reclassified": 2, "added": 1, "rejected": 1, "unidentified": 0,
+              "changes": [{"from": "myelocyte", "to": "metamyelocyte", "cells": 2}]}  # fmt: skip
+    about = About(model="m.onnx", cell_radius=25.0, case="BM-26-0117", stain="MGG",
+                  operator="Zoë", signed_by="Sam", reviewed_by=["Bea"], review=review)  # fmt: skip
+    write_report(tmp_path, cells, [], VOCAB, list(VOCAB.codes), ReportConfig(), about)
+    page = (tmp_path / "report.html").read_text()
+    for text in ("<th>Case</th><td>BM-26-0117</td>", "<th>Stain</th><td>MGG</td>",
+                 "<th>Operator</th><td>Zoë</td>", "marrowdiff 0.1.0",
+                 "2 of 5 cells re-classified, 1 missed cell(s) added, 1 rejected",
+                 "<td>Myelocyte</td><td>Metamyelocyte</td><td class='n'>2</td>"):  # fmt: skip
+        assert text in page, text
+    assert "Patient" not in page  # none given: no empty line for it
+    assert "Pre-classified by the model" not in page  # signed

@@ -192,21 +192,38 @@ def test_uploads_are_stored_under_server_chosen_names(tiny_run, tmp_path):
     assert len(stored) == 1 and len(stored[0].stem) == 32  # a uuid
 
 
-def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client):
+def miss_one(data_dir, view: dict, field: dict) -> tuple[float, float]:
+    """(x, y) of a cell on the field that the detector is made to have missed (its row goes):
+    the one farthest from the others, so that a click on it lands on no other cell's circle."""
+    mine = [c for c in view["cells"] if c["image_id"] == field["id"]]
+    xy = np.array([[c["x"], c["y"]] for c in mine])
+    gaps = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1)) + np.eye(len(xy)) * 1e9
+    lonely = max((c for c in mine if not c["model_flag"]), key=lambda c: gaps[mine.index(c)].min())
+    with sqlite3.connect(data_dir / "marrowdiff.sqlite3") as db:
+        db.execute("DELETE FROM cells WHERE id = ?", (lonely["id"],))
+    return lonely["x"], lonely["y"]
+
+
+def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client, tmp_path):
     case = new_case(client)
     cell_png = encode(synthetic_cell(np.random.default_rng(1), 48, radius=12))
     upload(client, case, ("field.png", synthetic_field()), ("cell.png", cell_png))
     view = client.get(f"/api/cases/{case}").json()
     field = next(i for i in view["images"] if i["kind"] == "field")
     patch = next(i for i in view["images"] if i["kind"] == "patch")
-    cells = view["cells"]
-    found = view["differential"]["n_cells_found"]
     preview = client.get(f"/api/images/{field['id']}/field.jpg")
     assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
     assert client.get("/api/images/999/field.jpg").status_code == 404
 
-    x, y = empty_spot(view, field)
     at = f"/api/cases/{case}/images/{field['id']}/cells"
+    bare = client.post(at, headers=ANA, json=dict(zip("xy", empty_spot(view, field), strict=True)))
+    assert bare.status_code == 400 and "no stained cell at" in bare.text  # plasma, not a cell
+    corner = client.post(at, headers=ANA, json={"x": 1, "y": 1})
+    assert corner.status_code == 400 and "no stained cell at" in corner.text
+    x, y = miss_one(tmp_path / "review", view, field)
+    view = client.get(f"/api/cases/{case}").json()
+    cells = view["cells"]
+    found = view["differential"]["n_cells_found"]
     added = client.post(at, headers=ANA, json={"x": x, "y": y})
     assert added.status_code == 201, added.text
     cell = added.json()["cell"]
@@ -463,3 +480,35 @@ def test_serving_beyond_this_machine_needs_accounts_and_host_names(tmp_path):
         serving_hosts("0.0.0.0", [], accounts=True)
     assert serving_hosts("0.0.0.0", ["marrow.lab"], accounts=True) == (*LOOPBACK, "marrow.lab")
     assert serving_hosts("127.0.0.1", [], accounts=False) == LOOPBACK
+
+
+def test_the_signed_report_follows_count_and_the_reviews(tiny_run, tmp_path):
+    """A border cell stays out when confirmed (one rule with `count`), a corrected cell carries
+    the model's probability of its new class, and a case with no cells cannot be signed."""
+    client = local(station(tiny_run, tmp_path / "r"))
+    empty = new_case(client, "empty")
+    refused = client.post(f"/api/cases/{empty}/sign", headers=ANA)
+    assert refused.status_code == 400 and "has no cells" in refused.text
+    case = new_case(client)
+    assert upload(client, case, ("field.png", synthetic_field())).status_code == 200
+    cells = client.get(f"/api/cases/{case}").json()["cells"]
+    border, corrected = cells[0], cells[1]
+    with sqlite3.connect(tmp_path / "r" / "marrowdiff.sqlite3") as db:  # as detection marks one
+        db.execute("UPDATE cells SET model_flag = 'border' WHERE id = ?", (border["id"],))
+    classes = load_classifier([tiny_run]).classes
+    other = next(c for c in classes if c != corrected["model_class"])
+    client.post(f"/api/cells/{corrected['id']}", headers=ANA,
+                json={"status": "corrected", "label": other})  # fmt: skip
+    for c in cells:
+        if c["id"] != corrected["id"]:
+            client.post(f"/api/cells/{c['id']}", headers=ANA, json={"status": "confirmed"})
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
+    report = client.get(f"/api/cases/{case}/report/report.json").json()
+    assert report["n_counted"] == len(cells) - 1 and report["flagged"] == {"border": 1}
+    assert report["estimate"]["n_cells"] == len(cells) - 1
+    assert report["estimate"]["n_verified"] == len(cells)
+    rows = {(r["x"], r["y"]): r for r in report["cells"]}
+    row = rows[(round(corrected["x"], 1), round(corrected["y"], 1))]
+    assert row["class"] == other
+    assert row["probability"] == round(corrected["proba"][classes.index(other)], 4)
+    assert rows[(round(border["x"], 1), round(border["y"], 1))]["flag"] == "border"

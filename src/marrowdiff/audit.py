@@ -1,12 +1,14 @@
 """Data set audit: counts, sizes, unreadable files, duplicates and label conflicts.
 
 The audit is a saved file (`audit.json`) that later stages read, like nnU-Net's dataset
-fingerprint: `split` keeps every duplicate group on one side. `audit.md` and the contact sheet
-are for the person who has to judge the suspicious pairs.
+fingerprint: `split` keeps every duplicate group on one side. `audit.html` (one page, images
+inlined), `audit.md` and the contact sheet are for the person who has to judge the suspicious
+pairs.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import tempfile
 from collections import Counter
@@ -20,6 +22,7 @@ from marrowdiff import __version__
 from marrowdiff.datasets import Dataset, DatasetError, Record, Skipped
 from marrowdiff.duplicates import DuplicateConfig, DuplicateIndex, group_pairs
 from marrowdiff.fileio import save_image, write_json, write_text
+from marrowdiff.images import jpeg_data_uri
 
 AUDIT_VERSION = 1
 AUDIT_FILE = "audit.json"
@@ -114,7 +117,8 @@ def run_audit(
     progress: bool = False,
     log=None,
 ) -> dict:
-    """Audit a data set and write audit.json, audit.md and the contact sheets into `out`;
+    """Audit a data set and write audit.json, audit.html, audit.md and the contact sheets into
+    `out`;
     `log` (if given) hears of every unreadable image."""
     audit, _ = audit_dataset(dataset, config, progress)
     names = {c.code: c.name for c in dataset.vocabulary.classes}
@@ -149,7 +153,7 @@ def write_audit(
     vocabulary_names: dict[str, str] | None = None,
     config: AuditConfig = AuditConfig(),
 ) -> list[Path]:
-    """Write audit.json, audit.md and the contact sheet(s) of duplicate groups into `out`."""
+    """Write audit.json, audit.html, audit.md and the contact sheet(s) of duplicate groups."""
     out = Path(out)
     groups = audit["duplicate_groups"]
     wanted = {m["path"] for g in groups for m in g["members"]}
@@ -163,7 +167,90 @@ def write_audit(
     written = [write_json(out / AUDIT_FILE, audit)]
     markdown = audit_markdown(audit, [s.name for s in sheets], vocabulary_names or {})
     written.append(write_text(out / "audit.md", markdown))
+    page = audit_html(audit, by_path, vocabulary_names or {}, config.thumb)
+    written.append(write_text(out / "audit.html", page))
     return written + sheets
+
+
+def audit_html(
+    audit: dict, images: dict[str, np.ndarray], names: dict[str, str], thumb: int = 112
+) -> str:
+    """The audit as one self-contained page (images inlined, like the count report): the
+    summary, images per class, every duplicate group with its cells and their full paths and
+    labels (conflicts in red), and the skipped entries."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>marrowdiff audit of {esc(str(audit['source']))}</title>",
+        f"<style>{AUDIT_STYLE}</style></head><body>",
+        f"<h1>Audit of {esc(str(audit['source']))}</h1>",
+        "<ul>",
+        f"<li>{audit['n_images']} readable images of {audit['n_listed']} listed "
+        f"({esc(audit['kind'])}, vocabulary {esc(audit['vocabulary'])})</li>",
+        f"<li>{len(audit['skipped'])} entries skipped, {audit['n_unreadable']} of them "
+        "unreadable images</li>",
+        f"<li>{audit['n_duplicate_groups']} duplicate groups "
+        f"({audit['n_images_in_duplicate_groups']} images), "
+        f"<b>{audit['n_conflicting_groups']} with conflicting labels</b></li>",
+        f"<li>fingerprint {esc(audit['fingerprint'][:16])}</li></ul>",
+        "<h2>Images per class</h2><table><tr><th>class</th><th>name</th><th>images</th></tr>",
+        *(
+            f"<tr><td>{esc(code)}</td><td>{esc(names.get(code, code))}</td>"
+            f"<td class='n'>{n}</td></tr>"
+            for code, n in audit["counts"].items()
+        ),
+        "</table><h2>Duplicate groups</h2>",
+        "<p>The same cell found more than once: identical pixels, or a re-crop at a shifted "
+        "centre, resized or re-encoded. <code>split</code> keeps each group on one side of every "
+        "split. A group with conflicting labels is one cell filed under two classes: a "
+        "hematologist should decide which label is right (or drop the cell).</p>",
+    ]
+    for number, group in enumerate(audit["duplicate_groups"], start=1):
+        conflict = group["conflicting_labels"]
+        members = "".join(
+            f"<figure><img alt='' width='{thumb}' height='{thumb}' "
+            f"src='{jpeg_data_uri(images[m['path']], thumb)}'><figcaption>"
+            f"<b>{esc(names.get(m['label'], m['label']))}</b><br>{esc(m['path'])}"
+            "</figcaption></figure>"
+            for m in group["members"]
+        )
+        kind = "conflicting labels" if conflict else "same label"
+        parts.append(
+            f"<div class='group{' conflict' if conflict else ''}'><h3>#{number}: {kind}, "
+            f"similarity {group['similarity']:.3f}</h3>{members}</div>"
+        )
+    if not audit["duplicate_groups"]:
+        parts.append("<p>None found.</p>")
+    parts.append("<h2>Skipped entries</h2>")
+    if audit["skipped"]:
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li>{esc(reason)}: {n}</li>" for reason, n in audit["skipped_by_reason"].items()
+            )
+            + "</ul><table><tr><th>path</th><th>reason</th></tr>"
+        )
+        parts += [
+            f"<tr><td>{esc(s['path'])}</td><td>{esc(s['reason'])}</td></tr>"
+            for s in audit["skipped"][:1000]
+        ]
+        parts.append("</table>")
+        if len(audit["skipped"]) > 1000:
+            parts.append(f"<p>... {len(audit['skipped']) - 1000} more in audit.json</p>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+AUDIT_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;
+text-align:left}td.n{text-align:right}.group{margin:.8em 0;padding:.3em .6em;
+border-left:4px solid #bbb}.group.conflict{border-left-color:#c0392b}.group.conflict h3{
+color:#c0392b}h3{margin:.2em 0;font-size:14px}figure{display:inline-block;margin:0 6px 6px 0;
+vertical-align:top;max-width:160px}figcaption{font-size:11px;word-break:break-all}
+"""
 
 
 def contact_sheet(

@@ -35,6 +35,14 @@ from marrowdiff.web.accounts import ROLES, AccountError, Accounts
 # `count` with an ONNX model run without it (half the memory, a second faster to start).
 MODEL_NAMES = "vgg16, vgg11, effnet_lite0"  # marrowdiff.models.MODELS (a test keeps them equal)
 
+# What a count's report heads with (report.About.CASE_FIELDS), as `count` options.
+CASE_OPTIONS = {
+    "case": "the specimen or accession id the report heads with",
+    "patient": "a patient id for the report (optional; never needed)",
+    "stain": "the stain, e.g. May-Grunwald-Giemsa",
+    "operator": "who made the count",
+}
+
 USER_ERRORS = (
     DatasetError,
     VocabularyError,
@@ -106,13 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vocab", nargs="?", default="choi2017", help="built-in name or file")
     p.set_defaults(run=cmd_vocab_show)
     p = vocab.add_parser("init", help="write a vocabulary template from a data set's labels")
-    p.add_argument("data", type=Path)
+    p.add_argument("data", type=Path, help="the data set whose labels become the classes")
     p.add_argument("--out", type=Path, required=True, help="the .toml file to write")
     p.set_defaults(run=cmd_vocab_init)
 
     p = sub.add_parser("audit", help="counts, sizes, unreadable files, duplicates, conflicts")
     _data_args(p)
-    p.add_argument("--out", type=Path, required=True, help="folder for audit.json, audit.md, PNGs")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for audit.json, audit.html, audit.md, PNGs"
+    )
     p.set_defaults(run=cmd_audit)
 
     p = sub.add_parser("split", help="group-aware stratified test split and k-fold CV")
@@ -122,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--audit", type=Path, help="audit.json of this data set (default: audit it now, into --out)"
     )
     defaults = SplitConfig()
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="shuffles which groups land in which fold (default %(default)s)",
+    )
     p.add_argument(
         "--test-fold",
         type=int,
@@ -149,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES), help="data recipe (Table 1 names)")
     p.add_argument("--model", help=f"architecture: {MODEL_NAMES}")
     p.add_argument("--width", type=float, help="channel multiplier (vgg)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="passes over the training cells (default: config's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
+    p.add_argument(
+        "--seed", type=int, help="initial weights, augmentation and batch order (default: config's)"
+    )
     p.add_argument(
         "--splits",
         type=Path,
@@ -227,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="splits.json of another data set (--data): score the model on its test cells",
     )
     p.add_argument("--vocab", help="vocabulary to read --data with (default: the model's)")
-    p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "val"],
+        help="the held-out test cells, or fold's validation cells (default %(default)s)",
+    )
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
     p.add_argument("--out", type=Path, help="output folder (default: the first run folder)")
     p.add_argument(
@@ -238,23 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("experiment", help="reproduce the paper's experiments")
-    p.add_argument("name", choices=["table1"])
-    p.add_argument("data", type=Path)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("name", choices=["table1"], help="table1: the paper's Table 1")
+    p.add_argument("data", type=Path, help="the paper's archive (data_WBC_torch.zip)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the runs and table1.md")
     p.add_argument("--config", default="paper", help="preset or TOML file (default: paper)")
     p.add_argument(
         "--quick",
         action="store_true",
         help="narrow model, few epochs: minutes on 2 cores (smoke test)",
     )
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs of every training (default: the config's)")
     p.add_argument("--cv", action="store_true", help="all 6 test folds, mean +- sd")
     p.add_argument(
         "--recipes",
         help="comma-separated subset of the Table 1 recipes; the last "
         "one is the dual-stage global model",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="of the splits and the trainings (default %(default)s)"
+    )
     p.set_defaults(run=cmd_experiment)
 
     p = sub.add_parser("calibrate", help="fit temperature and unsure threshold on validation")
@@ -279,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="field images, folders or zips of them")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     _count_args(p)
+    for name, text in CASE_OPTIONS.items():
+        p.add_argument(f"--{name}", help=f"{text} (default: none)")
     p.set_defaults(run=cmd_count)
 
     p = sub.add_parser("export", help="export a model to ONNX for deployment")
@@ -364,10 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-pbc", action="store_true", help="the archive alone: a choi2017 model, 2 minutes"
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--config", default="default")
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="run folder (default %(default)s)"
+    )
+    p.add_argument(
+        "--config",
+        default="default",
+        help="preset (default, fast, paper, quick) or TOML file (default %(default)s)",
+    )
     p.add_argument("--epochs", type=int, help="epochs of every training (default: the recipe's)")
     p.set_defaults(run=cmd_demo)
+    _show_defaults(parser)
     return parser
 
 
@@ -422,6 +455,14 @@ def _count_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--myeloid", help="comma-separated class codes counted as myeloid in M:E")
     p.add_argument("--erythroid", help="comma-separated class codes counted as erythroid")
+    p.add_argument(
+        "--alert",
+        action="append",
+        default=[],
+        metavar="CLASS>PERCENT",
+        help="a laboratory flag on the report when a class's estimated share is above (or, "
+        "with <, below) a percentage, e.g. --alert 'myeloblast>5'; repeatable (default: none)",
+    )
 
 
 def _count_configs(args):
@@ -433,6 +474,7 @@ def _count_configs(args):
         target=args.target,
         myeloid=tuple(args.myeloid.split(",")) if args.myeloid else (),
         erythroid=tuple(args.erythroid.split(",")) if args.erythroid else (),
+        alerts=tuple(args.alert),
     )
     return CountConfig(detect=detect, tta=args.tta, include_border=args.include_border), report
 
@@ -449,6 +491,21 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help=f"built-in ({', '.join(builtin_vocabularies())}), a .toml/.json file, or "
         "'infer' to use the data set's own labels",
     )
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default, unless it says it already."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
+        elif (
+            action.option_strings
+            and action.help
+            and action.default not in (None, False, [], argparse.SUPPRESS)
+            and "default" not in action.help
+        ):
+            action.help += " (default %(default)s)"
 
 
 def _log(message: str) -> None:
@@ -504,7 +561,10 @@ def cmd_audit(args) -> int:
         f"({audit['n_unreadable']} unreadable), {audit['n_duplicate_groups']} duplicate groups, "
         f"{audit['n_conflicting_groups']} with conflicting labels"
     )
-    print(f"report: {args.out / 'audit.md'}")
+    print(f"report: {args.out / 'audit.html'}")
+    if not audit["n_images"]:
+        _log(f"{args.data}: no image could be read; the audit lists why (exit 1)")
+        return 1
     return 0
 
 
@@ -675,18 +735,22 @@ def cmd_classify(args) -> int:
 
 
 def cmd_count(args) -> int:
-    from marrowdiff.report import lineage_sets
+    from marrowdiff.report import check_config
 
     classifier = load_classifier(args.model.split(","), args.device)
     config, report_config = _count_configs(args)
-    lineage_sets(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
-    return _count(classifier, list_inputs(args.inputs), config, report_config, args.out, args.model)
+    check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
+    case = {k: getattr(args, k) for k in CASE_OPTIONS if getattr(args, k)}
+    inputs = list_inputs(args.inputs)
+    return _count(classifier, inputs, config, report_config, args.out, args.model, case)
 
 
-def _count(classifier, inputs, config, report_config, out: Path, model_name: str) -> int:
+def _count(classifier, inputs, config, report_config, out: Path, model_name: str, case=None) -> int:
     from marrowdiff.count import count_to_report
 
-    summary = count_to_report(classifier, inputs, config, report_config, out, model_name, _log)
+    summary = count_to_report(
+        classifier, inputs, config, report_config, out, model_name, _log, case
+    )
     if summary is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     me = summary["me_ratio"]["value"]
@@ -726,7 +790,7 @@ def _quantisation_summary(path: Path) -> str:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from marrowdiff.report import lineage_sets
+    from marrowdiff.report import check_config
     from marrowdiff.web.app import create_app
     from marrowdiff.web.station import ReviewStation
 
@@ -734,7 +798,7 @@ def cmd_serve(args) -> int:
     hosts = serving_hosts(args.host, args.allowed_host, accounts is not None)  # before the model
     count_config, report_config = _count_configs(args)
     classifier = load_classifier(args.model.split(","), args.device)
-    lineage_sets(classifier.vocabulary, report_config)  # a wrong --myeloid: before serving
+    check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before serving
     station = ReviewStation(
         args.data_dir,
         classifier,
@@ -876,7 +940,7 @@ def cmd_demo(args) -> int:
     )
     print(
         f"model: {args.out / 'model'} (metrics.json, confusion.png, misclassified.html, "
-        f"curves.png); audit: {args.out / AUDIT_DIR / 'audit.md'}; differential report of "
+        f"curves.png); audit: {args.out / AUDIT_DIR / 'audit.html'}; differential report of "
         f"synthetic fields: {args.out / 'count' / 'report.html'}"
     )
     return 0

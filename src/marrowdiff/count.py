@@ -163,9 +163,11 @@ def count_to_report(
     out: Path,
     model_name: str,
     log=print,
+    case: dict | None = None,
 ) -> dict | None:
     """Count the cells of fields and write one report (report.html/.json, cells.csv) into
-    `out`; returns its summary (None on a torchrun rank other than 0, which writes nothing)."""
+    `out`; returns its summary (None on a torchrun rank other than 0, which writes nothing).
+    `case`: the particulars the report heads with (`About.CASE_FIELDS`)."""
     parts = on_every_rank(lambda mine: count_fields(classifier, mine, config, log), inputs)
     if parts is None:
         return None
@@ -177,6 +179,7 @@ def count_to_report(
         tta=config.tta,
         calibration=classifier.calibration(config.tta).to_dict(),
         detect=config.detect.to_dict(),
+        **(case or {}),
     )
     return write_report(
         out, cells, fields, classifier.vocabulary, classifier.classes, report, about

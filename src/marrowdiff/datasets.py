@@ -199,9 +199,12 @@ def open_dataset(source: str | Path, vocabulary: Vocabulary | str = "choi2017") 
     else:
         raise DatasetError(f"{source}: not a folder, a zip archive or a .csv manifest")
     if not raw:
+        shown = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         raise DatasetError(
-            f"{source}: no labelled images found ({len(skipped)} entries skipped). Expected one "
-            "sub-folder per class with images inside, or a manifest with columns path,label"
+            f"{source}: no labelled images found ({len(skipped)} entries skipped"
+            f"{': ' + shown + more if skipped else ''}). Expected one sub-folder per class with "
+            "images inside, or a manifest with columns path,label"
         )
     if isinstance(vocabulary, str) and vocabulary != "infer":
         vocabulary = load_vocabulary(vocabulary)

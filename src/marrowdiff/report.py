@@ -11,15 +11,18 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
+from marrowdiff import __version__
 from marrowdiff.classes import Vocabulary, VocabularyError
+from marrowdiff.estimate import expected_counts
 from marrowdiff.fileio import write_json, write_text
 from marrowdiff.images import jpeg_data_uri
 
@@ -36,6 +39,7 @@ class ReportConfig:
     target: int = 500  # cells a differential should count (300 or 500 by laboratory policy)
     myeloid: tuple[str, ...] = ()  # class codes counted as myeloid (empty: lineage "myeloid")
     erythroid: tuple[str, ...] = ()  # class codes counted as erythroid (empty: "erythroid")
+    alerts: tuple[str, ...] = ()  # laboratory flags, "CODE>PERCENT" or "CODE<PERCENT"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,10 +55,17 @@ class About:
     tta: bool | None = None
     calibration: dict | None = None
     detect: dict | None = None
-    case: str | None = None
+    case: str | None = None  # specimen or accession id
+    patient: str | None = None  # optional; the station and `count` never need one
+    stain: str | None = None
+    operator: str | None = None  # who made the count (or created the case)
+    version: str = __version__  # marrowdiff's
     signed_by: str | None = None
     reviewed_by: list[str] | None = None  # everyone who reviewed a cell of the case
+    review: dict | None = None  # what review changed (`review_summary`)
     detection: dict | None = None  # detector precision and recall by the reviewers' verdicts
+
+    CASE_FIELDS = ("case", "patient", "stain", "operator")
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -68,8 +79,9 @@ class Cell:
     label: str  # class code
     probability: float
     flag: str = ""  # "" (counted), "unsure", "border", or a reviewer's mark
-    proba: np.ndarray | None = None
+    proba: np.ndarray | None = None  # calibrated, in the model's class order
     thumbnail: np.ndarray | None = field(default=None, repr=False)  # small RGB crop
+    verified: bool = False  # a person confirmed or corrected `label`
 
 
 @dataclass
@@ -80,6 +92,47 @@ class FieldImage:
     preview: np.ndarray  # the field downscaled for the report
     scale: float  # preview px per field px
     warning: str = ""  # what detection noticed about this field (detect.size_warning)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A flag a laboratory sets on a class's share, e.g. "myeloblast>5": raised when the
+    estimate's share is above (or below, with "<") the percentage."""
+
+    code: str
+    above: bool
+    percent: float
+
+    @classmethod
+    def parse(cls, text: str, vocabulary: Vocabulary) -> Alert:
+        match = re.fullmatch(r"\s*([\w-]+)\s*([<>])\s*(\d+(?:\.\d*)?)\s*%?\s*", text)
+        if not match:
+            raise VocabularyError(
+                f"--alert {text!r}: write CLASS>PERCENT or CLASS<PERCENT, e.g. myeloblast>5"
+            )
+        code, sign, percent = match.groups()
+        codes = vocabulary.codes
+        by_abbrev = {vocabulary[c].abbrev.lower(): c for c in codes if vocabulary[c].abbrev}
+        code = code if code in vocabulary.codes else by_abbrev.get(code.lower(), code)
+        if code not in vocabulary.codes or not vocabulary.counted(code):
+            raise VocabularyError(
+                f"--alert {text!r}: {code!r} is not a counted class of vocabulary "
+                f"{vocabulary.name!r} ({', '.join(vocabulary.fine_codes)})"
+            )
+        return cls(code, sign == ">", float(percent))
+
+    def raised(self, percent: float) -> bool:
+        return percent > self.percent if self.above else percent < self.percent
+
+    def describe(self, vocabulary: Vocabulary) -> str:
+        return f"{vocabulary[self.code].name} {'>' if self.above else '<'} {self.percent:g}%"
+
+
+def check_config(vocabulary: Vocabulary, config: ReportConfig) -> list[Alert]:
+    """A report configuration checked against the model's vocabulary before any work (a wrong
+    --myeloid or --alert is a VocabularyError naming it); returns the parsed alerts."""
+    lineage_sets(vocabulary, config)
+    return [Alert.parse(text, vocabulary) for text in config.alerts]
 
 
 def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str], list[str]]:
@@ -101,11 +154,53 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
     return pick(config.myeloid, "myeloid"), pick(config.erythroid, "erythroid")
 
 
+# Flags of cells that are in the estimate: sure ones, and those the model is unsure of.
+ESTIMATED_FLAGS = ("", "unsure")
+
+
+def estimate(
+    cells: list[Cell], vocabulary: Vocabulary, classes: list[str] | None, scale: float = 1.0
+) -> dict:
+    """The expected differential (`estimate.expected_counts`) of every cell that is not cut by
+    the border or rejected: an unverified cell by its calibrated probabilities (`classes`: the
+    order of `Cell.proba`), a verified one, or one without probabilities, by its class.
+    `scale` (the model's `Calibration.interval_scale`) widens the intervals in proportion to
+    the share of cells not verified: a verified count's interval is the sampling one."""
+    codes = [c for c in vocabulary.fine_codes if vocabulary.counted(c)]
+    index = {c: i for i, c in enumerate(codes)}
+    rows = []
+    for c in cells:
+        if c.flag not in ESTIMATED_FLAGS:
+            continue
+        row = np.zeros(len(codes))
+        if c.verified or c.proba is None or classes is None:
+            if c.label in index:
+                row[index[c.label]] = 1.0
+        else:
+            for code, p in zip(classes, c.proba, strict=True):
+                if code in index:
+                    row[index[code]] += float(p)
+        rows.append(row)
+    estimated = [c for c in cells if c.flag in ESTIMATED_FLAGS]
+    unverified = np.mean([not c.verified for c in estimated]) if estimated else 0.0
+    widened = float(np.sqrt(1 + (scale**2 - 1) * unverified))
+    result = expected_counts(np.array(rows).reshape(len(rows), len(codes)), widened)
+    return {"codes": codes, "n_verified": sum(c.verified for c in cells)} | result
+
+
 def summarise(
-    cells: list[Cell], vocabulary: Vocabulary, config: ReportConfig, fields: list[str] = ()
+    cells: list[Cell],
+    vocabulary: Vocabulary,
+    config: ReportConfig,
+    fields: list[str] = (),
+    model_classes: list[str] | None = None,
+    interval_scale: float = 1.0,
 ) -> dict:
     """The numbers of the report, from the cells and the names of the fields examined (pure).
-    A cell of a class the vocabulary does not count (a platelet) is named, not counted."""
+    A cell of a class the vocabulary does not count (a platelet) is named, not counted.
+    `estimate` (the headline) takes every cell but those cut by the border or rejected, by its
+    probabilities (`model_classes`: their order; `interval_scale`: the model's), and
+    `classes` counts the sure cells only."""
     unknown = {c.label for c in cells} - set(vocabulary.codes)
     if unknown:
         raise ValueError(
@@ -153,8 +248,23 @@ def summarise(
         )
     if flagged.get("unsure"):
         warnings.append(
-            f"{flagged['unsure']} cell(s) the model is unsure of are not counted: review them"
+            f"{flagged['unsure']} cell(s) the model is unsure of are left out of the count of "
+            "sure cells (the estimate includes them by their probabilities): review them"
         )
+    guess = estimate(cells, vocabulary, model_classes, interval_scale)
+    estimated = dict(zip(guess["codes"], guess["percent"], strict=True))
+    raised = [
+        f"{alert.describe(vocabulary)}: estimated {estimated[alert.code]:.1f}%"
+        for alert in check_config(vocabulary, config)
+        if np.isfinite(estimated[alert.code]) and alert.raised(estimated[alert.code])
+    ]
+    expected = dict(zip(guess["codes"], guess["expected"], strict=True))
+    m_hat = sum(expected.get(c, 0.0) for c in myeloid)
+    e_hat = sum(expected.get(c, 0.0) for c in erythroid)
+
+    def number(v: float, digits: int = 2) -> float | None:
+        return None if not np.isfinite(v) else round(float(v), digits)
+
     return {
         "format": REPORT_FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -173,12 +283,42 @@ def summarise(
             "myeloid": m,
             "erythroid": e,
             "definition": (
-                f"M:E = counted myeloid cells ({', '.join(myeloid) or 'none'}) / counted "
-                f"erythroid cells ({', '.join(erythroid) or 'none'}); flagged cells excluded"
+                f"M:E = counted myeloid cells ({_names(vocabulary, myeloid)}) / counted "
+                f"erythroid cells ({_names(vocabulary, erythroid)}); flagged cells excluded"
             ),
         },
+        "estimate": {
+            "method": (
+                "expected count: each cell not cut by the border or rejected adds its "
+                "calibrated class probabilities (a verified cell adds 1 to its class); 95% "
+                "interval from the probabilities and the sampling of n cells, widened by the "
+                "model's validation error for cells not verified"
+            ),
+            "n_cells": number(guess["n"], 1),
+            "n_verified": guess["n_verified"],
+            "classes": [
+                {
+                    "code": code,
+                    "name": vocabulary[code].name,
+                    "abbrev": vocabulary[code].abbrev,
+                    "lineage": vocabulary[code].lineage,
+                    "expected": number(guess["expected"][i], 1),
+                    "percent": number(guess["percent"][i]),
+                    "low": number(guess["low"][i], 1),
+                    "high": number(guess["high"][i], 1),
+                }
+                for i, code in enumerate(guess["codes"])
+            ],
+            "me_ratio": round(m_hat / e_hat, 3) if e_hat > 0 else None,
+        },
+        "alerts": raised,
         "warnings": warnings,
     }
+
+
+def _names(vocabulary: Vocabulary, codes: list[str]) -> str:
+    """Class names for people: "myeloblast, promyelocyte" (not codes)."""
+    return ", ".join(vocabulary[c].name.lower() for c in codes) or "none"
 
 
 def cell_rows(cells: list[Cell], classes: list[str]) -> list[dict]:
@@ -218,7 +358,8 @@ def write_report(
 ) -> dict:
     """report.json, cells.csv and report.html in `out`; returns the summary."""
     out = Path(out)
-    summary = summarise(cells, vocabulary, config, [f.name for f in fields])
+    scale = (about.calibration or {}).get("interval_scale", 1.0)
+    summary = summarise(cells, vocabulary, config, [f.name for f in fields], classes, scale)
     summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
     summary |= {"about": about.to_dict(), "config": config.to_dict()}
     rows = cell_rows(cells, classes)
@@ -252,6 +393,7 @@ def field_overlay(
     """The field preview with each cell outlined and labelled (flagged cells dashed grey)."""
     canvas = Image.fromarray(image.preview)
     draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=15)  # legible on a 1,000 px preview
     r = radius * image.scale
     for c in cells:
         x, y = c.x * image.scale, c.y * image.scale
@@ -259,7 +401,8 @@ def field_overlay(
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
         text = _abbrev(vocabulary, c.label) + ("?" if c.flag == "unsure" else "")
         text = "border" if c.flag == "border" else text
-        draw.text((x - r, y - r - 11), text, fill=colour)
+        draw.text((x - r, y - r - 17), text, fill=colour, font=font, stroke_width=2,
+                  stroke_fill="white")  # fmt: skip
     return canvas
 
 
@@ -274,6 +417,10 @@ text-align:left}td.n{text-align:right}.warn{background:#fff3cd;border:1px solid 
 padding:.5em 1em;margin:.5em 0}.gallery{display:flex;flex-wrap:wrap;gap:4px}
 .cell{width:84px;font-size:11px;text-align:center}.cell img{width:80px;height:80px}
 .flagged img{outline:3px solid #e0a000}h2{margin-top:1.5em}.field img{max-width:100%}
+.details th{font-weight:600;color:#555}.alert{background:#f8d7da;border:1px solid #c0392b;
+padding:.5em 1em;margin:.5em 0;font-weight:600}.cell small{color:#555;word-break:break-all}
+.cell img:focus{transform:scale(3);position:relative;z-index:2;box-shadow:0 0 0 1px #333;
+outline:none}.cell img{cursor:zoom-in}
 """
 
 
@@ -290,9 +437,9 @@ def render_html(
         "<title>marrowdiff differential count</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>Differential count</h1>",
-        f"<p>{summary['n_counted']} cells counted (target {summary['target']}) in "
-        f"{summary['n_fields']} field(s); {summary['n_cells_found']} cells found. "
-        f"Model: {esc(about.model)}. Created {esc(summary['created'])}.</p>",
+        _details(summary, about),
+        f"<p>{summary['n_cells_found']} cells found in {summary['n_fields']} field(s); "
+        f"{summary['n_counted']} of them sure or verified (target {summary['target']}).</p>",
     ]
     if about.signed_by is not None:  # from the review station
         parts.append(
@@ -300,8 +447,30 @@ def render_html(
             f"signed by {esc(about.signed_by)}."
             f"{_detection_sentence(about.detection)}</p>"
         )
+        parts.append(_review_section(about.review, vocabulary))
+    else:
+        parts.append(
+            "<div class='warn'><b>Pre-classified by the model, not verified by a person.</b> "
+            "For research use; a differential is released only after review "
+            "(<code>marrowdiff serve</code>).</div>"
+        )
+    parts += [f"<div class='alert'>Alert: {esc(a)}</div>" for a in summary["alerts"]]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]
-    parts.append("<h2>Differential</h2>")
+    guess = summary["estimate"]
+    parts.append(f"<h2>Differential: estimate of {guess['n_cells']} cells</h2>")
+    rows = [r | {"interval": _interval(r)} for r in guess["classes"]]
+    parts.append(_table(rows, ["name", "abbrev", "lineage", "expected", "percent", "interval"]))
+    me_hat = guess["me_ratio"]
+    parts.append(
+        f"<p>Estimated M:E ratio {'undefined' if me_hat is None else f'{me_hat:.2f}'}. "
+        f"{esc(guess['method'][0].upper() + guess['method'][1:])}.</p>"
+    )
+    parts.append(f"<h2>Sure cells: count of {summary['n_counted']}</h2>")
+    parts.append(
+        "<p>Only the cells the model is sure of (or a person verified), each by its class. "
+        "The easy cells are not a random sample, so these shares can be skewed; the estimate "
+        "above is the differential.</p>"
+    )
     parts.append(_table(summary["classes"], ["name", "abbrev", "lineage", "count", "percent"]))
     parts.append("<h2>Lineages</h2>")
     parts.append(_table(summary["lineages"], ["lineage", "count", "percent"]))
@@ -335,6 +504,43 @@ def render_html(
     return "\n".join(parts)
 
 
+def _details(summary: dict, about: About) -> str:
+    """The case's particulars, as a laboratory report heads them."""
+    rows = [(name.capitalize(), getattr(about, name)) for name in About.CASE_FIELDS]
+    rows += [
+        ("Date", summary["created"]),
+        ("Model", f"{about.model} (marrowdiff {about.version})"),
+    ]
+    cells = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if v
+    )
+    return f"<table class='details'>{cells}</table>"
+
+
+def _review_section(review: dict | None, vocabulary: Vocabulary) -> str:
+    """What the review changed: re-classified cells (pre-classified -> verified), added,
+    rejected and unidentified ones."""
+    if not review:
+        return ""
+    esc = html.escape
+    out = [
+        "<h2>Review</h2>",
+        f"<p>{review['reclassified']} of {review['reviewed']} cells re-classified, "
+        f"{review['added']} missed cell(s) added, {review['rejected']} rejected as not a cell, "
+        f"{review['unidentified']} unidentified.</p>",
+    ]
+    if review["changes"]:
+        out.append("<table><tr><th>pre-classified</th><th>verified</th><th>cells</th></tr>")
+        for change in review["changes"]:
+            out.append(
+                f"<tr><td>{esc(vocabulary[change['from']].name)}</td>"
+                f"<td>{esc(vocabulary[change['to']].name)}</td>"
+                f"<td class='n'>{change['cells']}</td></tr>"
+            )
+        out.append("</table>")
+    return "".join(out)
+
+
 def _detection_sentence(d: dict | None) -> str:
     """How detection did on the fields by the reviewer's verdicts (`Store.detection_tally`)."""
     if not d or not d.get("found") and not d.get("added"):
@@ -350,9 +556,15 @@ def _detection_sentence(d: dict | None) -> str:
     )
 
 
+def _interval(row: dict) -> str:
+    if row["low"] is None:
+        return ""
+    return f"{row['low']:.1f} - {row['high']:.1f}"
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     """An HTML table of `rows`; numbers right-aligned, percentages to one decimal."""
-    heads = {"name": "class", "percent": "%"}
+    heads = {"name": "class", "percent": "%", "interval": "95% interval (%)"}
     out = ["<table><tr>" + "".join(f"<th>{heads.get(c, c)}</th>" for c in columns) + "</tr>"]
     for row in rows:
         cells = []
@@ -373,12 +585,15 @@ def _gallery(cells: list[Cell], vocabulary: Vocabulary) -> str:
     for c in cells:
         if c.thumbnail is None:
             continue
-        tip = f"{c.field} ({c.x:.0f}, {c.y:.0f}) p={c.probability:.2f}"
+        where = f"{c.field} ({c.x:.0f}, {c.y:.0f})"
+        tip = f"{vocabulary[c.label].name}, p={c.probability:.2f}; {where}"
         label = f"{_abbrev(vocabulary, c.label)} {c.probability:.2f}" + (
             f" {c.flag}" if c.flag else ""
         )
+        place = f"<br><small>{html.escape(where)}</small>" if c.flag else ""
         items.append(
             f"<div class='cell{' flagged' if c.flag else ''}' title='{html.escape(tip)}'>"
-            f"<img alt='' src='{jpeg_data_uri(c.thumbnail)}'><br>{html.escape(label)}</div>"
+            f"<img alt='' tabindex='0' src='{jpeg_data_uri(c.thumbnail)}'><br>"
+            f"{html.escape(label)}{place}</div>"
         )
     return "<div class='gallery'>" + "".join(items) + "</div>"

@@ -381,7 +381,7 @@ def splits_for_run(
     if audit["n_conflicting_groups"]:
         log(
             f"{audit['n_conflicting_groups']} cell(s) filed under two classes; kept together "
-            f"in the splits. See {Path(out) / AUDIT_DIR / 'audit.md'}"
+            f"in the splits. See {Path(out) / AUDIT_DIR / 'audit.html'}"
         )
     splits = splits_for_dataset(dataset, audit, config)
     splits.write(out)

@@ -52,7 +52,9 @@ REVIEW_KEYS = "1234567890qwertyiop"  # one key per class, in order (u, x, f, a a
 
 
 class NewCase(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100)  # the specimen or accession id
+    patient: str = Field("", max_length=100)  # optional
+    stain: str = Field("", max_length=100)
 
 
 class Review(BaseModel):
@@ -270,10 +272,10 @@ def create_app(
 
     @app.post("/api/cases", status_code=201)
     def create_case(body: NewCase, user: Reviewer):
-        name = body.name.strip()
-        if not name or not name.isprintable():
+        name, patient, stain = (text.strip() for text in (body.name, body.patient, body.stain))
+        if not name or not all(text.isprintable() for text in (name, patient, stain)):
             raise HTTPException(422, "a case id is 1-100 printable characters")
-        return station.store.create_case(name, user.name)
+        return station.store.create_case(name, user.name, patient, stain)
 
     @app.get("/api/cases/{case_id}", dependencies=Viewer)
     def case(case_id: Id):

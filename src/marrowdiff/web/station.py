@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from marrowdiff.count import (
     field_preview,
     thumbnail,
 )
-from marrowdiff.detect import crop
+from marrowdiff.detect import MIN_STAIN, crop, stain_at
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
 from marrowdiff.predict import Classifier
@@ -122,14 +122,23 @@ class ReviewStation:
 
     def add_cell(self, case_id: int, image_id: int, user: str, x: float, y: float) -> dict:
         """A nucleated cell the detector missed, at field pixel (x, y): cropped and classified
-        as `count` would, and added unreviewed. Refused outside the field here, and by the
+        as `count` would, and added unreviewed. Refused outside the field or where nothing is
+        stained like a cell (`detect.stain_at`: bare plasma, a red cell) here, and by the
         records (`Store.add_cell`, in one transaction) on a patch, on another case's image, in
         a signed case, or on top of a cell already there."""
+        if self.store.case(case_id)["signed_at"]:  # before any work, as for an upload
+            raise SignedError(f"case {case_id} is signed and cannot be changed")
         row = self.store.image(image_id)
         w, h = row["width"], row["height"]
         if not (0 <= x < w and 0 <= y < h):
             raise StoreError(f"({x:.0f}, {y:.0f}) is outside the {w} x {h} field")
         field = self._load(row["case_id"], image_id, row["stored_name"])
+        stain = stain_at(field, y, x, self.count.detect)
+        if stain < MIN_STAIN:
+            raise StoreError(
+                f"no stained cell at ({x:.0f}, {y:.0f}) ({100 * stain:.0f}% of its centre "
+                "stained): click on the middle of a nucleated cell"
+            )
         patch = crop(field, y, x, self.count.detect.patch_size)
         (cell,) = classify_images(self.classifier, [("", patch)], self.count.tta, False)
         cell = replace(cell, x=x, y=y)  # where it is in the field, not in its patch
@@ -178,25 +187,36 @@ class ReviewStation:
         """Cell rows as the report counts them: a reviewed cell by its review, a pending one by
         the model's flag."""
         out = []
+        classes = self.classifier.classes
         for c in rows:
             flag = c["model_flag"] if c["status"] == "pending" else REVIEW_FLAGS[c["status"]]
+            verified = c["status"] in ("confirmed", "corrected")
+            if verified and c["model_flag"] == "border":
+                flag = "border"  # one rule with `count`: a cell the border cuts is not counted
+            proba = np.array(c["proba"])
+            # the model's probability of the cell's class now (a corrected cell's new class)
+            p = float(proba[classes.index(c["label"])]) if c["label"] in classes else 0.0
             out.append(
                 Cell(
                     c["image_name"],
                     c["x"],
                     c["y"],
                     c["label"],
-                    c["probability"],
+                    p,
                     flag,
-                    np.array(c["proba"]),
+                    proba,
                     thumbnail(self._crop(c)) if thumbnails else None,
+                    verified=verified,
                 )
             )
         return out
 
     def differential(self, case_id: int, rows: list[dict] | None = None) -> dict:
         rows = self.store.cells(case_id) if rows is None else rows
-        return summarise(self._report_cells(rows), self.classifier.vocabulary, self.report)
+        cells = self._report_cells(rows)
+        scale = self.classifier.calibration(self.count.tta).interval_scale
+        vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
+        return summarise(cells, vocabulary, self.report, (), classes, scale)
 
     def view(self, case_id: int) -> dict:
         """Everything the review page shows of a case."""
@@ -225,9 +245,14 @@ class ReviewStation:
             about = About(
                 model=self.model_name,
                 cell_radius=self.count.detect.cell_radius,
+                calibration=self.classifier.calibration(self.count.tta).to_dict(),
                 case=signed["name"],
+                patient=signed["patient"] or None,
+                stain=signed["stain"] or None,
+                operator=signed["created_by"],
                 signed_by=user,
                 reviewed_by=sorted({c["reviewed_by"] for c in rows if c["reviewed_by"]}),
+                review=review_summary(rows),
                 detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
             )
             vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
@@ -249,6 +274,20 @@ class ReviewStation:
             group = _csv(f"case:{case_name}")
             lines.append(f"{name},{c['label']},{group},{c['model_class']},{c['status']}")
         write_text(out / "manifest.csv", "\n".join(lines) + "\n")
+
+
+def review_summary(rows: list[dict]) -> dict:
+    """What review changed in a case's cells (`Store.cells` rows): how many were re-classified
+    and from which pre-classified class to which verified one, added, rejected, unidentified."""
+    changes = Counter((c["model_class"], c["label"]) for c in rows if c["status"] == "corrected")
+    return {
+        "reviewed": sum(c["status"] != "pending" for c in rows),
+        "reclassified": sum(changes.values()),
+        "added": sum(c["origin"] == "reviewer" and c["status"] != "not_a_cell" for c in rows),
+        "rejected": sum(c["status"] == "not_a_cell" for c in rows),
+        "unidentified": sum(c["status"] == "unidentified" for c in rows),
+        "changes": [{"from": a, "to": b, "cells": n} for (a, b), n in sorted(changes.items())],
+    }
 
 
 def _new_cell(c: Cell, origin: str = "detector") -> NewCell:

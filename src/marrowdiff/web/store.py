@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS cases (
     created_at TEXT NOT NULL,
     created_by TEXT NOT NULL,
     signed_at TEXT,
-    signed_by TEXT
+    signed_by TEXT,
+    patient TEXT NOT NULL DEFAULT '',  -- optional, for the report
+    stain TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY,
@@ -97,6 +99,8 @@ ADDED_COLUMNS = (
         "TEXT NOT NULL DEFAULT 'detector' CHECK (origin IN ('detector', 'reviewer'))",
     ),
     ("images", "warning", "TEXT NOT NULL DEFAULT ''"),
+    ("cases", "patient", "TEXT NOT NULL DEFAULT ''"),
+    ("cases", "stain", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
@@ -169,15 +173,17 @@ class Store:
 
     # cases ------------------------------------------------------------------------------------
 
-    def create_case(self, name: str, user: str) -> dict:
+    def create_case(self, name: str, user: str, patient: str = "", stain: str = "") -> dict:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM cases WHERE name = ?", (name,)).fetchone():
                 raise StoreError(f"a case named {name!r} exists already")
             cur = db.execute(
-                "INSERT INTO cases (name, created_at, created_by) VALUES (?,?,?)",
-                (name, now(), user),
+                "INSERT INTO cases (name, created_at, created_by, patient, stain)"
+                " VALUES (?,?,?,?,?)",
+                (name, now(), user, patient, stain),
             )
-            self._log(db, user, cur.lastrowid, "create case", {"name": name})
+            detail = {"name": name} | ({"patient": patient} if patient else {})
+            self._log(db, user, cur.lastrowid, "create case", detail | {"stain": stain})
         return self.case(cur.lastrowid)
 
     def case(self, case_id: int) -> dict:
@@ -375,7 +381,7 @@ class Store:
             " SUM(cells.origin = 'detector') AS found,"
             " SUM(cells.origin = 'detector' AND cells.status = 'not_a_cell') AS not_a_cell,"
             " SUM(cells.origin = 'detector' AND cells.status = 'pending') AS pending,"
-            " SUM(cells.origin = 'reviewer') AS added"
+            " SUM(cells.origin = 'reviewer' AND cells.status != 'not_a_cell') AS added"
             " FROM cells JOIN images ON images.id = cells.image_id"
             " JOIN cases ON cases.id = cells.case_id"
             f" WHERE images.kind = 'field' AND {where}",

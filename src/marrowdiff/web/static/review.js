@@ -41,6 +41,7 @@ async function api(method, path, body) {
     say(detail || response.statusText, true);
     throw new Error(detail);
   }
+  if (method !== "GET" && $("#status").className === "error") say(""); // it no longer applies
   return data;
 }
 
@@ -81,8 +82,12 @@ async function showCases() {
 $("#new-case").onsubmit = async (event) => {
   event.preventDefault();
   if (!needUser()) return;
-  const made = await api("POST", "/api/cases", { name: $("#case-name").value });
+  const made = await api("POST", "/api/cases", {
+    name: $("#case-name").value, patient: $("#case-patient").value, stain: $("#case-stain").value,
+  }).catch(() => null);
+  if (!made) return; // refused: the reason is on the status line
   $("#case-name").value = "";
+  $("#case-patient").value = "";
   location.hash = `case/${made.id}`;
 };
 
@@ -116,6 +121,7 @@ function renderCase() {
   $("#upload-box").hidden = signed;
   $("#add-box").hidden = signed;
   $("#sign").hidden = signed;
+  for (const button of $("#classbar").children) button.disabled = signed; // nothing to change
   const mayNotSign = Boolean(state.me && state.me.accounts && state.me.role !== "signer");
   $("#sign").disabled = mayNotSign;
   $("#sign").title = mayNotSign ? "only a signer signs off a case" : "";
@@ -138,10 +144,17 @@ function escapeHtml(text) {
 }
 
 function renderDifferential(d) {
+  // n: cells verified or sure of; est. %: the estimate over every cell (reviewed ones by their
+  // review, pending ones by their probabilities), with its 95% interval.
+  const estimate = Object.fromEntries(d.estimate.classes.map((r) => [r.code, r]));
+  const pct = (v) => (v === null || v === undefined ? "" : v.toFixed(1));
   $("#differential tbody").replaceChildren(...d.classes.map((row) => {
+    const e = estimate[row.code] || {};
     const tr = document.createElement("tr");
     tr.innerHTML = `<td>${escapeHtml(row.name)}</td><td class="n">${row.count}</td>` +
-      `<td class="n">${row.percent === null ? "" : row.percent.toFixed(1)}</td>`;
+      `<td class="n">${pct(row.percent)}</td><td class="n">${pct(e.percent)}</td>` +
+      `<td class="n">${e.low === null || e.low === undefined ? "" :
+        `${pct(e.low)}-${pct(e.high)}`}</td>`;
     return tr;
   }));
   const me = d.me_ratio;
@@ -265,8 +278,21 @@ function showTab(tab) {
 
 $("#tab-cells").onclick = () => showTab("cells");
 $("#tab-fields").onclick = () => showTab("fields");
-$("#prev-field").onclick = () => { state.field -= 1; renderCells(); };
-$("#next-field").onclick = () => { state.field += 1; renderCells(); };
+function goToField(step) {
+  // The previous or next field, with its first cell to review selected (a selection left on
+  // the old field would pull the view back to it).
+  const images = fieldImages();
+  if (!images.length) return;
+  state.field = Math.min(Math.max(state.field + step, 0), images.length - 1);
+  const mine = state.view.cells.filter((c) => c.image_id === images[state.field].id)
+    .sort((a, b) => a.y - b.y || a.x - b.x);
+  const first = mine.find((c) => c.status === "pending") || mine[0];
+  state.selected = first ? first.id : null;
+  renderCells();
+}
+
+$("#prev-field").onclick = () => goToField(-1);
+$("#next-field").onclick = () => goToField(1);
 $("#add-mode").onchange = () => renderCells();
 
 $("#field-svg").onclick = async (event) => {
@@ -417,8 +443,7 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "u") reviewSelected("unidentified");
   else if (event.key === "f") showTab(state.tab === "cells" ? "fields" : "cells");
   else if (state.tab === "fields" && (event.key === "[" || event.key === "]")) {
-    state.field += event.key === "]" ? 1 : -1;
-    renderCells();
+    goToField(event.key === "]" ? 1 : -1);
   } else if (state.tab === "fields" && event.key === "a" && !isSigned()) {
     $("#add-mode").checked = !$("#add-mode").checked;
     renderCells();
