@@ -72,9 +72,11 @@ def chromium(p):
 def test_review_a_case_in_the_browser(server, tmp_path):
     field = tmp_path / "field.png"
     field.write_bytes(synthetic_field())
+    errors = []  # uncaught errors on the page: none, even when a request is refused
     with sync_api.sync_playwright() as p:
         browser = chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(server)
         page.fill("#user", "ana")
         page.fill("#case-name", "smear-7")
@@ -145,19 +147,37 @@ def test_review_a_case_in_the_browser(server, tmp_path):
         assert page.locator('.cell[data-status="pending"]').count() == 0
         page.click("#sign")
         page.wait_for_selector("#signed a")
+        assert page.locator("#classbar button:not([disabled])").count() == 0  # nothing to change
         page.screenshot(path=str(tmp_path / "review-station.png"), full_page=True)
         page.click("#back")  # the cases page: how detection did on the signed cases
         page.wait_for_function(
             "document.querySelector('#detection').textContent.includes('recall')"
         )
         assert "1 missed cell(s) added" in page.inner_text("#detection")
+        page.fill("#case-name", "empty-1")  # a case with no cells: its sign-off is refused
+        page.click("#new-case button")
+        page.wait_for_selector("#case-view:not([hidden])")
+        page.click("#sign")
+        page.wait_for_function("document.querySelector('#status').className === 'error'")
+        assert "has no cells" in page.inner_text("#status")
+        assert page.request.get(f"{server}/favicon.ico").ok
         browser.close()
+    assert errors == []
 
     case_id = 1
     report = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/report/report.json"))
     assert report["n_counted"] == n and report["about"]["signed_by"] == "ana"
     assert report["about"]["detection"]["added"] == 1
     assert sum(1 for c in report["cells"] if c["class"] == code) >= 1
+    assert report["estimate"]["n_verified"] == n and report["alerts"] == []
+    assert report["about"]["review"]["reclassified"] == 1
+    # The corrected cell's probability is the model's of its new class, not of the old one.
+    reviewed = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}"))["cells"]
+    fixed = next(c for c in reviewed if str(c["id"]) == cell_id)
+    where = (round(fixed["x"], 1), round(fixed["y"], 1))
+    row = next(r for r in report["cells"] if (r["x"], r["y"]) == where)
+    assert row["class"] == code
+    assert row["probability"] == round(fixed["proba"][int(key) - 1], 4)
     log = json.load(urllib.request.urlopen(f"{server}/api/cases/{case_id}/log"))
     reviews = [e for e in log if e["action"] == "review"]
     assert reviews[0]["detail"]["after"]["status"] == "corrected"

@@ -240,3 +240,18 @@ def test_nothing_readable_is_not_a_success_and_missing_files_are_named(tmp_path,
     assert main(["audit", str(manifest), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "missing1.png: line 2: file not found; missing2.png: line 3: file not found" in err
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_a_traceback():
+    """`marrowdiff vocab show marrow14 | head -1`: the reader closes the pipe first."""
+    import subprocess
+    import sys
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "marrowdiff", "vocab", "show", "marrow14"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    run.stdout.close()  # before the command has written a byte (it takes a while to start)
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 0 and "Traceback" not in err, err

@@ -512,3 +512,20 @@ def test_the_signed_report_follows_count_and_the_reviews(tiny_run, tmp_path):
     assert row["class"] == other
     assert row["probability"] == round(corrected["proba"][classes.index(other)], 4)
     assert rows[(round(border["x"], 1), round(border["y"], 1))]["flag"] == "border"
+
+
+def test_an_added_cell_marked_not_a_cell_was_a_slip_not_a_missed_cell(client, tmp_path):
+    case = new_case(client)
+    upload(client, case, ("field.png", synthetic_field()))
+    view = client.get(f"/api/cases/{case}").json()
+    field = view["images"][0]
+    x, y = miss_one(tmp_path / "review", view, field)
+    at = f"/api/cases/{case}/images/{field['id']}/cells"
+    cell = client.post(at, headers=ANA, json={"x": x, "y": y}).json()["cell"]
+    client.post(f"/api/cells/{cell['id']}", headers=ANA, json={"status": "not_a_cell"})
+    for c in client.get(f"/api/cases/{case}").json()["cells"]:
+        if c["id"] != cell["id"]:
+            client.post(f"/api/cells/{c['id']}", headers=ANA, json={"status": "confirmed"})
+    assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
+    detection = client.get(f"/api/cases/{case}/report/report.json").json()["about"]["detection"]
+    assert detection["added"] == 0 and detection["recall"] == 1.0

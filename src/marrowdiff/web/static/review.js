@@ -302,7 +302,8 @@ $("#field-svg").onclick = async (event) => {
     .matrixTransform(svg.getScreenCTM().inverse());
   const image = fieldImages()[state.field];
   const result = await api("POST", `/api/cases/${state.caseId}/images/${image.id}/cells`,
-    { x: point.x, y: point.y });
+    { x: point.x, y: point.y }).catch(() => null);
+  if (!result) return; // refused (no cell there, one already there...): the status says why
   state.view.cells.push(result.cell);
   state.view.differential = result.differential;
   renderDifferential(result.differential);
@@ -404,7 +405,8 @@ $("#upload").onclick = async () => {
   const form = new FormData();
   for (const file of files) form.append("files", file);
   say(`counting ${files.length} image(s)...`);
-  const result = await api("POST", `/api/cases/${state.caseId}/images`, form);
+  const result = await api("POST", `/api/cases/${state.caseId}/images`, form).catch(() => null);
+  if (!result) return; // refused (too large, not an image, a signed case): the status says why
   const problems = result.results.filter((r) => r.error).map((r) => r.error)
     .concat(result.results.filter((r) => r.warning).map((r) => `${r.name}: ${r.warning}`));
   const found = result.results.filter((r) => !r.error).reduce((n, r) => n + r.cells, 0);
