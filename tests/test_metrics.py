@@ -77,7 +77,7 @@ def test_invariance_summary():
 
 
 def test_misclassified_page_is_self_contained():
-    images = [np.zeros((20, 20, 3), np.uint8)] * 2
+    images = {"b<.png": np.zeros((20, 20, 3), np.uint8)}  # the misclassified one's only
     page = misclassified_html(
         ["a.png", "b<.png"],
         images,
@@ -87,4 +87,5 @@ def test_misclassified_page_is_self_contained():
         "t",
     )
     assert page.count('class="card"') == 1 and "b&lt;.png" in page
+    assert "1 of 2 cells misclassified" in page
     assert "data:image/jpeg;base64," in page and "http" not in page

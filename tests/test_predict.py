@@ -63,3 +63,33 @@ def test_a_local_model_with_classes_the_global_one_lacks_is_refused(tiny_run, ti
     local, global_ = load_model(tiny_run), load_model(tiny_local_run)
     with pytest.raises(ValueError, match="does not"):
         Classifier(global_, [local])  # swapped: the 3-class model as the local one
+
+
+def test_predictions_over_a_split_decode_a_chunk_at_a_time(tiny_run):
+    from marrowdiff.predict import in_chunks, load_model
+    from marrowdiff.run import load_checkpoint
+
+    checkpoint = load_checkpoint(tiny_run)
+    dataset, paths = checkpoint.dataset(), checkpoint.splits().test
+    model = load_model(tiny_run)
+    sizes = []
+
+    def load(some):
+        sizes.append(len(some))
+        return dataset.load_paths(some)
+
+    chunked = in_chunks(load, paths, model.proba, chunk=4)
+    assert max(sizes) == 4 and sum(sizes) == len(paths)  # never more than a chunk decoded
+    whole = model.proba(dataset.load_paths(paths))  # equal but for batch-size rounding
+    assert np.allclose(chunked, whole, atol=1e-6)
+    assert in_chunks(load, [], model.proba).shape == (0, len(model.classes))
+
+
+def test_int8_ranges_come_from_an_even_sample_of_the_training_cells():
+    from marrowdiff.export import calibration_sample
+
+    paths = [f"{c}/{k:03d}.png" for c in "ab" for k in range(600)]
+    sample = calibration_sample(paths, 100)
+    assert len(sample) == 100 and sample[0] == "a/000.png" and sample[-1] == "b/599.png"
+    assert sum(p.startswith("a/") for p in sample) == 50  # each class in proportion
+    assert calibration_sample(paths[:10], 100) == sorted(paths[:10])

@@ -188,7 +188,7 @@ def calibrate_run(
     run: str | Path, data: str | Path | None = None, target: float = TARGET_ACCURACY, log=print
 ) -> dict:
     """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
-    from marrowdiff.predict import TorchModel
+    from marrowdiff.predict import TorchModel, in_chunks
     from marrowdiff.run import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(run)
@@ -199,10 +199,15 @@ def calibrate_run(
             f"{checkpoint.path} was trained on all of train-validation (fold -1): no "
             "validation cells are left to calibrate on"
         )
-    images = checkpoint.dataset(data).load_paths(val)
+    dataset = checkpoint.dataset(data)
     model = TorchModel.from_checkpoint(checkpoint)
     labels = splits.label_indices(val, model.classes)
-    logits = {mode: model.logits(images, tta) for mode, tta in MODES.items()}
+
+    def every_mode(images: list[np.ndarray]) -> np.ndarray:
+        return np.stack([model.logits(images, tta) for tta in MODES.values()], axis=1)
+
+    stacked = in_chunks(dataset.load_paths, val, every_mode)  # (N, modes, C), bounded memory
+    logits = {mode: stacked[:, k] for k, mode in enumerate(MODES)}
     calibration = calibrate_modes(logits, labels, target, log)
     checkpoint.with_state(calibration=calibration).save()
     return calibration

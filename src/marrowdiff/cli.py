@@ -753,11 +753,15 @@ def _count(classifier, inputs, config, report_config, out: Path, model_name: str
     )
     if summary is None:  # another rank of a torchrun job: rank 0 writes
         return 0
-    me = summary["me_ratio"]["value"]
+    guess = summary["estimate"]
+    me = guess["me_ratio"]
     print(
-        f"{summary['n_counted']} cells counted in {summary['n_fields']} field(s), "
-        f"M:E {'n/a' if me is None else f'{me:.2f}'}: {out / 'report.html'}"
+        f"{summary['n_cells_found']} cells found in {summary['n_fields']} field(s); estimate of "
+        f"{guess['n_cells']} cells, M:E {'n/a' if me is None else f'{me:.2f}'} (pre-classified, "
+        f"not verified); {summary['n_counted']} sure cells: {out / 'report.html'}"
     )
+    for alert in summary["alerts"]:
+        print(f"alert: {alert}")
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     if inputs and not summary["n_fields"]:

@@ -124,7 +124,7 @@ def count_fields(
         found, preview = count_field(classifier, item.name, image, config)
         cells += found
         fields.append(preview)
-        log(f"{item.name}: {len(found)} cells ({sum(not c.flag for c in found)} counted)")
+        log(f"{item.name}: {len(found)} cells ({sum(not c.flag for c in found)} sure)")
         if preview.warning:
             log(f"warning: {item.name}: {preview.warning}")
     return cells, fields

@@ -21,7 +21,7 @@ from marrowdiff.metrics import (
     invariance_summary,
     misclassified_html,
 )
-from marrowdiff.predict import Classifier, Model, TorchModel, load_model
+from marrowdiff.predict import Classifier, Model, TorchModel, in_chunks, load_model
 from marrowdiff.preprocess import centre_views, d4_numpy, shifted_views
 from marrowdiff.run import load_checkpoint
 from marrowdiff.splits import SplitError, Splits
@@ -83,12 +83,15 @@ def evaluate_run(
     left_out = len(paths) - len(scored)
     labels = space.encode(c for _, c in scored)
     all_paths = [p for p, _ in scored]
-    all_images = dataset.load_paths(all_paths)
-    base_all = global_.proba(all_images, tta)
-    proba_all = classifier.refine(base_all, all_images, tta)
+
+    def both(images: list[np.ndarray]) -> np.ndarray:  # the global model's, and refined
+        base = global_.proba(images, tta)
+        return np.concatenate([base, classifier.refine(base, images, tta)], axis=1)
+
+    out_both = in_chunks(dataset.load_paths, all_paths, both)  # bounded memory
+    base_all, proba_all = np.split(out_both, 2, axis=1)
     fine = space.fine(labels)
     paths = [p for p, f in zip(all_paths, fine, strict=True) if f]
-    images = [im for im, f in zip(all_images, fine, strict=True) if f]
     y_true, base, proba = labels[fine], base_all[fine], proba_all[fine]
     dual = classifier.dual_stage
     metrics = classification_metrics(y_true, proba.argmax(1), classes, vocab)
@@ -106,12 +109,14 @@ def evaluate_run(
     title = f"{checkpoint.folder.name}: {split} accuracy {metrics['accuracy']:.3f}"
     cm = np.array(metrics["confusion_matrix"]["matrix"])
     save_image(out / f"confusion{suffix}.png", confusion_figure(cm, names, title))
+    wrong = [paths[i] for i in np.flatnonzero(proba.argmax(1) != y_true)]
+    shown = dict(zip(wrong, dataset.load_paths(wrong), strict=True))  # only they are decoded
     write_text(
         out / f"misclassified{suffix}.html",
-        misclassified_html(paths, images, y_true, proba, names, title),
+        misclassified_html(paths, shown, y_true, proba, names, title),
     )
-    if invariance:
-        transforms, preds = invariance_predictions(global_, images)
+    if invariance:  # every image, in memory: an analysis for a split of the archive's size
+        transforms, preds = invariance_predictions(global_, dataset.load_paths(paths))
         summary = invariance_summary(transforms, preds, y_true, classes)
         write_json(out / f"invariance{suffix}.json", summary)
         save_image(

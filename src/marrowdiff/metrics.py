@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.metrics import (
@@ -132,13 +133,14 @@ def _bar_class(k: int, truth: int, predicted: int) -> str:
 
 def misclassified_html(
     paths: list[str],
-    images: list[np.ndarray],
+    images: Mapping[str, np.ndarray],
     y_true: np.ndarray,
     proba: np.ndarray,
     names: list[str],
     title: str,
 ) -> str:
-    """A self-contained page of the misclassified cells with their softmax bars (Fig 6)."""
+    """A self-contained page of the misclassified cells with their softmax bars (Fig 6).
+    `images` needs the images of the misclassified paths only."""
     pred = proba.argmax(1)
     wrong = np.flatnonzero(pred != y_true)
     wrong = wrong[np.argsort(-proba[wrong, pred[wrong]])]  # most confident mistakes first
@@ -151,7 +153,7 @@ def misclassified_html(
             for k in np.argsort(-proba[i])[:4]
         )
         cards.append(
-            f'<div class="card"><img src="{jpeg_data_uri(images[i], side=96)}" alt="">'
+            f'<div class="card"><img src="{jpeg_data_uri(images[paths[i]], side=96)}" alt="">'
             f"<p><b>{html.escape(paths[i])}</b><br>true: {html.escape(names[y_true[i]])}<br>"
             f"predicted: {html.escape(names[pred[i]])}</p>{bars}</div>"
         )

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from marrowdiff.predict import Model
-
 CALIBRATION_BATCH = 32
 
 
@@ -71,19 +69,18 @@ def quantize_int8(fp32: str | Path, windows: np.ndarray):
 
 
 def agreement(
-    reference: Model, quantised: Model, images: list[np.ndarray], labels: list[str] | None = None
+    p: np.ndarray, q: np.ndarray, classes: list[str], labels: list[str] | None = None
 ) -> dict:
-    """How far the quantised model's calibrated probabilities are from the reference's on the
-    same cells: class changes, the largest probability change, and each one's accuracy when
-    the true labels are given."""
-    p, q = reference.proba(images), quantised.proba(images)
+    """How far a quantised model's calibrated probabilities `q` are from the reference's `p`
+    on the same cells (N, C): class changes, the largest probability change, and each one's
+    accuracy when the true labels are given."""
     report = {
-        "cells": len(images),
+        "cells": len(p),
         "class_changes": int((p.argmax(1) != q.argmax(1)).sum()),
-        "max_probability_change": round(float(np.abs(p - q).max()), 4) if len(images) else 0.0,
+        "max_probability_change": round(float(np.abs(p - q).max()), 4) if len(p) else 0.0,
     }
-    if labels is not None and len(images):
-        truth = np.array([reference.classes.index(label) for label in labels])
+    if labels is not None and len(p):
+        truth = np.array([classes.index(label) for label in labels])
         report["accuracy_float"] = round(float((p.argmax(1) == truth).mean()), 4)
         report["accuracy_int8"] = round(float((q.argmax(1) == truth).mean()), 4)
     return report
