@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from detection import case_estimates
+from detection import REPORT, case_estimates
 from scipy.optimize import minimize
 
 from marrowdiff.count import CountConfig, count_field
@@ -86,7 +86,7 @@ def main() -> None:
             adjusted[present] = on_simplex(soft, q / q.sum())
             adjusted_top[present] = on_simplex(hard, q_top)
             for name, shares in (
-                ("top class", estimates["every cell, by top class"]),
+                ("top class", estimates[REPORT]),
                 ("expected", estimates["expected count (probabilities)"]),
                 ("adjusted top class", 100 * adjusted_top),
                 ("adjusted expected", 100 * adjusted),

@@ -10,10 +10,11 @@ train` (or `val`, to compare models trained on fold 0's train part); report on `
 
 With --model, each field is also counted (`count`'s pipeline) and the per-class counts are
 compared with the truth: the count error per class. The fields are then taken as cases of
---case-fields fields each, and three estimates of each case's differential are compared with its
-true cells: the sure cells by their class (what `count` reported before), every cell by its top
-class, and the expected count from calibrated probabilities (`estimate.py`), with how often the
-95% intervals of the last hold the true share of the patches the fields are drawn from.
+--case-fields fields each, and estimates of each case's differential are compared with its true
+cells: the sure cells by their class (what `count` reported before), every cell by its top class
+(the report's headline, `report.estimate`), the expected count from calibrated probabilities,
+and sure cells by class with unsure ones by probabilities; with how often the report's 95%
+intervals hold the true share.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig, detect
 from marrowdiff.estimate import expected_counts
 from marrowdiff.predict import load_classifier
+from marrowdiff.report import estimate
 from marrowdiff.smear import FieldConfig, make_field
 from marrowdiff.splits import Splits
 
@@ -120,29 +122,39 @@ def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> Non
     print(f"  sum of |found % - true %| over classes: {error:.1f} points (half of it moved)")
 
 
+REPORT = "every cell by top class (report)"
+
+
 def case_estimates(case: list[tuple], classifier, tta: bool = False) -> tuple[np.ndarray, dict]:
-    """One case's true shares (%) and each estimate's shares (%) over the counted classes;
-    the expected one also with its 95% interval."""
+    """One case's true shares (%) and each estimate's shares (%) over the counted classes; the
+    report's (`report.estimate`, exactly as `count` computes it) also with its 95% interval."""
     vocabulary, classes = classifier.vocabulary, classifier.classes
     counted = np.array([vocabulary.counted(c) for c in classes])
-    codes = [c for c, keep in zip(classes, counted, strict=True) if keep]
     truth = Counter(c.label for fields, _ in case for c in fields if not c.border)
-    cells = [c for _, found in case for c in found if c.flag != "border"]
+    found = [c for _, cells in case for c in cells]
+    headline = estimate(found, vocabulary, classifier.calibration(tta).interval_scale)
+    codes = headline["codes"]
+    cells = [c for c in found if c.flag != "border"]
     sure = Counter(c.label for c in cells if not c.flag)
-    top = Counter(c.label for c in cells)
+    by_code = [classes.index(c) for c in codes]
 
     def shares(tally: Counter) -> np.ndarray:
         n = sum(tally[c] for c in codes)
         return np.array([100 * tally[c] / max(1, n) for c in codes])
 
-    proba = np.array([c.proba[counted] for c in cells]).reshape(len(cells), len(codes))
-    expected = expected_counts(proba, classifier.calibration(tta).interval_scale)
+    proba = np.array([c.proba[by_code] for c in cells]).reshape(len(cells), len(codes))
+    hardened = proba.copy()  # sure cells by their class, unsure ones by their probabilities
+    for row, c in zip(hardened, cells, strict=True):
+        if not c.flag and c.label in codes:
+            row[:] = 0
+            row[codes.index(c.label)] = 1
+    assert counted.sum() == len(codes)
     return shares(truth), {
         "sure cells, by class": shares(sure),
-        "every cell, by top class": shares(top),
-        "expected count (probabilities)": expected["percent"],
-        "interval": (expected["low"], expected["high"]),
-        "se": expected["se"],
+        REPORT: headline["percent"],
+        "expected count (probabilities)": expected_counts(proba)["percent"],
+        "sure by class, unsure expected": expected_counts(hardened)["percent"],
+        "interval": (headline["low"], headline["high"]),
         "codes": codes,
     }
 
@@ -150,16 +162,15 @@ def case_estimates(case: list[tuple], classifier, tta: bool = False) -> tuple[np
 def print_estimates(
     cases: list[list[tuple]], classifier, population: Counter, tta: bool = False
 ) -> None:
-    """Mean over cases of the sum over classes of |estimate % - true %|, per estimate; and the
-    coverage of the expected count's 95% intervals (of the cases' true shares, and of the share
-    in the patches the fields were drawn from)."""
+    """Mean over cases of the sum over classes of |estimate % - true %|, per estimate, with
+    the paired difference from the report's; and how often the report's 95% intervals hold
+    the case's true share, and the share in the patches the fields were drawn from."""
     errors: dict[str, list[float]] = {}
     held_case = held_population = total = 0
-    z_scores: list[float] = []
     for case in cases:
         truth, estimates = case_estimates(case, classifier, tta)
         low, high = estimates.pop("interval")
-        codes, se = estimates.pop("codes"), estimates.pop("se")
+        codes = estimates.pop("codes")
         n_pop = sum(population[c] for c in codes)
         pop = np.array([100 * population[c] / max(1, n_pop) for c in codes])
         present = pop > 0  # classes the fields can hold
@@ -168,28 +179,22 @@ def print_estimates(
         held_case += int(((low <= truth + 1e-9) & (truth <= high + 1e-9))[present].sum())
         held_population += int(((low <= pop) & (pop <= high))[present].sum())
         total += int(present.sum())
-        shares = estimates["expected count (probabilities)"]
-        z_scores += list((np.abs(shares - pop) / np.maximum(se, 1e-9))[present])
     n_cells = np.mean([sum(len(f) for _, f in case) for case in cases])
     print(f"estimates over {len(cases)} cases of about {n_cells:.0f} cells found each:")
     print("  sum over classes of |estimate % - true %| per case: mean [min, max]")
-    reference = np.array(errors["expected count (probabilities)"])
+    reference = np.array(errors[REPORT])
     for name, values in errors.items():
         diff = np.array(values) - reference
         paired = f"{diff.mean():+5.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}"
         print(
-            f"    {name:32s} {np.mean(values):5.1f}  [{min(values):.1f}, {max(values):.1f}]"
-            f"  vs expected: {paired}"
+            f"    {name:34s} {np.mean(values):5.1f}  [{min(values):.1f}, {max(values):.1f}]"
+            f"  vs the report's: {paired}"
         )
+    scale = classifier.calibration(tta).interval_scale
     print(
-        f"  expected count's 95% intervals hold the case's true share {held_case}/{total} "
-        f"({100 * held_case / max(1, total):.0f}%), the patches' share {held_population}/{total} "
-        f"({100 * held_population / max(1, total):.0f}%)"
-    )
-    print(
-        "  |expected % - patches' %| / standard error: median "
-        f"{np.median(z_scores):.2f}, 95th percentile {np.percentile(z_scores, 95):.2f} "
-        "(1.96 if the standard errors were right)"
+        f"  the report's 95% intervals (scale {scale:.2f}) hold the case's true share "
+        f"{held_case}/{total} ({100 * held_case / max(1, total):.0f}%), the patches' share "
+        f"{held_population}/{total} ({100 * held_population / max(1, total):.0f}%)"
     )
 
 

@@ -81,3 +81,16 @@ def test_calibrate_command_refits_and_stores(tiny_run, tmp_path, capsys):
     assert after.target_accuracy == 0.8 and before.target_accuracy == 0.9
     assert after.temperature == pytest.approx(before.temperature, rel=1e-6)  # same cells
     assert after.threshold <= before.threshold  # a lower target flags fewer cells
+
+
+def test_the_interval_scale_is_what_makes_validation_intervals_hold():
+    from marrowdiff.calibration import fit_interval_scale
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 200)
+    right = np.eye(10)[labels]
+    assert fit_interval_scale(right, labels) == 1.0  # no confusion: the sampling interval
+    confused = right.copy()
+    swap = (labels == 0) & (rng.random(200) < 0.7)  # class 0 mostly taken for class 1
+    confused[swap] = np.eye(10)[1]
+    assert fit_interval_scale(confused, labels) > 1.5

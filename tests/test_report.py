@@ -95,36 +95,38 @@ def test_a_platelet_is_named_but_not_counted_in_marrow14():
     assert any("2 platelet(s)" in w for w in summary["warnings"])
 
 
-def test_the_estimate_takes_unsure_cells_by_their_probabilities_and_leaves_out_border_ones():
-    classes = list(VOCAB.codes)
-
-    def proba(**mass):
-        p = np.zeros(len(classes))
-        for code, v in mass.items():
-            p[classes.index(code)] = v
-        return p
-
+def test_the_estimate_counts_unsure_cells_by_their_class_and_leaves_out_border_ones():
+    v = load_vocabulary("marrow14")
     cells = [
-        Cell("f", 0, 0, "myeloblast", 0.95, "", proba(myeloblast=0.95, promyelocyte=0.05)),
-        Cell("f", 0, 0, "myeloblast", 0.95, "", proba(myeloblast=0.95, promyelocyte=0.05)),
-        Cell("f", 0, 0, "pronormoblast", 0.5, "unsure", proba(pronormoblast=0.5, myeloblast=0.5)),
-        Cell("f", 0, 0, "pronormoblast", 0.6, "unsure", proba(pronormoblast=0.6, myeloblast=0.4)),
-        Cell("f", 0, 0, "band_neutrophil", 0.9, "border", proba(band_neutrophil=1.0)),
-        Cell("f", 0, 0, "myelocyte", 0.3, "not a cell", proba(myelocyte=1.0)),
-        Cell("f", 0, 0, "myelocyte", 0.2, "", proba(myeloblast=0.8, myelocyte=0.2), verified=True),
+        Cell("f", 0, 0, "myeloblast", 0.95),
+        Cell("f", 0, 0, "myeloblast", 0.95),
+        Cell("f", 0, 0, "pronormoblast", 0.5, "unsure"),
+        Cell("f", 0, 0, "pronormoblast", 0.6, "unsure"),
+        Cell("f", 0, 0, "band_neutrophil", 0.9, "border"),
+        Cell("f", 0, 0, "myelocyte", 0.3, "not a cell"),
+        Cell("f", 0, 0, "myelocyte", 0.2, "", verified=True),
+        Cell("f", 0, 0, "platelet", 0.9, "unsure"),  # named, counted as no cell
     ]
-    s = summarise(cells, VOCAB, ReportConfig(), model_classes=classes)
+    s = summarise(cells, v, ReportConfig())
     rows = {r["code"]: r for r in s["estimate"]["classes"]}
     assert s["estimate"]["n_cells"] == 5.0 and s["estimate"]["n_verified"] == 1
-    assert rows["myeloblast"]["expected"] == pytest.approx(0.95 + 0.95 + 0.5 + 0.4)
-    assert rows["pronormoblast"]["expected"] == pytest.approx(1.1)
-    assert rows["myelocyte"]["expected"] == 1.0  # verified: its class, not its probabilities
+    assert [rows[c]["expected"] for c in ("myeloblast", "pronormoblast", "myelocyte")] == [2, 2, 1]
     assert rows["band_neutrophil"]["expected"] == 0.0  # cut by the border
-    assert rows["promyelocyte"]["percent"] == pytest.approx(100 * 0.1 / 5, abs=0.01)
-    assert rows["myeloblast"]["low"] < rows["myeloblast"]["percent"] < rows["myeloblast"]["high"]
-    assert s["estimate"]["me_ratio"] == pytest.approx((5 - 1.1) / 1.1, abs=1e-3)
-    by_count = {r["code"]: r["count"] for r in s["classes"]}
-    assert by_count["myeloblast"] == 2 and by_count["pronormoblast"] == 0  # sure cells only
+    assert rows["myeloblast"]["percent"] == 40.0
+    assert rows["myeloblast"]["low"] < 40.0 < rows["myeloblast"]["high"]
+    assert s["estimate"]["me_ratio"] == pytest.approx(1.5)  # 2 MBL + 1 MYE : 2 PRN
+    assert {r["code"]: r["count"] for r in s["classes"]}["pronormoblast"] == 0  # sure only
+
+
+def test_the_interval_widens_with_the_model_error_only_for_cells_not_verified():
+    cells = cells_of(*[("myeloblast", "")] * 6 + [("pronormoblast", "")] * 4)
+    plain = summarise(cells, VOCAB, ReportConfig())["estimate"]["classes"][0]
+    wide = summarise(cells, VOCAB, ReportConfig(), interval_scale=2.0)["estimate"]["classes"][0]
+    assert wide["high"] - wide["low"] > 1.4 * (plain["high"] - plain["low"])
+    for c in cells:
+        c.verified = True
+    checked = summarise(cells, VOCAB, ReportConfig(), interval_scale=2.0)["estimate"]
+    assert checked["classes"][0] == plain  # every cell verified: the sampling interval
 
 
 def test_a_laboratory_alert_is_raised_on_the_estimate_and_a_wrong_one_is_refused():

@@ -114,23 +114,31 @@ def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int 
 def fit_interval_scale(
     proba: np.ndarray, labels: np.ndarray, cells: int = 100, draws: int = 400, seed: int = 0
 ) -> float:
-    """How much wider the estimate's standard errors must be for its 95% intervals to hold the
+    """How much wider the report's standard errors must be for its 95% intervals to hold the
     true shares: cases of `cells` cells are drawn (with replacement) from the validation
-    cells, each estimated from its calibrated probabilities (`estimate.expected_counts`), and
-    the 95th percentile of |estimate - true share| / standard error over the classes present,
-    divided by 1.96, is the scale (at least 1). The probabilities take no account of the
-    model's systematic confusions (a stage it mistakes for its neighbour), which the true
-    shares expose."""
-    from marrowdiff.estimate import Z95, expected_counts
+    cells, each counted by its top class as the report counts it (`report.estimate`), and the
+    scale is the least one (on a grid from 1 to 10) at which 95% of the intervals, over the
+    classes present and the cases, hold the validation share. The sampling error alone takes
+    no account of the model's confusions (a stage it mistakes for its neighbour), which the
+    true shares expose."""
+    from marrowdiff.estimate import effective_n, expected_counts, wilson
 
     rng = np.random.default_rng(seed)
-    truth = 100 * np.bincount(labels, minlength=proba.shape[1]) / len(labels)
+    truth = np.bincount(labels, minlength=proba.shape[1]) / len(labels)
     present = truth > 0
-    z = []
-    for _ in range(draws):
-        e = expected_counts(proba[rng.integers(0, len(labels), cells)])
-        z.append((np.abs(e["percent"] - truth) / np.maximum(e["se"], 1e-6))[present])
-    return max(1.0, float(np.percentile(np.concatenate(z), 95)) / Z95)
+    top = np.eye(proba.shape[1])[proba.argmax(1)]
+    estimates = [expected_counts(top[rng.integers(0, len(labels), cells)]) for _ in range(draws)]
+    share = np.array([e["percent"] for e in estimates])[:, present] / 100
+    variance = (np.array([e["se"] for e in estimates])[:, present] / 100) ** 2
+
+    def coverage(scale: float) -> float:
+        low, high = wilson(share, effective_n(share, variance * scale**2, cells))
+        return float(np.mean((low <= truth[present] + 1e-9) & (truth[present] <= high + 1e-9)))
+
+    for scale in np.round(np.arange(1.0, 10.01, 0.05), 2):
+        if coverage(scale) >= 0.95:
+            return float(scale)
+    return 10.0
 
 
 def calibrate(

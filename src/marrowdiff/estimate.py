@@ -1,23 +1,21 @@
-"""The differential as an estimate: expected counts from calibrated probabilities, with 95%
-intervals (pure functions).
+"""The differential as an estimate: counts with 95% intervals (pure functions).
 
 Counting only the cells the model is sure of skews a differential: the easy cells are not a
-random sample (on the demo's fields the sure cells were mostly myeloblasts). Instead every
-countable cell adds its calibrated probability vector, so a cell that is 60% myelocyte and 40%
-metamyelocyte adds 0.6 and 0.4 ("probabilistic classify and count", Bella et al. 2010). A cell a
-person verified adds 1 to its verified class. `bench/detection.py` measures this against the
-count of sure cells and the count of every cell by its top class on synthetic fields with known
-truth (docs/BENCHMARKS.md, "Which estimate heads the report").
+random sample (on the demo's fields the sure cells were mostly myeloblasts). The report counts
+every cell instead (`report.estimate`: each by its class, one-hot rows here), which measured
+best on validation fields; rows may also be calibrated probabilities, so that a cell that is
+60% myelocyte and 40% metamyelocyte adds 0.6 and 0.4 ("probabilistic classify and count",
+Bella et al. 2010; `bench/detection.py` compares them, docs/BENCHMARKS.md).
 
 The 95% interval is for the class's share in the marrow the cells were sampled from. With cells
-drawn independently and calibrated probabilities, a cell's probability p_ik of class k has mean
-the share, so the estimate (the mean of p_ik over the N cells) has standard error sd(p_ik) /
-sqrt(N): it holds both the sampling of N cells (the multinomial doubt of a manual count, as in
-Rümke's tables: a verified cell's p is 0 or 1, and sd is the binomial one) and which class each
-cell is. (With mass on classes not counted, the share is a ratio and its error comes by the
-delta method.) The interval is Wilson's score interval at the effective number of cells
-share (1 - share) / SE^2, which stays inside [0, 100] % and is not empty for a class seen in
-no cell (0 of 100 verified cells: 0 - 3.7 %).
+drawn independently, the estimate is a mean over the N cells of their rows, so its standard
+error is sd(p_ik) / sqrt(N): for one-hot (verified) rows the binomial error of a manual count,
+as in Rümke's tables; for probabilities it also holds which class each cell is. (With mass on
+classes not counted, the share is a ratio and its error comes by the delta method.) `scale`
+widens it for what the rows do not hold (a model's confusions; `Calibration.interval_scale`).
+The interval is Wilson's score interval at the effective number of cells share (1 - share) /
+SE^2, which stays inside [0, 100] % and is not empty for a class seen in no cell (0 of 100
+cells: 0 - 3.7 %).
 """
 
 from __future__ import annotations
@@ -52,7 +50,7 @@ def expected_counts(proba: np.ndarray, scale: float = 1.0) -> dict:
     # the ratio estimate's variance (delta method): var(p_ik - share_k m_i) / (N mean(m)^2)
     residual = p - share[None, :] * mass[:, None]
     variance = residual.var(0) / (cells * (n / cells) ** 2) * scale**2
-    low, high = wilson(share, _effective_n(share, variance, cells))
+    low, high = wilson(share, effective_n(share, variance, cells))
     return {
         "n": n,
         "expected": expected,
@@ -63,7 +61,7 @@ def expected_counts(proba: np.ndarray, scale: float = 1.0) -> dict:
     }
 
 
-def _effective_n(share: np.ndarray, variance: np.ndarray, cells: int) -> np.ndarray:
+def effective_n(share: np.ndarray, variance: np.ndarray, cells: int) -> np.ndarray:
     """The number of verified cells that would give `share` this variance (at least 1); for
     a share of 0 or 1, whose variance is 0, the number of cells."""
     inside = (share > 0) & (share < 1) & (variance > 0)

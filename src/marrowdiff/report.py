@@ -158,34 +158,25 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
 ESTIMATED_FLAGS = ("", "unsure")
 
 
-def estimate(
-    cells: list[Cell], vocabulary: Vocabulary, classes: list[str] | None, scale: float = 1.0
-) -> dict:
-    """The expected differential (`estimate.expected_counts`) of every cell that is not cut by
-    the border or rejected: an unverified cell by its calibrated probabilities (`classes`: the
-    order of `Cell.proba`), a verified one, or one without probabilities, by its class.
-    `scale` (the model's `Calibration.interval_scale`) widens the intervals in proportion to
-    the share of cells not verified: a verified count's interval is the sampling one."""
+def estimate(cells: list[Cell], vocabulary: Vocabulary, scale: float = 1.0) -> dict:
+    """The differential of every cell that is not cut by the border or rejected, each by its
+    class (a person's, or the model's top class: unsure cells included), with 95% intervals
+    (`estimate.expected_counts` of one-hot rows). `scale` (the model's
+    `Calibration.interval_scale`) widens the intervals in proportion to the share of cells not
+    verified: a verified count's interval is the sampling one. The count of every cell was
+    chosen over the expected count from probabilities on validation fields
+    (docs/BENCHMARKS.md, "Which estimate heads the report")."""
     codes = [c for c in vocabulary.fine_codes if vocabulary.counted(c)]
     index = {c: i for i, c in enumerate(codes)}
-    rows = []
-    for c in cells:
-        if c.flag not in ESTIMATED_FLAGS:
-            continue
-        row = np.zeros(len(codes))
-        if c.verified or c.proba is None or classes is None:
-            if c.label in index:
-                row[index[c.label]] = 1.0
-        else:
-            for code, p in zip(classes, c.proba, strict=True):
-                if code in index:
-                    row[index[code]] += float(p)
-        rows.append(row)
     estimated = [c for c in cells if c.flag in ESTIMATED_FLAGS]
+    rows = np.zeros((len(estimated), len(codes)))
+    for row, c in zip(rows, estimated, strict=True):
+        if c.label in index:  # a platelet counts as no cell
+            row[index[c.label]] = 1.0
     unverified = np.mean([not c.verified for c in estimated]) if estimated else 0.0
     widened = float(np.sqrt(1 + (scale**2 - 1) * unverified))
-    result = expected_counts(np.array(rows).reshape(len(rows), len(codes)), widened)
-    return {"codes": codes, "n_verified": sum(c.verified for c in cells)} | result
+    result = expected_counts(rows, widened)
+    return {"codes": codes, "n_verified": sum(c.verified for c in estimated)} | result
 
 
 def summarise(
@@ -193,14 +184,13 @@ def summarise(
     vocabulary: Vocabulary,
     config: ReportConfig,
     fields: list[str] = (),
-    model_classes: list[str] | None = None,
     interval_scale: float = 1.0,
 ) -> dict:
     """The numbers of the report, from the cells and the names of the fields examined (pure).
     A cell of a class the vocabulary does not count (a platelet) is named, not counted.
-    `estimate` (the headline) takes every cell but those cut by the border or rejected, by its
-    probabilities (`model_classes`: their order; `interval_scale`: the model's), and
-    `classes` counts the sure cells only."""
+    `estimate` (the headline) counts every cell but those cut by the border or rejected, by its
+    class, with 95% intervals (`interval_scale`: the model's); `classes` counts the sure cells
+    only."""
     unknown = {c.label for c in cells} - set(vocabulary.codes)
     if unknown:
         raise ValueError(
@@ -248,10 +238,10 @@ def summarise(
         )
     if flagged.get("unsure"):
         warnings.append(
-            f"{flagged['unsure']} cell(s) the model is unsure of are left out of the count of "
-            "sure cells (the estimate includes them by their probabilities): review them"
+            f"{flagged['unsure']} cell(s) the model is unsure of are in the estimate by their "
+            "top class but not in the count of sure cells: review them"
         )
-    guess = estimate(cells, vocabulary, model_classes, interval_scale)
+    guess = estimate(cells, vocabulary, interval_scale)
     estimated = dict(zip(guess["codes"], guess["percent"], strict=True))
     raised = [
         f"{alert.describe(vocabulary)}: estimated {estimated[alert.code]:.1f}%"
@@ -289,10 +279,9 @@ def summarise(
         },
         "estimate": {
             "method": (
-                "expected count: each cell not cut by the border or rejected adds its "
-                "calibrated class probabilities (a verified cell adds 1 to its class); 95% "
-                "interval from the probabilities and the sampling of n cells, widened by the "
-                "model's validation error for cells not verified"
+                "every cell not cut by the border or rejected, by its class (a person's, or the "
+                "model's top class: unsure cells included); 95% interval from the sampling of n "
+                "cells, widened by the model's validation error for cells not verified"
             ),
             "n_cells": number(guess["n"], 1),
             "n_verified": guess["n_verified"],
@@ -359,7 +348,7 @@ def write_report(
     """report.json, cells.csv and report.html in `out`; returns the summary."""
     out = Path(out)
     scale = (about.calibration or {}).get("interval_scale", 1.0)
-    summary = summarise(cells, vocabulary, config, [f.name for f in fields], classes, scale)
+    summary = summarise(cells, vocabulary, config, [f.name for f in fields], scale)
     summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
     summary |= {"about": about.to_dict(), "config": config.to_dict()}
     rows = cell_rows(cells, classes)
@@ -468,7 +457,7 @@ def render_html(
     parts.append(f"<h2>Sure cells: count of {summary['n_counted']}</h2>")
     parts.append(
         "<p>Only the cells the model is sure of (or a person verified), each by its class. "
-        "The easy cells are not a random sample, so these shares can be skewed; the estimate "
+        "The easy cells are not a random sample, so these shares are skewed; the estimate "
         "above is the differential.</p>"
     )
     parts.append(_table(summary["classes"], ["name", "abbrev", "lineage", "count", "percent"]))

@@ -215,8 +215,7 @@ class ReviewStation:
         rows = self.store.cells(case_id) if rows is None else rows
         cells = self._report_cells(rows)
         scale = self.classifier.calibration(self.count.tta).interval_scale
-        vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
-        return summarise(cells, vocabulary, self.report, (), classes, scale)
+        return summarise(cells, self.classifier.vocabulary, self.report, (), scale)
 
     def view(self, case_id: int) -> dict:
         """Everything the review page shows of a case."""

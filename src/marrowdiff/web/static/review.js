@@ -145,7 +145,7 @@ function escapeHtml(text) {
 
 function renderDifferential(d) {
   // n: cells verified or sure of; est. %: the estimate over every cell (reviewed ones by their
-  // review, pending ones by their probabilities), with its 95% interval.
+  // review, pending ones by the model's top class), with its 95% interval.
   const estimate = Object.fromEntries(d.estimate.classes.map((r) => [r.code, r]));
   const pct = (v) => (v === null || v === undefined ? "" : v.toFixed(1));
   $("#differential tbody").replaceChildren(...d.classes.map((row) => {
