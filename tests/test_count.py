@@ -109,3 +109,13 @@ def test_count_fails_when_no_input_was_readable(tiny_run, tmp_path, capsys):
     argv = ["count", str(tiny_run), str(tmp_path / "in"), "--out", str(tmp_path / "out")]
     assert main(argv) == 1
     assert "none of the 2 inputs was readable" in capsys.readouterr().err
+
+
+def test_a_report_names_the_exact_model_that_made_it(tiny_run, onnx_file, tmp_path):
+    from marrowdiff.predict import load_classifier
+    from marrowdiff.run import load_checkpoint
+
+    torch_sha = load_checkpoint(tiny_run).state["weights_sha256"]
+    assert load_classifier([tiny_run]).checksum == torch_sha[:12]
+    onnx = load_classifier([onnx_file])
+    assert len(onnx.checksum) == 12 and onnx.checksum != torch_sha[:12]  # the graph's

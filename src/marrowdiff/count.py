@@ -179,6 +179,7 @@ def count_to_report(
         tta=config.tta,
         calibration=classifier.calibration(config.tta).to_dict(),
         detect=config.detect.to_dict(),
+        model_sha256=classifier.checksum or None,
         **(case or {}),
     )
     return write_report(

@@ -45,6 +45,7 @@ class Model:
     geometry: Geometry
     calibrations: dict[str, Calibration]  # "plain" and "tta"
     metadata: dict
+    checksum: str = ""  # sha256 of the weights (a checkpoint's) or graph (an ONNX file's)
     batch_size = 64
 
     def forward(self, windows: np.ndarray) -> np.ndarray:
@@ -101,6 +102,7 @@ class TorchModel(Model):
         calibrations: dict[str, Calibration] | None = None,
         source: str = "<module>",
         metadata: dict | None = None,
+        checksum: str = "",
     ):
         import torch
 
@@ -109,6 +111,7 @@ class TorchModel(Model):
         self.geometry, self.classes, self.vocabulary = geometry, list(classes), vocabulary
         self.calibrations = calibrations or {}
         self.source, self.metadata = source, metadata or {}
+        self.checksum = checksum
         self.device = next(module.parameters()).device
 
     @classmethod
@@ -148,6 +151,7 @@ class TorchModel(Model):
             checkpoint.calibrations,
             str(checkpoint.path),
             checkpoint.metadata,
+            checkpoint.state.get("weights_sha256", ""),
         )
 
     def forward(self, windows: np.ndarray) -> np.ndarray:
@@ -190,6 +194,7 @@ class OnnxModel(Model):
                 "export it again with `marrowdiff export`"
             )
         self.metadata = meta
+        self.checksum = meta.get("graph_sha256", "")
         self.source = str(path)
         self.classes = list(meta["classes"])
         self.vocabulary = Vocabulary.from_dict(meta["vocabulary"])
@@ -233,6 +238,11 @@ class Classifier:
 
     def calibration(self, tta: bool) -> Calibration:
         return self.global_.calibration(tta)
+
+    @property
+    def checksum(self) -> str:
+        """The models' identity for a report: the first 12 hex digits of each one's sha256."""
+        return ",".join(m.checksum[:12] for m in (self.global_, *self.locals_) if m.checksum)
 
     def refine(
         self, global_proba: np.ndarray, images: list[np.ndarray], tta: bool = False

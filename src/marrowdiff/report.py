@@ -60,6 +60,7 @@ class About:
     stain: str | None = None
     operator: str | None = None  # who made the count (or created the case)
     version: str = __version__  # marrowdiff's
+    model_sha256: str | None = None  # the model's weights (or graph): which model, exactly
     signed_by: str | None = None
     reviewed_by: list[str] | None = None  # everyone who reviewed a cell of the case
     review: dict | None = None  # what review changed (`review_summary`)
@@ -498,7 +499,12 @@ def _details(summary: dict, about: About) -> str:
     rows = [(name.capitalize(), getattr(about, name)) for name in About.CASE_FIELDS]
     rows += [
         ("Date", summary["created"]),
-        ("Model", f"{about.model} (marrowdiff {about.version})"),
+        (
+            "Model",
+            f"{about.model} (marrowdiff {about.version}"
+            + (f"; sha256 {about.model_sha256}" if about.model_sha256 else "")
+            + ")",
+        ),
     ]
     cells = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if v

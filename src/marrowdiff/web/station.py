@@ -245,6 +245,7 @@ class ReviewStation:
                 model=self.model_name,
                 cell_radius=self.count.detect.cell_radius,
                 calibration=self.classifier.calibration(self.count.tta).to_dict(),
+                model_sha256=self.classifier.checksum or None,
                 case=signed["name"],
                 patient=signed["patient"] or None,
                 stain=signed["stain"] or None,
