@@ -13,18 +13,14 @@ frequencies, of each true class).
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from detection import REPORT, case_estimates
+from detection import REPORT, case_estimates, model_on_split_args, split_records
 from scipy.optimize import minimize
 
 from marrowdiff.count import CountConfig, count_field
-from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig
 from marrowdiff.predict import load_classifier
 from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.splits import Splits
 
 
 def on_simplex(m: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -40,16 +36,8 @@ def on_simplex(m: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("data")
-    parser.add_argument("--splits", required=True)
-    parser.add_argument("--split", choices=["val", "test"], default="val")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--fields", type=int, default=320)
-    args = parser.parse_args()
-    dataset, splits = open_dataset(args.data), Splits.read(args.splits)
-    paths = set({"val": splits.fold(0)[1], "test": splits.test}[args.split])
-    records = [r for r in dataset.records if r.path in paths]
+    args = model_on_split_args(fields=320)
+    dataset, records = split_records(args.data, args.splits, args.split)
     classifier = load_classifier([args.model])
     counted = np.array([classifier.vocabulary.counted(c) for c in classifier.classes])
     codes = [c for c, keep in zip(classifier.classes, counted, strict=True) if keep]

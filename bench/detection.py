@@ -60,11 +60,7 @@ def main() -> None:
         help="fields per case for the estimates (with --model)",
     )
     args = parser.parse_args()
-    dataset = open_dataset(args.data)
-    splits = Splits.read(args.splits)
-    train, val = splits.fold(0)
-    paths = set({"test": splits.test, "train": train, "val": val}[args.split])
-    records = [r for r in dataset.records if r.path in paths]
+    dataset, records = split_records(args.data, args.splits, args.split)
     patches = [dataset.load(r) for r in records]
     labels = [r.label for r in records]
     config, totals, seconds, per_field = DetectConfig(), {"tp": 0, "fp": 0, "fn": 0}, 0.0, []
@@ -123,6 +119,25 @@ def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> Non
 
 
 REPORT = "every cell by top class (report)"
+
+
+def split_records(data: str, splits_file: str, split: str):
+    """The data set and its records of one split: fold 0's train or val part, or the test."""
+    dataset, splits = open_dataset(data), Splits.read(splits_file)
+    train, val = splits.fold(0)
+    paths = set({"train": train, "val": val, "test": splits.test}[split])
+    return dataset, [r for r in dataset.records if r.path in paths]
+
+
+def model_on_split_args(fields: int) -> argparse.Namespace:
+    """The options of a probe of a model on fields made from one split's patches."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data")
+    parser.add_argument("--splits", required=True)
+    parser.add_argument("--split", choices=["val", "test"], default="val")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--fields", type=int, default=fields)
+    return parser.parse_args()
 
 
 def case_estimates(case: list[tuple], classifier, tta: bool = False) -> tuple[np.ndarray, dict]:

@@ -10,28 +10,17 @@ of the patches by top class and by expected count.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+from detection import model_on_split_args, split_records
 
-from marrowdiff.datasets import open_dataset
 from marrowdiff.detect import DetectConfig, crop, detect
 from marrowdiff.predict import load_classifier
 from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.splits import Splits
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("data")
-    parser.add_argument("--splits", required=True)
-    parser.add_argument("--split", choices=["val", "test"], default="val")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--fields", type=int, default=40)
-    args = parser.parse_args()
-    dataset, splits = open_dataset(args.data), Splits.read(args.splits)
-    paths = set({"val": splits.fold(0)[1], "test": splits.test}[args.split])
-    records = [r for r in dataset.records if r.path in paths]
+    args = model_on_split_args(fields=40)
+    dataset, records = split_records(args.data, args.splits, args.split)
     patches, labels = [dataset.load(r) for r in records], [r.label for r in records]
     classifier = load_classifier([args.model])
     codes, size = classifier.classes, DetectConfig().patch_size
