@@ -68,7 +68,7 @@ def test_write_report_makes_json_csv_and_a_self_contained_page(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert "M:E ratio" in page and "Flagged cells, not counted (1)" in page
     assert "Pre-classified by the model, not verified by a person" in page
-    assert "Differential: estimate of 2.0 cells" in page and "95% interval (%)" in page
+    assert "Differential: estimate of 2.0 cells (target 500)" in page and "95% interval (%)" in page
     assert report["estimate"]["classes"][0]["code"] == "pronormoblast"
     assert "http://" not in page and "https://" not in page  # opens offline
     assert page.count("data:image/jpeg;base64,") == 3  # two cells and one field

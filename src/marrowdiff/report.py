@@ -224,9 +224,11 @@ def summarise(
     m = sum(tally[c] for c in myeloid)
     e = sum(tally[c] for c in erythroid)
     warnings = []
-    if n < config.target:
+    guess = estimate(cells, vocabulary, interval_scale)
+    if guess["n"] < config.target:  # the cells of the differential, the headline
         warnings.append(
-            f"only {n} cells counted, below the target of {config.target}: "
+            f"only {guess['n']:.0f} cells in the differential, below the target of "
+            f"{config.target}: "
             "the percentages are less precise than a full differential's"
         )
     flagged = {
@@ -242,7 +244,6 @@ def summarise(
             f"{flagged['unsure']} cell(s) the model is unsure of are in the estimate by their "
             "top class but not in the count of sure cells: review them"
         )
-    guess = estimate(cells, vocabulary, interval_scale)
     estimated = dict(zip(guess["codes"], guess["percent"], strict=True))
     raised = [
         f"{alert.describe(vocabulary)}: estimated {estimated[alert.code]:.1f}%"
@@ -264,7 +265,7 @@ def summarise(
         "n_cells_found": len(cells),
         "n_counted": n,
         "target": config.target,
-        "target_reached": n >= config.target,
+        "target_reached": guess["n"] >= config.target,
         "flagged": flagged,
         "not_counted": dict(named),
         "classes": classes,
@@ -429,7 +430,7 @@ def render_html(
         "<h1>Differential count</h1>",
         _details(summary, about),
         f"<p>{summary['n_cells_found']} cells found in {summary['n_fields']} field(s); "
-        f"{summary['n_counted']} of them sure or verified (target {summary['target']}).</p>",
+        f"{summary['n_counted']} of them sure or verified.</p>",
     ]
     if about.signed_by is not None:  # from the review station
         parts.append(
@@ -447,7 +448,9 @@ def render_html(
     parts += [f"<div class='alert'>Alert: {esc(a)}</div>" for a in summary["alerts"]]
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in summary["warnings"]]
     guess = summary["estimate"]
-    parts.append(f"<h2>Differential: estimate of {guess['n_cells']} cells</h2>")
+    parts.append(
+        f"<h2>Differential: estimate of {guess['n_cells']} cells (target {summary['target']})</h2>"
+    )
     rows = [r | {"interval": _interval(r)} for r in guess["classes"]]
     parts.append(_table(rows, ["name", "abbrev", "lineage", "expected", "percent", "interval"]))
     me_hat = guess["me_ratio"]
