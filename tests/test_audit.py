@@ -71,3 +71,45 @@ def test_an_audit_reads_back_as_written(with_duplicates, tmp_path):
     audit, _ = audit_dataset(dataset)
     write_audit(audit, dataset, tmp_path)
     assert read_audit(tmp_path) == json.loads(json.dumps(audit))
+
+
+def test_an_interrupted_audit_goes_on_from_where_it_stopped(with_duplicates, tmp_path, monkeypatch):
+    from marrowdiff.audit import ReadLog
+    from marrowdiff.datasets import Dataset
+
+    monkeypatch.setattr(ReadLog, "EVERY", 4)
+    dataset = open_dataset(with_duplicates)
+    uninterrupted, _ = audit_dataset(dataset)
+    real, reads, armed = Dataset.load, [], [True]
+
+    def load(self, record, whole=False):
+        reads.append(record.path)
+        if armed[0] and len(reads) == 11:  # a kill while the 11th image is read
+            raise KeyboardInterrupt
+        return real(self, record, whole)
+
+    monkeypatch.setattr(Dataset, "load", load)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        audit_dataset(dataset, work=work)
+    assert len((work / "read.jsonl").read_text().splitlines()) == 8  # flushed after 4 and 8
+    with open(work / "read.jsonl", "a") as fh:
+        fh.write('{"size": "64x')  # a line torn by the kill
+    reads.clear()
+    armed[0] = False
+    said = []
+    resumed, _ = audit_dataset(dataset, work=work, log=said.append)
+    assert said == [f"resuming the audit: 8 of {len(dataset.records)} images were read"]
+    first_pass = reads[: len(dataset.records) - 8]
+    assert first_pass == [r.path for r in dataset.records[8:]]  # the first 8 not read again
+    assert resumed == uninterrupted and not work.exists()
+
+
+def test_a_work_folder_of_another_listing_is_not_resumed(class_tree, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "state.json").write_text('{"fingerprint": "another"}')
+    (work / "read.jsonl").write_text('{"size": "1x1", "digest": "00"}\n' * 3)
+    said = []
+    audit, _ = audit_dataset(open_dataset(class_tree), work=work, log=said.append)
+    assert said == [] and audit["n_images"] == 24

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -35,26 +36,107 @@ class AuditConfig:
     thumb: int = 112  # contact-sheet thumbnail size, px
 
 
+class ReadLog:
+    """The audit's pass over the images, kept in a work folder as it goes so that an
+    interrupted audit resumes where it stopped instead of reading every image again:
+    `state.json` (which listing, which settings), `read.jsonl` (one line per image read: its
+    size and pixel digest, or why it is unreadable) and the duplicate search's thumbnails. A
+    torn last line (a kill mid-write) is read again."""
+
+    EVERY = 256  # images between flushes: at most this many are read twice after a kill
+
+    def __init__(self, folder: Path, dataset: Dataset, config: AuditConfig):
+        self.folder = folder
+        state = {"fingerprint": dataset.fingerprint, "n": len(dataset.records),
+                 "duplicates": asdict(config.duplicates), "version": AUDIT_VERSION}  # fmt: skip
+        self.lines: list[dict] = []
+        try:
+            same = json.loads((folder / "state.json").read_text()) == json.loads(json.dumps(state))
+        except (OSError, ValueError):
+            same = False
+        if same:
+            for line in (folder / "read.jsonl").read_text().splitlines():
+                try:
+                    self.lines.append(json.loads(line))
+                except ValueError:
+                    break  # a torn last line
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            write_json(folder / "state.json", state)
+        self.resumed = len(self.lines)
+        self._file = open(folder / "read.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._file.writelines(json.dumps(line) + "\n" for line in self.lines)
+        self._pending: list[dict] = []
+
+    def append(self, line: dict, index: DuplicateIndex) -> None:
+        self._pending.append(line)
+        if len(self._pending) >= self.EVERY:
+            self.flush(index)
+
+    def flush(self, index: DuplicateIndex) -> None:
+        index.flush()  # the thumbnails first: a logged image's thumbnail is on disk
+        self._file.writelines(json.dumps(line) + "\n" for line in self._pending)
+        self._file.flush()
+        self._pending = []
+
+    def close(self) -> None:
+        self._file.close()
+
+
+WORK_DIR = ".audit-work"  # under the audit's folder while it runs (`ReadLog`)
+
+
 def audit_dataset(
-    dataset: Dataset, config: AuditConfig = AuditConfig(), progress: bool = False
+    dataset: Dataset,
+    config: AuditConfig = AuditConfig(),
+    progress: bool = False,
+    work: Path | None = None,
+    log=None,
 ) -> tuple[dict, list[Record]]:
     """Read every image once and return the audit and the readable records. Of each image only
     its size and what the duplicate search needs are kept (a thumbnail, on disk), so memory
-    does not grow with the size of the data set."""
+    does not grow with the size of the data set. With a `work` folder the pass over the images
+    is kept there as it goes (`ReadLog`): an interrupted audit goes on from where it stopped,
+    and the folder is removed when the audit is done."""
     records: list[Record] = []
     unreadable: list[Skipped] = []
     sizes: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="marrowdiff-audit-") as tmp:
-        index = DuplicateIndex(len(dataset.records), config.duplicates, folder=tmp)
-        for record, image, reason in dataset.iter_images(progress, whole=True):
-            if image is None:
-                unreadable.append(Skipped(record.path, reason))
-                continue
-            records.append(record)
-            sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
-            index.add(image)
+        folder = Path(work) if work is not None else Path(tmp)
+        read = ReadLog(folder, dataset, config)
+        index = DuplicateIndex(
+            len(dataset.records), config.duplicates, folder=folder, resume=read.resumed > 0
+        )
+        if read.resumed and log:
+            log(f"resuming the audit: {read.resumed} of {len(dataset.records)} images were read")
+        for record, line in zip(dataset.records, read.lines, strict=False):
+            if "reason" in line:
+                unreadable.append(Skipped(record.path, line["reason"]))
+            else:
+                records.append(record)
+                sizes[line["size"]] += 1
+                index.restore(bytes.fromhex(line["digest"]))
+        try:
+            for record, image, reason in dataset.iter_images(
+                progress, whole=True, start=read.resumed
+            ):
+                if image is None:
+                    unreadable.append(Skipped(record.path, reason))
+                    read.append({"reason": reason}, index)
+                    continue
+                records.append(record)
+                size, key = f"{image.shape[1]}x{image.shape[0]}", DuplicateIndex.digest(image)
+                sizes[size] += 1
+                index.add(image, key)
+                read.append({"size": size, "digest": key.hex()}, index)
+            read.flush(index)
+        finally:
+            read.close()
         pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress)
         del index  # the thumbnails' file is closed before its folder goes
+        if work is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     vocab = dataset.vocabulary
     by_group: dict[int, list] = {}
     members_of = group_pairs(len(records), pairs)
@@ -120,7 +202,7 @@ def run_audit(
     """Audit a data set and write audit.json, audit.html, audit.md and the contact sheets into
     `out`;
     `log` (if given) hears of every unreadable image."""
-    audit, _ = audit_dataset(dataset, config, progress)
+    audit, _ = audit_dataset(dataset, config, progress, Path(out) / WORK_DIR, log)
     names = {c.code: c.name for c in dataset.vocabulary.classes}
     write_audit(audit, dataset, out, names, config)
     for skipped in audit["skipped"]:

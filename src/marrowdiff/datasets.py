@@ -127,10 +127,23 @@ class Dataset:
         return f"{self.source}:{record.path}" if self.kind == "zip" else str(self.file_path(record))
 
     def iter_images(
-        self, progress: bool = False, desc: str = "reading images", whole: bool = False
+        self,
+        progress: bool = False,
+        desc: str = "reading images",
+        whole: bool = False,
+        start: int = 0,
     ) -> Iterator[tuple[Record, np.ndarray | None, str | None]]:
-        """Yield (record, image, None) or (record, None, reason) for every record, in order."""
-        for record in tqdm(self.records, desc=desc, disable=not progress, unit="img"):
+        """Yield (record, image, None) or (record, None, reason) for every record from `start`
+        on, in order."""
+        bar = tqdm(
+            self.records[start:],
+            desc=desc,
+            disable=not progress,
+            unit="img",
+            initial=start,
+            total=len(self.records),
+        )
+        for record in bar:
             try:
                 yield record, self.load(record, whole), None
             except ImageReadError as exc:

@@ -82,30 +82,50 @@ class DuplicateIndex:
     48 px grey thumbnail (uint8; in `folder` on disk when given, so memory does not grow with
     the number of images). `find` re-reads, through `load`, only the images it must verify."""
 
-    def __init__(self, n: int, config: DuplicateConfig = DuplicateConfig(), folder=None):
+    def __init__(
+        self, n: int, config: DuplicateConfig = DuplicateConfig(), folder=None, resume=False
+    ):
         s = config.coarse_size
         self.config, self.n = config, 0
         if folder is None:
             self.thumbs = np.empty((n, s, s), np.uint8)
-        else:
+        else:  # `resume`: the thumbnails of an interrupted run, to go on from (`restore`)
             path = Path(folder) / "thumbnails.npy"
-            self.thumbs = np.lib.format.open_memmap(path, "w+", np.uint8, (max(n, 1), s, s))
+            mode = "r+" if resume and path.is_file() else "w+"
+            self.thumbs = np.lib.format.open_memmap(path, mode, np.uint8, (max(n, 1), s, s))
         self._first: dict[bytes, int] = {}
         self.exact: list[tuple[int, int]] = []
 
-    def add(self, image: np.ndarray) -> int:
-        """Index the next image; returns its position."""
-        i, config = self.n, self.config
-        key = hashlib.sha256(repr(image.shape).encode() + image.tobytes()).digest()
+    @staticmethod
+    def digest(image: np.ndarray) -> bytes:
+        """The pixel digest that finds exact copies."""
+        return hashlib.sha256(repr(image.shape).encode() + image.tobytes()).digest()
+
+    def add(self, image: np.ndarray, key: bytes | None = None) -> int:
+        """Index the next image (`key`: its `digest`, if known); returns its position."""
+        config = self.config
+        grey = Image.fromarray(_square_grey(image, config.size))
+        small = grey.resize((config.coarse_size, config.coarse_size), Image.BILINEAR)
+        self.thumbs[self.n] = np.clip(np.rint(np.asarray(small)), 0, 255)
+        return self._count(key or self.digest(image))
+
+    def restore(self, key: bytes) -> int:
+        """Count the next image as indexed already: its thumbnail is in the resumed file."""
+        return self._count(key)
+
+    def _count(self, key: bytes) -> int:
+        i = self.n
         if key in self._first:
             self.exact.append((self._first[key], i))
         else:
             self._first[key] = i
-        grey = Image.fromarray(_square_grey(image, config.size))
-        small = grey.resize((config.coarse_size, config.coarse_size), Image.BILINEAR)
-        self.thumbs[i] = np.clip(np.rint(np.asarray(small)), 0, 255)
         self.n += 1
         return i
+
+    def flush(self) -> None:
+        """Thumbnails so far to disk (a resumed run finds them there)."""
+        if isinstance(self.thumbs, np.memmap):
+            self.thumbs.flush()
 
     def find(self, load, progress: bool = False) -> list[DuplicatePair]:
         """Every pair that shows the same cell; `load(i)` gives image i again, for the pairs
