@@ -113,3 +113,32 @@ def test_a_work_folder_of_another_listing_is_not_resumed(class_tree, tmp_path):
     said = []
     audit, _ = audit_dataset(open_dataset(class_tree), work=work, log=said.append)
     assert said == [] and audit["n_images"] == 24
+
+
+def test_an_audit_killed_in_the_duplicate_search_keeps_the_stages_it_finished(
+    with_duplicates, tmp_path, monkeypatch
+):
+    from marrowdiff.datasets import Dataset
+
+    dataset = open_dataset(with_duplicates)
+    n = len(dataset.records)
+    uninterrupted, _ = audit_dataset(dataset)
+    real, reads, armed = Dataset.load, [], [True]
+
+    def load(self, record, whole=False):
+        reads.append(record.path)
+        if armed[0] and len(reads) == n + 1:  # the first image the verification reads again
+            raise KeyboardInterrupt
+        return real(self, record, whole)
+
+    monkeypatch.setattr(Dataset, "load", load)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        audit_dataset(dataset, work=work)
+    assert {p.name for p in work.glob("*.npy")} == {"thumbnails.npy", "neighbours.npy",
+                                                   "candidates.npy"}  # fmt: skip
+    reads.clear()
+    armed[0] = False
+    resumed, _ = audit_dataset(dataset, work=work, log=lambda m: None)
+    assert len(reads) < n  # no image read for the pass or the first two stages again
+    assert resumed == uninterrupted and not work.exists()

@@ -133,7 +133,7 @@ def audit_dataset(
             read.flush(index)
         finally:
             read.close()
-        pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress)
+        pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress, work)
         del index  # the thumbnails' file is closed before its folder goes
         if work is not None:
             shutil.rmtree(folder, ignore_errors=True)

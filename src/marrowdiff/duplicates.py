@@ -127,20 +127,44 @@ class DuplicateIndex:
         if isinstance(self.thumbs, np.memmap):
             self.thumbs.flush()
 
-    def find(self, load, progress: bool = False) -> list[DuplicatePair]:
+    def find(self, load, progress: bool = False, work: Path | None = None) -> list[DuplicatePair]:
         """Every pair that shows the same cell; `load(i)` gives image i again, for the pairs
-        that pass the candidate stage."""
+        that pass the candidate stage. With a `work` folder each stage's result is kept there
+        when it is done, and taken from there by a resumed search."""
         config = self.config
         exact = set(self.exact)
-        neighbours = _neighbour_pairs(self.thumbs[: self.n], config, progress)
-        candidates = _coarse_pairs(self.thumbs[: self.n], neighbours, config, progress) - exact
+        thumbs = self.thumbs[: self.n]
+        neighbours = _stage(work, "neighbours", lambda: _neighbour_pairs(thumbs, config, progress))
+        candidates = _stage(
+            work,
+            "candidates",
+            lambda: np.array(
+                sorted(_coarse_pairs(thumbs, neighbours, config, progress) - exact), np.int32
+            ).reshape(-1, 2),
+        )
         band = _BandCache(load, config)
-        scores = _verified(sorted(candidates), band, config, progress)
+        candidates = [(int(a), int(b)) for a, b in candidates]
+        scores = _verified(candidates, band, config, progress)
         pairs = [DuplicatePair(a, b, 1.0, True) for a, b in sorted(exact)]
         for (a, b), score in sorted(scores.items()):
             if score >= config.threshold:
                 pairs.append(DuplicatePair(a, b, round(score, 4), False))
         return sorted(pairs, key=lambda p: (p.a, p.b))
+
+
+def _stage(work: Path | None, name: str, compute) -> np.ndarray:
+    """A search stage's array: from `work/name.npy` when a resumed search has it, else computed
+    (and kept there, written whole or not at all)."""
+    if work is None:
+        return compute()
+    path = Path(work) / f"{name}.npy"
+    if path.is_file():
+        return np.load(path)
+    result = compute()
+    part = path.with_name(f".{name}.part.npy")
+    np.save(part, result)
+    part.replace(path)
+    return result
 
 
 def _verified(
