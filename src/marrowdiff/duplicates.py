@@ -23,7 +23,7 @@ every one of 500 re-crops planted among 200,000 synthetic cells (bench/audit_sca
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +142,10 @@ class DuplicateIndex:
                 sorted(_coarse_pairs(thumbs, neighbours, config, progress) - exact), np.int32
             ).reshape(-1, 2),
         )
-        band = _BandCache(load, config)
+
+        def band(i: int) -> np.ndarray:  # image i band-passed at `size`, decoded again
+            return _band_pass(_square_grey(load(i), config.size), config.band)
+
         candidates = [(int(a), int(b)) for a, b in candidates]
         scores = _verified(candidates, band, config, progress)
         pairs = [DuplicatePair(a, b, 1.0, True) for a, b in sorted(exact)]
@@ -171,21 +174,32 @@ def _verified(
     candidates: list[tuple[int, int]], band, config: DuplicateConfig, progress: bool = False
 ) -> dict[tuple[int, int], float]:
     """(a, b) -> the best band-pass NCC of the centre window of either one anywhere in the
-    other. Each image is correlated with the windows of all its partners at once."""
+    other. Each image is correlated with the windows of all its partners at once. `band(i)`
+    decodes image i band-passed; each image is decoded twice: once for its centre window (kept
+    in a file on disk, so memory does not grow with the pairs), once to be searched."""
     partners: dict[int, list[int]] = {}
     for a, b in candidates:
         partners.setdefault(a, []).append(b)
         partners.setdefault(b, []).append(a)
     w = config.fine_window
     m = (config.size - w) // 2
+    needed = sorted(partners)
+    row = {x: k for k, x in enumerate(needed)}
     scores: dict[tuple[int, int], float] = {}
-    for x in tqdm(sorted(partners), disable=not progress, desc="verifying", unit="img"):
-        for start in range(0, len(partners[x]), 64):  # bounds the FFTs' memory
-            others = partners[x][start : start + 64]
-            templates = np.stack([band[p][m : m + w, m : m + w] for p in others])
-            for p, value in zip(others, _ncc_max(band[x], templates).tolist(), strict=True):
-                key = (min(x, p), max(x, p))
-                scores[key] = max(scores.get(key, 0.0), value)
+    with tempfile.TemporaryDirectory(prefix="marrowdiff-verify-") as tmp:
+        shape = (max(len(needed), 1), w, w)
+        windows = np.lib.format.open_memmap(Path(tmp) / "windows.npy", "w+", np.float64, shape)
+        for x in tqdm(needed, disable=not progress, desc="centre windows", unit="img"):
+            windows[row[x]] = band(x)[m : m + w, m : m + w]
+        for x in tqdm(needed, disable=not progress, desc="verifying", unit="img"):
+            image = band(x)
+            for start in range(0, len(partners[x]), 64):  # bounds the FFTs' memory
+                others = partners[x][start : start + 64]
+                templates = windows[[row[p] for p in others]]
+                for p, value in zip(others, _ncc_max(image, templates).tolist(), strict=True):
+                    key = (min(x, p), max(x, p))
+                    scores[key] = max(scores.get(key, 0.0), value)
+        del windows  # closed before its folder goes
     return scores
 
 
@@ -211,24 +225,6 @@ def _ncc_max(image: np.ndarray, templates: np.ndarray) -> np.ndarray:
     ncc = np.where(denominator > 1e-9, numerator / np.where(denominator > 1e-9, denominator, 1), 0)
     best = ncc.reshape(len(t), -1).max(axis=1)
     return np.where(t_norm / w > 1e-6, best, 0.0)  # a flat template matches nothing
-
-
-class _BandCache:
-    """Band-passed 96 px grey images by index, decoded on demand, the most recent kept."""
-
-    def __init__(self, load, config: DuplicateConfig, size: int = 2048):
-        self._load, self._config, self._size = load, config, size
-        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        if i in self._kept:
-            self._kept.move_to_end(i)
-            return self._kept[i]
-        grey = _square_grey(self._load(i), self._config.size)
-        self._kept[i] = out = _band_pass(grey, self._config.band)
-        if len(self._kept) > self._size:
-            self._kept.popitem(last=False)
-        return out
 
 
 def _spectra(windows: np.ndarray, band: int, chunk: int = 512) -> np.ndarray:
