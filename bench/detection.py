@@ -144,7 +144,6 @@ def case_estimates(case: list[tuple], classifier, tta: bool = False) -> tuple[np
     """One case's true shares (%) and each estimate's shares (%) over the counted classes; the
     report's (`report.estimate`, exactly as `count` computes it) also with its 95% interval."""
     vocabulary, classes = classifier.vocabulary, classifier.classes
-    counted = np.array([vocabulary.counted(c) for c in classes])
     truth = Counter(c.label for fields, _ in case for c in fields if not c.border)
     found = [c for _, cells in case for c in cells]
     headline = estimate(found, vocabulary, classifier.calibration(tta).interval_scale)
@@ -163,7 +162,6 @@ def case_estimates(case: list[tuple], classifier, tta: bool = False) -> tuple[np
         if not c.flag and c.label in codes:
             row[:] = 0
             row[codes.index(c.label)] = 1
-    assert counted.sum() == len(codes)
     return shares(truth), {
         "sure cells, by class": shares(sure),
         REPORT: headline["percent"],

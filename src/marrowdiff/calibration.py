@@ -17,6 +17,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from marrowdiff.estimate import effective_n, expected_counts, wilson
+
 # Unflagged validation cells should be right this often. Every cell is reviewed in the review
 # station anyway; the flag says which ones to look at first and which not to count unseen.
 TARGET_ACCURACY = 0.90
@@ -121,8 +123,6 @@ def fit_interval_scale(
     classes present and the cases, hold the validation share. The sampling error alone takes
     no account of the model's confusions (a stage it mistakes for its neighbour), which the
     true shares expose."""
-    from marrowdiff.estimate import effective_n, expected_counts, wilson
-
     rng = np.random.default_rng(seed)
     truth = np.bincount(labels, minlength=proba.shape[1]) / len(labels)
     present = truth > 0

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -66,7 +67,7 @@ class About:
     review: dict | None = None  # what review changed (`review_summary`)
     detection: dict | None = None  # detector precision and recall by the reviewers' verdicts
 
-    CASE_FIELDS = ("case", "patient", "stain", "operator")
+    CASE_FIELDS: ClassVar[tuple[str, ...]] = ("case", "patient", "stain", "operator")
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -12,6 +12,7 @@ in. Removing a user or changing a password ends that user's sessions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import sqlite3
@@ -100,8 +101,13 @@ class Accounts:
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
         self.hasher = PasswordHasher()
-        self._dummy = self.hasher.hash(secrets.token_hex(16))  # for unknown names: same time
         self._failures: dict[str, list[float]] = {}
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        """A hash to check an unknown name's password against: the refusal takes as long as a
+        wrong password's (made on the first login, not for `exist` or `users list`)."""
+        return self.hasher.hash(secrets.token_hex(16))
 
     @classmethod
     def exist(cls, data_dir: str | Path) -> bool:
