@@ -111,3 +111,34 @@ def test_an_index_on_disk_finds_the_same_pairs(rng, tmp_path):
         index.add(cell)
     assert (tmp_path / "thumbnails.npy").stat().st_size >= len(cells) * 48 * 48
     assert [(p.a, p.b) for p in index.find(cells.__getitem__)] == [(0, len(cells) - 1)]
+
+
+def test_search_stages_shared_between_processes_find_what_one_finds(rng, monkeypatch):
+    from dataclasses import replace
+
+    from marrowdiff import duplicates
+    from marrowdiff.duplicates import DuplicateConfig
+
+    if (
+        not hasattr(duplicates.os, "sched_getaffinity")
+        or len(duplicates.os.sched_getaffinity(0)) < 2
+    ):
+        pytest.skip("one core: verification never forks here")
+    cells = [synthetic_cell(rng, 72, radius=rng.uniform(12, 20)) for _ in range(40)]
+    for k in range(4):  # four re-crops, and every pair compared (many candidates, few found)
+        base = synthetic_cell(rng, 90)
+        cells[k], cells[20 + k] = recrop(base, 0, 0, 72), recrop(base, 3 * k - 4, 5 - k, 72)
+    every = {"exhaustive_below": 10**6, "coarse_threshold": -1.0, "prefilter_threshold": -1.0}
+    config = replace(DuplicateConfig(), **every)
+    alone = find_duplicates(cells, config)
+    stages = ("neighbours", "candidates", "verification")
+    monkeypatch.setattr(duplicates, "PARALLEL_FROM", dict.fromkeys(stages, 0))
+    monkeypatch.setattr(duplicates, "CHUNK", dict.fromkeys(stages, 3))  # out of order
+    shared = find_duplicates(cells, config)
+    assert shared == alone and {(p.a, p.b) for p in alone} == {(k, 20 + k) for k in range(4)}
+    # and the neighbour index's stage, shared the same way, on 80 patches in 5 blocks
+    config = replace(DuplicateConfig(), block=16)
+    monkeypatch.setattr(duplicates, "PARALLEL_FROM", dict.fromkeys(stages, 10**9))
+    alone = find_duplicates(cells * 2, config)
+    monkeypatch.setattr(duplicates, "PARALLEL_FROM", dict.fromkeys(stages, 0))
+    assert find_duplicates(cells * 2, config) == alone and len(alone) > 40  # copies and re-crops

@@ -47,3 +47,14 @@ def test_a_temporary_file_left_by_a_crash_is_removed_by_the_next_write(tmp_path)
     recent.write_text("half")
     write_text(tmp_path / "x.txt", "whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".x.txt.def456.part", "x.txt"]
+
+
+def test_json_is_written_as_it_is_encoded_and_reads_as_json_dumps_wrote_it(tmp_path):
+    # more than one 4,096-chunk batch, a tuple, nesting, floats, non-ASCII, None
+    data = {"labels": {f"{k % 10}/cell{k:05d}.jpg": "é" for k in range(3000)},
+            "folds": [{"train": [f"p{k}" for k in range(2000)], "val": ("a", "b")}],
+            "t": 0.1, "n": None, "nan": float("nan")}  # fmt: skip
+    path = write_json(tmp_path / "x.json", data)
+    expected = json.dumps({**data, "nan": None}, indent=2, ensure_ascii=False) + "\n"
+    assert path.read_bytes() == expected.encode("utf-8")
+    assert data["nan"] != data["nan"]  # the caller's data is not changed

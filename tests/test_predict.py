@@ -85,6 +85,21 @@ def test_predictions_over_a_split_decode_a_chunk_at_a_time(tiny_run):
     assert in_chunks(load, [], model.proba).shape == (0, len(model.classes))
 
 
+def test_a_long_prediction_shows_cells_done_their_rate_and_time_left(tiny_run, capsys):
+    from marrowdiff.predict import in_chunks, load_model
+    from marrowdiff.run import load_checkpoint
+
+    checkpoint = load_checkpoint(tiny_run)
+    dataset, paths = checkpoint.dataset(), checkpoint.splits().test
+    model = load_model(tiny_run)
+    quiet = in_chunks(dataset.load_paths, paths, model.proba, chunk=4)
+    assert capsys.readouterr().err == ""  # no bar unless asked (the CLI asks on a terminal)
+    shown = in_chunks(dataset.load_paths, paths, model.proba, chunk=4, progress=True, desc="test")
+    assert np.array_equal(shown, quiet)
+    bar = capsys.readouterr().err
+    assert "test: 100%" in bar and f"{len(paths)}/{len(paths)}" in bar and "cell/s" in bar
+
+
 def test_int8_ranges_come_from_an_even_sample_of_the_training_cells():
     from marrowdiff.export import calibration_sample
 

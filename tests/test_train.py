@@ -329,6 +329,37 @@ def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
     assert all(np.isfinite(row["train_loss"]) for row in final["history"])
 
 
+def test_compile_trains_the_same_weights_and_saves_a_plain_model(easy_data, tmp_path, monkeypatch):
+    import functools
+
+    from marrowdiff.distributed import Runtime
+
+    # the "eager" backend runs the traced graph op by op: the plumbing is tested (what is
+    # wrapped, what is saved), not the compiler, which needs a C++ toolchain and minutes
+    compiled = []
+    real = torch.compile
+
+    def eager(model, **kw):
+        compiled.append(model)
+        return real(model, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", functools.partial(eager))
+    quiet = lambda m: None  # noqa: E731
+    dataset = open_dataset(easy_data)
+    splits = splits_for_run(dataset, tmp_path / "plain", log=quiet)
+    fit(_config(1), dataset, splits, tmp_path / "plain", log=quiet)
+    assert not compiled
+    final = fit(_config(1), dataset, splits, tmp_path / "fast", log=quiet,
+                runtime=Runtime(compile=True))  # fmt: skip
+    assert len(compiled) == 1 and final["runtime"]["compile"] is True
+    plain = load_checkpoint(tmp_path / "plain").state["state_dict"]
+    fast = load_checkpoint(tmp_path / "fast").state["state_dict"]
+    assert list(fast) == list(plain)  # no "_orig_mod." prefixes: a plain model file
+    for name in plain:
+        torch.testing.assert_close(fast[name], plain[name], rtol=1e-5, atol=1e-6)
+    load_model(tmp_path / "fast")  # and it loads as any model does
+
+
 def test_a_config_file_lists_the_other_data_sets(easy_data, pbc_like, tmp_path, capsys):
     from marrowdiff.cli import main
 

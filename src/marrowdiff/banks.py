@@ -93,14 +93,18 @@ def make_bank(
         stream = "disk" if bank_bytes(len(paths), geometry) > MEMORY_BANK_LIMIT else "memory"
     if stream == "memory":
         return PatchBank(dataset.load_paths(paths), geometry)
-    by_path = {r.path: r for r in dataset.records}
-    missing = [p for p in paths if p not in by_path]
+    records, missing = [], []
+    for path in paths:
+        try:
+            records.append(dataset.record(path))
+        except KeyError:
+            missing.append(path)
     if missing:
         raise DatasetError(
             f"{len(missing)} split image(s) are not in {dataset.source}, e.g. {missing[:3]}; "
             "run `marrowdiff split` again"
         )
-    return DiskBank(dataset, [by_path[p] for p in paths], geometry)
+    return DiskBank(dataset, records, geometry)
 
 
 def concatenate(banks: list) -> PatchBank | DiskBank | ConcatBank:

@@ -193,7 +193,11 @@ def calibrate_modes(
 
 
 def calibrate_run(
-    run: str | Path, data: str | Path | None = None, target: float = TARGET_ACCURACY, log=print
+    run: str | Path,
+    data: str | Path | None = None,
+    target: float = TARGET_ACCURACY,
+    log=print,
+    progress: bool = False,
 ) -> dict:
     """Fit (or refit) a run's calibration on its validation split and store it in model.pt."""
     from marrowdiff.predict import TorchModel, in_chunks
@@ -214,7 +218,7 @@ def calibrate_run(
     def every_mode(images: list[np.ndarray]) -> np.ndarray:
         return np.stack([model.logits(images, tta) for tta in MODES.values()], axis=1)
 
-    stacked = in_chunks(dataset.load_paths, val, every_mode)  # (N, modes, C), bounded memory
+    stacked = in_chunks(dataset.load_paths, val, every_mode, progress=progress, desc="val")
     logits = {mode: stacked[:, k] for k, mode in enumerate(MODES)}
     calibration = calibrate_modes(logits, labels, target, log)
     checkpoint.with_state(calibration=calibration).save()

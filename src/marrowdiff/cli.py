@@ -422,6 +422,12 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
         help="mixed precision: bf16 autocast, or fp16 with a gradient scaler (auto: bf16 on "
         "CUDA GPUs that support it, else fp16 on CUDA, fp32 on CPUs); see docs/scaling.md",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile (needs a C++ compiler on CPUs, Triton on CUDA; pays "
+        "off on GPUs and long runs; the saved model is the same kind of file)",
+    )
 
 
 def _model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -652,7 +658,7 @@ def cmd_train(args) -> int:
     from marrowdiff.splits import splits_for_run
     from marrowdiff.train import fit
 
-    runtime = setup(args.device, args.precision)
+    runtime = setup(args.device, args.precision, compile=args.compile)
     try:
         dataset = open_dataset(args.data, args.vocab)
         config = _train_config(args)
@@ -697,6 +703,7 @@ def cmd_evaluate(args) -> int:
         log=_log,
         splits_file=args.splits,
         vocab=args.vocab,
+        progress=_progress(),
     )
     return 0
 
@@ -717,7 +724,7 @@ def cmd_experiment(args) -> int:
 def cmd_calibrate(args) -> int:
     from marrowdiff.calibration import calibrate_run
 
-    calibrate_run(args.run_dir, args.data, args.target_accuracy, log=_log)
+    calibrate_run(args.run_dir, args.data, args.target_accuracy, log=_log, progress=_progress())
     return 0
 
 
@@ -726,7 +733,9 @@ def cmd_classify(args) -> int:
 
     classifier = load_classifier(args.model.split(","), args.device)
     inputs = list_inputs(args.inputs)
-    cells = classify_to_csv(classifier, inputs, args.out, tta=args.tta, log=_log)
+    cells = classify_to_csv(
+        classifier, inputs, args.out, tta=args.tta, log=_log, progress=_progress()
+    )
     if cells is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     unsure = sum(c.flag == "unsure" for c in cells)
@@ -773,7 +782,7 @@ def _count(classifier, inputs, config, report_config, out: Path, model_name: str
 def cmd_export(args) -> int:
     from marrowdiff.export import export_onnx
 
-    path = export_onnx(args.model, args.onnx, int8=args.int8, data=args.data)
+    path = export_onnx(args.model, args.onnx, int8=args.int8, data=args.data, progress=_progress())
     print(f"ONNX model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.int8:
         _log(_quantisation_summary(path))

@@ -73,12 +73,13 @@ def classify_patches(
     batch: int = 256,
     log=print,
     thumbnails: bool = True,
+    progress: bool = False,
 ) -> list[Cell]:
     """One Cell per readable single-cell patch, classified `batch` at a time. Without
     thumbnails (a CSV needs none) memory stays flat however many patches there are."""
     cells: list[Cell] = []
     pending: list[tuple[str, np.ndarray]] = []
-    for item, image in read_inputs(inputs, log):
+    for item, image in read_inputs(inputs, log, progress):
         pending.append((item.name, image))
         if len(pending) >= batch:
             cells += classify_images(classifier, pending, tta, thumbnails)
@@ -137,12 +138,19 @@ def _in_input_order(parts: list[list], inputs: list[Input], name) -> list:
 
 
 def classify_to_csv(
-    classifier: Classifier, inputs: list[Input], out: Path, tta: bool = False, log=print
+    classifier: Classifier,
+    inputs: list[Input],
+    out: Path,
+    tta: bool = False,
+    log=print,
+    progress: bool = False,
 ) -> list[Cell] | None:
     """Classify single-cell patches into a CSV (path, class, probability, flag, p_<class>...);
     returns the cells (None on a torchrun rank other than 0, which writes nothing)."""
     parts = on_every_rank(
-        lambda mine: classify_patches(classifier, mine, tta=tta, log=log, thumbnails=False),
+        lambda mine: classify_patches(
+            classifier, mine, tta=tta, log=log, thumbnails=False, progress=progress
+        ),
         inputs,
     )
     if parts is None:

@@ -67,6 +67,7 @@ class Dataset:
     _zip: zipfile.ZipFile | None = field(default=None, repr=False)
     _zip_pid: int | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    _by_path: dict[str, Record] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -97,6 +98,13 @@ class Dataset:
                 digest.update((("\n" if k else "") + text).encode("utf-8", "surrogateescape"))
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
+
+    def record(self, path: str) -> Record:
+        """The record of a path of the data set (KeyError if it has none); the index is made
+        once, on first use, and kept (about 50 bytes per record)."""
+        if self._by_path is None:
+            self._by_path = {r.path: r for r in self.records}
+        return self._by_path[path]
 
     def read_bytes(self, record: Record) -> bytes:
         """The file's bytes; a file over MAX_FILE_BYTES is an ImageReadError, read no further
@@ -165,11 +173,10 @@ class Dataset:
     def load_paths(self, paths: list[str]) -> list[np.ndarray]:
         """The images of `paths`, in that order (the paths of a split); raises, naming some, if
         any is unreadable or not in the data set."""
-        by_path = {r.path: r for r in self.records}
         images, missing = [], []
         for path in paths:
             try:
-                images.append(self.load(by_path[path]))
+                images.append(self.load(self.record(path)))
             except (KeyError, ImageReadError):
                 missing.append(path)
         if missing:

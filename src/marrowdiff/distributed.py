@@ -36,6 +36,7 @@ class Runtime:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast; fp16 with a gradient scaler)
+    compile: bool = False  # train through torch.compile (the saved weights are the plain model's)
 
     @property
     def main(self) -> bool:
@@ -80,13 +81,15 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def setup(device: str = "auto", precision: str = "fp32", timeout_s: float = 600) -> Runtime:
+def setup(
+    device: str = "auto", precision: str = "fp32", timeout_s: float = 600, compile: bool = False
+) -> Runtime:
     """Join the process group when launched by torchrun; otherwise a one-process runtime."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     chosen = resolve_device(device, local_rank)
     mode = resolve_precision(precision, chosen)
     if not launched():
-        return Runtime(device=chosen, precision=mode)
+        return Runtime(device=chosen, precision=mode, compile=compile)
     if not dist.is_initialized():
         if chosen.type == "cuda":
             torch.cuda.set_device(chosen)
@@ -99,7 +102,7 @@ def setup(device: str = "auto", precision: str = "fp32", timeout_s: float = 600)
         # of their own: DDP's reducer issues its gradient all-reduces while backward runs, and
         # on one group the two streams could interleave differently on different ranks.
         _NORM_GROUP = dist.new_group(backend=dist.get_backend())
-    return Runtime(dist.get_rank(), dist.get_world_size(), local_rank, chosen, mode)
+    return Runtime(dist.get_rank(), dist.get_world_size(), local_rank, chosen, mode, compile)
 
 
 def teardown(runtime: Runtime) -> None:

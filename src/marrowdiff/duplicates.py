@@ -23,8 +23,9 @@ every one of 500 re-crops planted among 200,000 synthetic cells (bench/audit_sca
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,31 +177,122 @@ def _verified(
     """(a, b) -> the best band-pass NCC of the centre window of either one anywhere in the
     other. Each image is correlated with the windows of all its partners at once. `band(i)`
     decodes image i band-passed; each image is decoded twice: once for its centre window (kept
-    in a file on disk, so memory does not grow with the pairs), once to be searched."""
+    in a file on disk, so memory does not grow with the pairs), once to be searched. Both
+    passes are shared between one process per core (`_in_workers`) when there are many."""
     partners: dict[int, list[int]] = {}
     for a, b in candidates:
         partners.setdefault(a, []).append(b)
         partners.setdefault(b, []).append(a)
     w = config.fine_window
-    m = (config.size - w) // 2
     needed = sorted(partners)
     row = {x: k for k, x in enumerate(needed)}
     scores: dict[tuple[int, int], float] = {}
-    with tempfile.TemporaryDirectory(prefix="marrowdiff-verify-") as tmp:
-        shape = (max(len(needed), 1), w, w)
-        windows = np.lib.format.open_memmap(Path(tmp) / "windows.npy", "w+", np.float64, shape)
-        for x in tqdm(needed, disable=not progress, desc="centre windows", unit="img"):
-            windows[row[x]] = band(x)[m : m + w, m : m + w]
-        for x in tqdm(needed, disable=not progress, desc="verifying", unit="img"):
-            image = band(x)
-            for start in range(0, len(partners[x]), 64):  # bounds the FFTs' memory
-                others = partners[x][start : start + 64]
-                templates = windows[[row[p] for p in others]]
-                for p, value in zip(others, _ncc_max(image, templates).tolist(), strict=True):
-                    key = (min(x, p), max(x, p))
-                    scores[key] = max(scores.get(key, 0.0), value)
-        del windows  # closed before its folder goes
+    with tempfile.TemporaryFile(prefix="marrowdiff-verify-") as windows:
+        job = _Verification(band, partners, row, windows.fileno(), w, (config.size - w) // 2)
+        for _ in _in_workers(
+            "verification", job, _write_windows, needed, progress, "centre windows"
+        ):
+            pass
+        for part in _in_workers("verification", job, _search, needed, progress, "verifying"):
+            for key, value in part.items():  # a pair is scored from both ends: the best
+                scores[key] = max(scores.get(key, 0.0), value)
     return scores
+
+
+@dataclass(frozen=True)
+class _Verification:
+    band: object  # i -> image i band-passed
+    partners: dict[int, list[int]]
+    row: dict[int, int]  # image -> its row in the windows file
+    fd: int  # the windows file, (rows, w, w) float64, read and written with pread/pwrite
+    w: int
+    m: int  # offset of the centre window
+
+    def window(self, x: int) -> np.ndarray:
+        return self.band(x)[self.m : self.m + self.w, self.m : self.m + self.w]
+
+    def windows(self, rows: list[int]) -> np.ndarray:
+        """Rows of the windows file, read with pread: not mapped, so they stay in the page
+        cache, not in the process's memory (a memory map's pages count as the process's: 4 GB
+        of windows at 200,000 images)."""
+        size = 8 * self.w * self.w
+        return np.stack(
+            [np.frombuffer(os.pread(self.fd, size, r * size), np.float64) for r in rows]
+        ).reshape(len(rows), self.w, self.w)
+
+
+def _write_windows(job: _Verification, xs: list[int]) -> None:
+    size = 8 * job.w * job.w
+    for x in xs:
+        data = np.ascontiguousarray(job.window(x), np.float64).tobytes()
+        os.pwrite(job.fd, data, job.row[x] * size)
+
+
+def _search(job: _Verification, xs: list[int]) -> dict[tuple[int, int], float]:
+    scores: dict[tuple[int, int], float] = {}
+    for x in xs:
+        image = job.band(x)
+        for start in range(0, len(job.partners[x]), 64):  # bounds the FFTs' memory
+            others = job.partners[x][start : start + 64]
+            templates = job.windows([job.row[p] for p in others])
+            for p, value in zip(others, _ncc_max(image, templates).tolist(), strict=True):
+                key = (min(x, p), max(x, p))
+                scores[key] = max(scores.get(key, 0.0), value)
+    return scores
+
+
+# Items of each search stage below which it runs in this process (forking costs more), and
+# the items a worker takes at a time (progress is counted per chunk): blocks of patches for the
+# neighbours, images for the others.
+PARALLEL_FROM = {"neighbours": 8, "candidates": 4096, "verification": 2048}
+CHUNK = {"neighbours": 1, "candidates": 1024, "verification": 256}
+_JOB = None  # the stage's job, which forked workers inherit: closures do not pickle
+
+
+def _in_workers(
+    stage: str, job, fn, items: list[int], progress: bool, desc: str = "", unit: str = "img"
+):
+    """fn(job, chunk of items) over `items`, one forked process per core, each on one thread
+    (in this process below the stage's `PARALLEL_FROM` items, or on one core); yields each
+    chunk's result as it ends (in no set order: a stage combines them so that order does not
+    matter), under a progress bar of items done."""
+    global _JOB
+    size = CHUNK[stage]
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    with tqdm(total=len(items), disable=not progress, desc=desc or stage, unit=unit) as bar:
+        if cores < 2 or len(items) < PARALLEL_FROM[stage]:
+            for part in chunks:
+                yield fn(job, part)
+                bar.update(len(part))
+            return
+        import multiprocessing
+
+        _JOB = job
+        try:
+            context = multiprocessing.get_context("fork")
+            with context.Pool(cores, initializer=_one_thread) as pool:
+                for n, result in pool.imap_unordered(_call, [(fn, c) for c in chunks]):
+                    yield result
+                    bar.update(n)
+        finally:
+            _JOB = None
+
+
+def _one_thread() -> None:
+    """A worker's BLAS and faiss on one thread: the processes share the cores, not threads."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(1)
+
+
+def _call(task):
+    fn, part = task
+    return len(part), fn(_JOB, part)
 
 
 def _ncc_max(image: np.ndarray, templates: np.ndarray) -> np.ndarray:
@@ -264,32 +356,50 @@ def _neighbour_pairs(thumbs: np.ndarray, config: DuplicateConfig, progress: bool
     pca = PCA(dims, random_state=0).fit(_spectra(thumbs[sample, m : m + w, m : m + w], band))
     blocks = range(0, n, config.block)
 
-    def describe(windows: np.ndarray) -> np.ndarray:  # (B, w, w) -> (B, dims) float32
-        return np.ascontiguousarray(pca.transform(_spectra(windows, band)), dtype=np.float32)
+    job = _NeighbourSearch(thumbs, pca, None, config, min(n, config.neighbours + 1))
+    points = [job.describe(thumbs[i : i + config.block, m : m + w, m : m + w]) for i in blocks]
+    job = replace(job, index=_nearest_index(np.concatenate(points), exact=n < config.exact_below))
+    found = []
+    for part in _in_workers(
+        "neighbours", job, _block_neighbours, list(blocks), progress, unit="block"
+    ):
+        found += part
+    codes = np.unique(np.concatenate(found))
+    return np.stack([codes // n, codes % n], axis=1).astype(np.int32)
 
-    index = _nearest_index(
-        np.concatenate(
-            [describe(thumbs[i : i + config.block, m : m + w, m : m + w]) for i in blocks]
-        ),
-        exact=n < config.exact_below,
-    )
-    k = min(n, config.neighbours + 1)
-    offsets = range(0, s - w + 1, config.index_step)
-    found, mine = [], []
-    for start in tqdm(blocks, disable=not progress, desc="neighbours", unit="block"):
-        block = thumbs[start : start + config.block]
+
+@dataclass(frozen=True)
+class _NeighbourSearch:
+    thumbs: np.ndarray
+    pca: object
+    index: object  # faiss, of every patch's centre-window descriptor
+    config: DuplicateConfig
+    k: int  # neighbours asked for (one of them is the patch itself)
+
+    def describe(self, windows: np.ndarray) -> np.ndarray:  # (B, w, w) -> (B, dims) float32
+        spectra = _spectra(windows, self.config.index_band)
+        return np.ascontiguousarray(self.pca.transform(spectra), dtype=np.float32)
+
+
+def _block_neighbours(job: _NeighbourSearch, starts: list[int]) -> list[np.ndarray]:
+    """Pair codes a * n + b (a < b) of the neighbours of each block of patches."""
+    config, n, k = job.config, len(job.thumbs), job.k
+    w = config.index_window
+    offsets = range(0, config.coarse_size - w + 1, config.index_step)
+    found = []
+    for start in starts:
+        block = job.thumbs[start : start + config.block]
         owner = np.arange(start, start + len(block))
+        mine = []
         for dy in offsets:
             for dx in offsets:
-                _, near = index.search(describe(block[:, dy : dy + w, dx : dx + w]), k)
+                _, near = job.index.search(job.describe(block[:, dy : dy + w, dx : dx + w]), k)
                 a = np.repeat(owner, k)
                 b = near.ravel()
                 keep = (a != b) & (b >= 0)  # -1: fewer neighbours found
                 mine.append(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep])
         found.append(np.unique(np.concatenate(mine)))  # a pair found by several windows: once
-        mine = []
-    codes = np.unique(np.concatenate(found))
-    return np.stack([codes // n, codes % n], axis=1).astype(np.int32)
+    return found
 
 
 def _nearest_index(points: np.ndarray, exact: bool):
@@ -348,17 +458,38 @@ def _best_both_ways(
     starts = np.flatnonzero(np.r_[True, ends[1:, 0] != ends[:-1, 0]])
     stops = np.r_[starts[1:], len(ends)]
     values = np.empty(len(ends), np.float32)
-    for lo, hi in tqdm(
-        zip(starts, stops, strict=True), total=len(starts), disable=not progress, desc=desc
+    job = _Correlation(images, t, m, ends, starts, stops)
+    for part in _in_workers(
+        "candidates", job, _correlate, list(range(len(starts))), progress, desc
     ):
-        x, partners = int(ends[lo, 0]), ends[lo:hi, 1]
-        windows = sliding_window_view(images[x].astype(np.float32), (t, t))
-        rows = _unit_rows(windows.reshape(-1, t, t))  # every window of x: (W, t*t)
-        centres = _unit_rows(images[partners, m : m + t, m : m + t])  # (P, t*t)
-        values[lo:hi] = (centres @ rows.T).max(axis=1)
+        for lo, hi, best in part:
+            values[lo:hi] = best
     both = np.empty(len(ends), np.float32)
     both[order] = values  # back to [pairs as given; pairs reversed]
     return np.maximum(both[: len(pairs)], both[len(pairs) :])
+
+
+@dataclass(frozen=True)
+class _Correlation:
+    images: np.ndarray
+    t: int  # window side
+    m: int  # offset of the centre window
+    ends: np.ndarray  # (2P, 2) both ends of every pair, grouped by the first
+    starts: np.ndarray  # where each group of `ends` begins
+    stops: np.ndarray
+
+
+def _correlate(job: _Correlation, groups: list[int]) -> list[tuple[int, int, np.ndarray]]:
+    """(lo, hi, best NCC of each partner's centre window in image x) for each group of ends."""
+    t, m, out = job.t, job.m, []
+    for g in groups:
+        lo, hi = int(job.starts[g]), int(job.stops[g])
+        x, partners = int(job.ends[lo, 0]), job.ends[lo:hi, 1]
+        windows = sliding_window_view(job.images[x].astype(np.float32), (t, t))
+        rows = _unit_rows(windows.reshape(-1, t, t))  # every window of x: (W, t*t)
+        centres = _unit_rows(job.images[partners, m : m + t, m : m + t])  # (P, t*t)
+        out.append((lo, hi, (centres @ rows.T).max(axis=1)))
+    return out
 
 
 def components(n: int, edges: list[tuple[int, int]]) -> np.ndarray:

@@ -48,6 +48,7 @@ def evaluate_run(
     log=print,
     splits_file: Path | None = None,
     vocab: str | None = None,
+    progress: bool = False,
 ) -> dict:
     """Metrics of a run (or a dual-stage global + local runs) on its test (or val) split,
     written into `out` (default: the first run folder). With `splits_file`, on the test cells
@@ -88,7 +89,7 @@ def evaluate_run(
         base = global_.proba(images, tta)
         return np.concatenate([base, classifier.refine(base, images, tta)], axis=1)
 
-    out_both = in_chunks(dataset.load_paths, all_paths, both)  # bounded memory
+    out_both = in_chunks(dataset.load_paths, all_paths, both, progress=progress, desc=split)
     base_all, proba_all = np.split(out_both, 2, axis=1)
     fine = space.fine(labels)
     paths = [p for p, f in zip(all_paths, fine, strict=True) if f]

@@ -80,7 +80,11 @@ def export_graph(module: nn.Module, size: int, path: str | Path) -> None:
 
 
 def export_onnx(
-    model_path: str | Path, out: str | Path, int8: bool = False, data: str | Path | None = None
+    model_path: str | Path,
+    out: str | Path,
+    int8: bool = False,
+    data: str | Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write `out` (atomically) and check that ONNX Runtime loads it; returns its path. With
     `int8`, a quantised graph whose calibration cells come from the run's splits and data set
@@ -104,7 +108,7 @@ def export_onnx(
         proto = _described(onnx.load(str(raw)), meta, doc)
         if int8:
             write_bytes(raw, proto.SerializeToString())
-            proto = _quantised(checkpoint, raw, data, meta, doc + ", int8")
+            proto = _quantised(checkpoint, raw, data, meta, doc + ", int8", progress)
         write_bytes(out, proto.SerializeToString())
     OnnxModel(out)  # loads and reads back its metadata, or raises
     return Path(out)
@@ -141,7 +145,12 @@ def calibration_sample(paths: list[str], n: int = QUANT_CALIBRATION_CELLS) -> li
 
 
 def _quantised(
-    checkpoint: Checkpoint, float_path: Path, data: str | Path | None, meta: dict, doc: str
+    checkpoint: Checkpoint,
+    float_path: Path,
+    data: str | Path | None,
+    meta: dict,
+    doc: str,
+    progress: bool = False,
 ):
     """The int8 graph of the float one at `float_path`, calibrated on the run's training cells;
     its metadata adds "quantisation": how far it moved from the float graph on the run's
@@ -161,7 +170,7 @@ def _quantised(
     def both(images: list[np.ndarray]) -> np.ndarray:
         return np.stack([reference.proba(images), quantised.proba(images)], axis=1)
 
-    pq = in_chunks(dataset.load_paths, paths, both)  # bounded memory
+    pq = in_chunks(dataset.load_paths, paths, both, progress=progress, desc="checking int8")
     labels = [splits.labels[p] for p in paths]
     report = {
         "method": "onnxruntime static, QDQ, uint8 activations, int8 per-channel weights, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import itertools
 import json
 import math
 import os
@@ -69,22 +70,42 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """JSON has no NaN or infinity: an undefined figure is written as null. A path that is not
-    valid Unicode (a non-UTF-8 file name) is written as a JSON escape and reads back the same."""
-    text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    valid Unicode (a non-UTF-8 file name) is written as a JSON escape and reads back the same.
+    Encoded as it is written, so a large file (the splits of 200,000 images) is never held
+    whole in memory, nor copied: the text is json.dumps's, byte for byte."""
+    data = _finite(data)
     try:
-        text.encode("utf-8")
+        return _stream_json(path, data, ensure_ascii=False)
     except UnicodeEncodeError:
-        text = json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
-    return write_text(path, text)
+        return _stream_json(path, data, ensure_ascii=True)
+
+
+def _stream_json(path: str | Path, data: Any, ensure_ascii: bool) -> Path:
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=ensure_ascii, allow_nan=False)
+    with atomic_open(path, "wb") as fh:
+        pending: list[str] = []
+        for chunk in itertools.chain(encoder.iterencode(data), ["\n"]):
+            pending.append(chunk)
+            if len(pending) >= 4096:
+                fh.write("".join(pending).encode("utf-8"))  # strict: a lone surrogate raises
+                pending = []
+        fh.write("".join(pending).encode("utf-8"))
+    return Path(path)
 
 
 def _finite(data: Any) -> Any:
+    """`data` with every NaN and infinity as None; the containers that hold none are the
+    same objects, not copies."""
     if isinstance(data, float):
         return data if math.isfinite(data) else None
     if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
+        values = [_finite(v) for v in data.values()]
+        if all(a is b for a, b in zip(values, data.values(), strict=True)):
+            return data
+        return dict(zip(data, values, strict=True))
     if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
+        items = [_finite(v) for v in data]
+        return data if all(a is b for a, b in zip(items, data, strict=True)) else items
     return data
 
 

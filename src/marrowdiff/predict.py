@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.special import log_softmax
+from tqdm import tqdm
 
 from marrowdiff.calibration import Calibration, calibrations_from_dict
 from marrowdiff.classes import Vocabulary
@@ -283,8 +284,15 @@ def load_classifier(paths: list[str | Path], device: str = "cpu") -> Classifier:
 CHUNK = 1024
 
 
-def in_chunks(load, paths: list[str], fn, chunk: int = CHUNK) -> np.ndarray:
+def in_chunks(
+    load, paths: list[str], fn, chunk: int = CHUNK, progress: bool = False, desc: str = "cells"
+) -> np.ndarray:
     """fn(images) (an array with one row per image) over the images of `paths`, decoded
-    `chunk` at a time by `load(paths)`, rows in the order of `paths`."""
-    parts = [fn(load(paths[i : i + chunk])) for i in range(0, len(paths), chunk)]
+    `chunk` at a time by `load(paths)`, rows in the order of `paths`; with `progress`, a bar
+    of cells done, their rate and the time left."""
+    parts = []
+    with tqdm(total=len(paths), disable=not progress, desc=desc, unit="cell") as bar:
+        for i in range(0, len(paths), chunk):
+            parts.append(fn(load(paths[i : i + chunk])))
+            bar.update(min(chunk, len(paths) - i))
     return np.concatenate(parts) if parts else fn([])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from marrowdiff.datasets import junk_reason
 from marrowdiff.images import ImageReadError, decode_rgb, read_capped
@@ -59,9 +60,12 @@ def list_inputs(paths: list[str | Path]) -> list[Input]:
     return found
 
 
-def read_inputs(inputs: list[Input], log=print) -> Iterator[tuple[Input, np.ndarray]]:
-    """(input, RGB image) for each readable input; unreadable ones are logged and skipped."""
-    for item in inputs:
+def read_inputs(
+    inputs: list[Input], log=print, progress: bool = False
+) -> Iterator[tuple[Input, np.ndarray]]:
+    """(input, RGB image) for each readable input; unreadable ones are logged and skipped.
+    With `progress`, a bar of inputs read, their rate and the time left."""
+    for item in tqdm(inputs, disable=not progress, unit="img", leave=False):
         try:
             yield item, decode_rgb(item.read_bytes())
         except (ImageReadError, OSError, zipfile.BadZipFile) as error:

@@ -328,6 +328,10 @@ def make_learner(config: RunConfig, steps_per_epoch: int, runtime: Runtime) -> L
             device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
             broadcast_buffers=False,  # global batch norm keeps the buffers equal on all ranks
         )
+    if runtime.compile:
+        # Only the training steps run compiled; validation, the moving average and the saved
+        # weights use `model_without_ddp`, which shares the parameters.
+        model = torch.compile(model)
     optimizer = make_optimizer(model_without_ddp, tc)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, tc)
@@ -403,7 +407,7 @@ def fit(
     def validated(module: nn.Module) -> TorchModel:
         return TorchModel(module, norm, config.geometry, classes, dataset.vocabulary)
 
-    val_logits = _val_logits(val.bank)
+    val_logits = _val_logits(val.bank, progress and runtime.main)
 
     log(_plan(config, train, val, recipe, steps_per_epoch, runtime))
     for epoch in range(start_epoch, tc.epochs):
@@ -490,15 +494,22 @@ def _load_fold(
     return train, val
 
 
-def _val_logits(bank) -> Callable[[TorchModel, bool], np.ndarray]:
+def _val_logits(bank, progress: bool = False) -> Callable[[TorchModel, bool], np.ndarray]:
     """(model, tta) -> (N, C) logits of the bank's centre views: from windows cut once for a
-    bank in memory, chunk by chunk from disk."""
+    bank in memory, chunk by chunk from disk (with `progress`, under a bar)."""
     if isinstance(bank, PatchBank):
         windows = bank.centre().numpy()
         return lambda model, tta=False: model.window_logits(windows, tta)
 
     def logits(model: TorchModel, tta: bool = False) -> np.ndarray:
-        chunks = [model.window_logits(w, tta) for w in banks.centre_chunks(bank)]
+        chunks = []
+        bar = tqdm(
+            total=len(bank), disable=not progress, desc="validating", unit="cell", leave=False
+        )
+        with bar:
+            for windows in banks.centre_chunks(bank):
+                chunks.append(model.window_logits(windows, tta))
+                bar.update(len(windows))
         return np.concatenate(chunks) if chunks else np.empty((0, len(model.classes)))
 
     return logits
@@ -646,6 +657,7 @@ def _metadata(
             "processes": runtime.world,
             "device": runtime.device.type,
             "precision": runtime.precision,
+            "compile": runtime.compile,
         },
     }
 
