@@ -89,3 +89,16 @@ def test_misclassified_page_is_self_contained():
     assert page.count('class="card"') == 1 and "b&lt;.png" in page
     assert "1 of 2 cells misclassified" in page
     assert "data:image/jpeg;base64," in page and "http" not in page
+
+
+def test_the_misclassified_page_of_a_large_split_shows_the_most_confident_mistakes_only():
+    from marrowdiff.metrics import shown_mistakes
+
+    y_true = np.zeros(6, np.int64)
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.3, 0.7], [0.8, 0.2]])
+    assert shown_mistakes(y_true, proba, limit=2).tolist() == [3, 1]  # 0.9, then 0.8 sure
+    paths = [f"{k}.png" for k in range(6)]
+    images = {p: np.zeros((8, 8, 3), np.uint8) for p in ("3.png", "1.png")}  # only those
+    page = misclassified_html(paths, images, y_true, proba, ["X", "Y"], "t", limit=2)
+    assert page.count('class="card"') == 2
+    assert "4 of 6 cells misclassified; the 2 most confident are shown" in page

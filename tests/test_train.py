@@ -329,6 +329,7 @@ def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
     assert all(np.isfinite(row["train_loss"]) for row in final["history"])
 
 
+@pytest.mark.slow  # dynamo's first trace takes 10-20 s
 def test_compile_trains_the_same_weights_and_saves_a_plain_model(easy_data, tmp_path, monkeypatch):
     import functools
 

@@ -204,14 +204,16 @@ def calibrate_run(
     from marrowdiff.run import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(run)
-    splits = checkpoint.splits()
-    _, val = checkpoint.cells(splits)
-    if not val:
+    if checkpoint.fold == -1:
         raise CheckpointError(
             f"{checkpoint.path} was trained on all of train-validation (fold -1): no "
             "validation cells are left to calibrate on"
         )
     dataset = checkpoint.dataset(data)
+    splits = checkpoint.splits(dataset)
+    _, val = checkpoint.cells(splits)
+    if not val:
+        raise CheckpointError(f"{checkpoint.path}: no validation cells of its classes")
     model = TorchModel.from_checkpoint(checkpoint)
     labels = splits.label_indices(val, model.classes)
 

@@ -20,6 +20,7 @@ from marrowdiff.metrics import (
     invariance_figure,
     invariance_summary,
     misclassified_html,
+    shown_mistakes,
 )
 from marrowdiff.predict import Classifier, Model, TorchModel, in_chunks, load_model
 from marrowdiff.preprocess import centre_views, d4_numpy, shifted_views
@@ -67,8 +68,8 @@ def evaluate_run(
         if splits.fingerprint != dataset.fingerprint:
             raise SplitError(f"{splits_file} was made for another listing than {data}")
     else:
-        splits = checkpoint.splits()
         dataset = checkpoint.dataset(data)
+        splits = checkpoint.splits(dataset)
     global_ = TorchModel.from_checkpoint(checkpoint)
     classifier = Classifier(global_, [load_model(r) for r in runs[1:]])
     if split == "test":
@@ -110,7 +111,7 @@ def evaluate_run(
     title = f"{checkpoint.folder.name}: {split} accuracy {metrics['accuracy']:.3f}"
     cm = np.array(metrics["confusion_matrix"]["matrix"])
     save_image(out / f"confusion{suffix}.png", confusion_figure(cm, names, title))
-    wrong = [paths[i] for i in np.flatnonzero(proba.argmax(1) != y_true)]
+    wrong = [paths[i] for i in shown_mistakes(y_true, proba)]
     shown = dict(zip(wrong, dataset.load_paths(wrong), strict=True))  # only they are decoded
     write_text(
         out / f"misclassified{suffix}.html",

@@ -155,9 +155,9 @@ def _quantised(
     """The int8 graph of the float one at `float_path`, calibrated on the run's training cells;
     its metadata adds "quantisation": how far it moved from the float graph on the run's
     validation cells (training cells for a fold -1 run)."""
-    splits = checkpoint.splits()
-    train_paths, val_paths = checkpoint.cells(splits)  # a local model's: of its classes only
     dataset = checkpoint.dataset(data)
+    splits = checkpoint.splits(dataset)
+    train_paths, val_paths = checkpoint.cells(splits)  # a local model's: of its classes only
     reference = OnnxModel(float_path)
     sample = calibration_sample(train_paths)
     proto = quantize_int8(float_path, centre_views(dataset.load_paths(sample), reference.geometry))

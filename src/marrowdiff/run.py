@@ -158,15 +158,16 @@ class Checkpoint:
     def folder(self) -> Path:
         return self.path.parent
 
-    def splits(self) -> Splits:
-        """The splits the run was trained on, from the run folder."""
+    def splits(self, dataset: Dataset | None = None) -> Splits:
+        """The splits the run was trained on, from the run folder (with its `dataset`, sharing
+        the records' path strings)."""
         path = self.folder / Splits.FILE
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: the run's splits are missing; cannot find its training and "
                 "validation cells (keep the run folder from `marrowdiff train` whole)"
             )
-        return Splits.read(path)
+        return Splits.read(path, dataset)
 
     def dataset(self, data: str | Path | None = None) -> Dataset:
         """The data set it was trained on (or `data`, which must list the same files)."""
