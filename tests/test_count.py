@@ -50,6 +50,28 @@ def test_classify_writes_one_row_per_readable_patch(tiny_run, tmp_path, capsys):
     assert "skipped" in out and "broken.png" in out and "2 of 3 patches classified" in out
 
 
+def test_the_classify_csv_is_streamed_in_the_format_of_the_cells_it_held_before(tiny_run, tmp_path):
+    from marrowdiff.count import classify_patches, classify_to_csv
+    from marrowdiff.predict import load_classifier
+    from marrowdiff.report import cell_rows, write_csv
+    from marrowdiff.sources import list_inputs
+
+    rng = np.random.default_rng(5)
+    for k in range(7):
+        write_image(tmp_path / "in" / f"c{k}.png", synthetic_cell(rng, 48, radius=6 + 2 * k))
+    classifier = load_classifier([tiny_run])
+    inputs = list_inputs([tmp_path / "in"])
+    found = classify_to_csv(classifier, inputs, tmp_path / "new.csv", log=lambda m: None)
+    cells = classify_patches(classifier, inputs, thumbnails=False, log=lambda m: None)
+    rows = [{"path": r.pop("field")} | r for r in cell_rows(cells, classifier.classes)]
+    for row in rows:  # the rows as `classify` made them from whole Cells until now
+        del row["x"], row["y"]
+    write_csv(tmp_path / "old.csv", rows)
+    assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
+    assert len(found) == 7 and found.proba.shape == (7, len(classifier.classes))
+    assert found.unsure.sum() == sum(c.flag == "unsure" for c in cells)
+
+
 def test_count_makes_one_report_from_several_fields_with_either_backend(
     tiny_run, onnx_file, fields, tmp_path
 ):

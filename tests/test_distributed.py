@@ -121,6 +121,15 @@ def test_two_processes_count_exactly_what_one_does(tiny_run, tmp_path):
     for report in reports:
         report.pop("created")
     assert reports[0] == reports[1]
+    for k, patch in enumerate(patches[:9]):  # and `classify`: the same rows, in input order
+        write_image(tmp_path / "patches" / f"c{k}.png", patch)
+    args = ["classify", str(onnx), str(tmp_path / "patches"), "--out"]
+    one = run([sys.executable, "-m", "marrowdiff", *args, str(tmp_path / "one.csv")])
+    two = run([*TORCHRUN, "2", "-m", "marrowdiff", *args, str(tmp_path / "two.csv")])
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    paths = [line.split(",")[0] for line in (tmp_path / "two.csv").read_text().splitlines()[1:]]
+    assert [p.rsplit("/", 1)[1] for p in paths] == [f"c{k}.png" for k in range(9)]
 
 
 def _worker_pids(out: Path) -> dict[int, int]:

@@ -733,14 +733,14 @@ def cmd_classify(args) -> int:
 
     classifier = load_classifier(args.model.split(","), args.device)
     inputs = list_inputs(args.inputs)
-    cells = classify_to_csv(
+    found = classify_to_csv(
         classifier, inputs, args.out, tta=args.tta, log=_log, progress=_progress()
     )
-    if cells is None:  # another rank of a torchrun job: rank 0 writes
+    if found is None:  # another rank of a torchrun job: rank 0 writes
         return 0
-    unsure = sum(c.flag == "unsure" for c in cells)
-    print(f"{len(cells)} of {len(inputs)} patches classified ({unsure} unsure): {args.out}")
-    return 0 if cells or not inputs else 1
+    unsure = int(found.unsure.sum())
+    print(f"{len(found)} of {len(inputs)} patches classified ({unsure} unsure): {args.out}")
+    return 0 if len(found) or not inputs else 1
 
 
 def cmd_count(args) -> int:
