@@ -142,3 +142,24 @@ def test_search_stages_shared_between_processes_find_what_one_finds(rng, monkeyp
     alone = find_duplicates(cells * 2, config)
     monkeypatch.setattr(duplicates, "PARALLEL_FROM", dict.fromkeys(stages, 0))
     assert find_duplicates(cells * 2, config) == alone and len(alone) > 40  # copies and re-crops
+
+
+def _die(job, part):  # a worker killed mid-stage (out of memory, a kill -9)
+    import os
+
+    os._exit(9)
+
+
+def test_a_worker_that_dies_fails_the_stage_instead_of_hanging(monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from marrowdiff import duplicates
+
+    if (
+        not hasattr(duplicates.os, "sched_getaffinity")
+        or len(duplicates.os.sched_getaffinity(0)) < 2
+    ):
+        pytest.skip("one core: the stages never fork here")
+    monkeypatch.setattr(duplicates, "PARALLEL_FROM", {"verification": 0})
+    with pytest.raises(BrokenProcessPool):
+        list(duplicates._in_workers("verification", None, _die, list(range(600)), False))

@@ -4,7 +4,6 @@ whole microscope fields (`report.Cell`s); `classify_to_csv` and `count_to_report
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import numpy as np
 from PIL import Image
 
 from marrowdiff.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.fileio import atomic_open
 from marrowdiff.predict import Classifier
 from marrowdiff.ranks import on_every_rank
 from marrowdiff.report import (
@@ -20,6 +18,7 @@ from marrowdiff.report import (
     Cell,
     FieldImage,
     ReportConfig,
+    write_patch_csv,
     write_report,
 )
 from marrowdiff.sources import Input, read_inputs
@@ -194,15 +193,7 @@ def classify_to_csv(
     )
     rank = np.argsort([order[name] for name in found.names], kind="stable")
     found = Classified([found.names[i] for i in rank], found.proba[rank], found.unsure[rank])
-    with atomic_open(out, "w") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["path", "class", "probability", "flag", *(f"p_{k}" for k in classes)])
-        for name, p, u in zip(found.names, found.proba, found.unsure, strict=True):
-            k = int(p.argmax())
-            writer.writerow(
-                [name, classes[k], round(float(p[k]), 4), "unsure" if u else "",
-                 *(round(float(v), 4) for v in p)]
-            )  # fmt: skip
+    write_patch_csv(out, found.names, found.proba, found.unsure, classes)
     return found
 
 

@@ -267,15 +267,23 @@ def _in_workers(
                 bar.update(len(part))
             return
         import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         _JOB = job
+        context = multiprocessing.get_context("fork")
+        # a worker that dies (killed, out of memory) fails the stage (BrokenProcessPool), and
+        # a rerun of the audit resumes after the stages already kept
+        pool = ProcessPoolExecutor(cores, mp_context=context, initializer=_one_thread)
         try:
-            context = multiprocessing.get_context("fork")
-            with context.Pool(cores, initializer=_one_thread) as pool:
-                for n, result in pool.imap_unordered(_call, [(fn, c) for c in chunks]):
+            pending = {pool.submit(_call, fn, part) for part in chunks}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:  # each result is let go once it is yielded
+                    n, result = future.result()
                     yield result
                     bar.update(n)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             _JOB = None
 
 
@@ -290,8 +298,7 @@ def _one_thread() -> None:
         sys.modules["faiss"].omp_set_num_threads(1)
 
 
-def _call(task):
-    fn, part = task
+def _call(fn, part):
     return len(part), fn(_JOB, part)
 
 

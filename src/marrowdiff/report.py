@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from marrowdiff import __version__
 from marrowdiff.classes import Vocabulary, VocabularyError
 from marrowdiff.estimate import expected_counts
-from marrowdiff.fileio import write_json, write_text
+from marrowdiff.fileio import atomic_open, write_json, write_text
 from marrowdiff.images import jpeg_data_uri
 
 REPORT_FORMAT = "marrowdiff.report/1"
@@ -328,6 +328,22 @@ def cell_rows(cells: list[Cell], classes: list[str]) -> list[dict]:
             row |= {f"p_{k}": round(float(p), 4) for k, p in zip(classes, c.proba, strict=True)}
         rows.append(row)
     return rows
+
+
+def write_patch_csv(
+    path: Path, names: list[str], proba: np.ndarray, unsure: np.ndarray, classes: list[str]
+) -> None:
+    """`classify`'s CSV (path, class, probability, flag, p_<class>...: the columns and rounding
+    of `cell_rows` without x and y), written row by row, atomically."""
+    with atomic_open(path, "w") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["path", "class", "probability", "flag", *(f"p_{k}" for k in classes)])
+        for name, p, u in zip(names, proba, unsure, strict=True):
+            k = int(p.argmax())
+            writer.writerow(
+                [name, classes[k], round(float(p[k]), 4), "unsure" if u else "",
+                 *(round(float(v), 4) for v in p)]
+            )  # fmt: skip
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
