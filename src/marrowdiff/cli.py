@@ -21,6 +21,7 @@ from marrowdiff.classes import (
 from marrowdiff.config import PRESETS, DeviceError, RunConfig, TrainingError, load_config
 from marrowdiff.datasets import Dataset, DatasetError, open_dataset
 from marrowdiff.detect import DetectConfig
+from marrowdiff.duplicates import WorkerError
 from marrowdiff.fileio import write_text
 from marrowdiff.images import ImageReadError
 from marrowdiff.predict import ModelError, load_classifier, load_model
@@ -54,6 +55,7 @@ USER_ERRORS = (
     run.CheckpointError,
     ModelError,
     AccountError,
+    WorkerError,
 )
 
 

@@ -186,13 +186,13 @@ def classify_to_csv(
     if parts is None:
         return None
     order = {item.name: i for i, item in enumerate(inputs)}
+    names = [name for part in parts for name in part.names]
+    rank = np.argsort([order[name] for name in names], kind="stable")  # back to input order
     found = Classified(
-        [name for part in parts for name in part.names],
-        np.concatenate([part.proba for part in parts]),
-        np.concatenate([part.unsure for part in parts]),
+        [names[i] for i in rank],
+        np.concatenate([part.proba for part in parts])[rank],
+        np.concatenate([part.unsure for part in parts])[rank],
     )
-    rank = np.argsort([order[name] for name in found.names], kind="stable")
-    found = Classified([found.names[i] for i in rank], found.proba[rank], found.unsure[rank])
     write_patch_csv(out, found.names, found.proba, found.unsure, classes)
     return found
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,10 @@ class DuplicateConfig:
     # grey NCC at half the coarse scale a pair must reach before the coarse one: every pair of
     # the public archive and of PBC that reaches `coarse_threshold` scores 0.89 or more here
     prefilter_threshold: float = 0.80
+
+
+class WorkerError(RuntimeError):
+    """A worker process of the search died; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,7 @@ def _verified(
 
 @dataclass(frozen=True)
 class _Verification:
-    band: object  # i -> image i band-passed
+    band: Callable[[int], np.ndarray]  # i -> image i band-passed
     partners: dict[int, list[int]]
     row: dict[int, int]  # image -> its row in the windows file
     fd: int  # the windows file, (rows, w, w) float64, read and written with pread/pwrite
@@ -268,6 +273,7 @@ def _in_workers(
             return
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         _JOB = job
         context = multiprocessing.get_context("fork")
@@ -279,7 +285,14 @@ def _in_workers(
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:  # each result is let go once it is yielded
-                    n, result = future.result()
+                    try:
+                        n, result = future.result()
+                    except BrokenProcessPool:
+                        raise WorkerError(
+                            f"a worker process of the duplicate search ({stage}) died: out "
+                            "of memory, or killed; run the same command again, it goes on "
+                            "after the stages already done"
+                        ) from None
                     yield result
                     bar.update(n)
         finally:
@@ -363,9 +376,11 @@ def _neighbour_pairs(thumbs: np.ndarray, config: DuplicateConfig, progress: bool
     pca = PCA(dims, random_state=0).fit(_spectra(thumbs[sample, m : m + w, m : m + w], band))
     blocks = range(0, n, config.block)
 
-    job = _NeighbourSearch(thumbs, pca, None, config, min(n, config.neighbours + 1))
-    points = [job.describe(thumbs[i : i + config.block, m : m + w, m : m + w]) for i in blocks]
-    job = replace(job, index=_nearest_index(np.concatenate(points), exact=n < config.exact_below))
+    points = [
+        _describe(pca, thumbs[i : i + config.block, m : m + w, m : m + w], band) for i in blocks
+    ]
+    index = _nearest_index(np.concatenate(points), exact=n < config.exact_below)
+    job = _NeighbourSearch(thumbs, pca, index, config, min(n, config.neighbours + 1))
     found = []
     for part in _in_workers(
         "neighbours", job, _block_neighbours, list(blocks), progress, unit="block"
@@ -383,9 +398,13 @@ class _NeighbourSearch:
     config: DuplicateConfig
     k: int  # neighbours asked for (one of them is the patch itself)
 
-    def describe(self, windows: np.ndarray) -> np.ndarray:  # (B, w, w) -> (B, dims) float32
-        spectra = _spectra(windows, self.config.index_band)
-        return np.ascontiguousarray(self.pca.transform(spectra), dtype=np.float32)
+    def describe(self, windows: np.ndarray) -> np.ndarray:
+        return _describe(self.pca, windows, self.config.index_band)
+
+
+def _describe(pca, windows: np.ndarray, band: int) -> np.ndarray:
+    """(B, w, w) windows -> (B, dims) float32 descriptors: the PCA of their spectra."""
+    return np.ascontiguousarray(pca.transform(_spectra(windows, band)), dtype=np.float32)
 
 
 def _block_neighbours(job: _NeighbourSearch, starts: list[int]) -> list[np.ndarray]:
