@@ -17,10 +17,10 @@ import numpy as np
 from detection import REPORT, case_estimates, model_on_split_args, split_records
 from scipy.optimize import minimize
 
-from marrowdiff.count import CountConfig, count_field
-from marrowdiff.detect import DetectConfig
-from marrowdiff.predict import load_classifier
-from marrowdiff.smear import FieldConfig, make_field
+from marrowdiff.counting.count import CountConfig, count_field
+from marrowdiff.counting.detect import DetectConfig
+from marrowdiff.inference.predict import load_classifier
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 
 def on_simplex(m: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -2,12 +2,12 @@
 
     python bench/audit_scale.py --cells 200000 --planted 500 --data runs/bench-200k
 
-writes the set once (JPEG files in a class-folder tree, `marrowdiff.synthetic`; re-used when it
-is there), then runs `marrowdiff audit` and `marrowdiff split` on it as a user would, each in its
-own process, and prints their wall time, peak memory (max RSS) and whether every planted re-crop
-was found (and how many groups were found that were not planted). A planted re-crop is one cell
-written twice: centred, and re-cropped 2-8 px away and re-encoded, half of them under another
-class. Figures: docs/BENCHMARKS.md ("The data stage").
+writes the set once (JPEG files in a class-folder tree, `marrowdiff.synthetic.cells`; re-used when
+it is there), then runs `marrowdiff audit` and `marrowdiff split` on it as a user would, each in its
+own process, and prints their wall time, peak memory (max RSS) and whether every planted re-crop was
+found (and how many groups were found that were not planted). A planted re-crop is one cell written
+twice: centred, and re-cropped 2-8 px away and re-encoded, half of them under another class.
+Figures: docs/BENCHMARKS.md ("The data stage").
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marrowdiff.synthetic import recrop, synthetic_cell
+from marrowdiff.synthetic.cells import recrop, synthetic_cell
 
 SIZE = 64  # px: a small patch keeps generation and decoding quick; the audit works at 96 px
 

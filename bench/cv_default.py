@@ -18,18 +18,18 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from marrowdiff.choi2017 import LOCAL_PAIR
 from marrowdiff.config import load_config
-from marrowdiff.datasets import open_dataset
-from marrowdiff.evaluate import evaluate_run
-from marrowdiff.metrics import HEADLINE as KEYS
-from marrowdiff.splits import SplitConfig, Splits, splits_for_run
-from marrowdiff.train import Source, fit
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.data.splits import SplitConfig, Splits
+from marrowdiff.evaluation.metrics import HEADLINE as KEYS
+from marrowdiff.pipeline.holdout import split_fit_evaluate
+from marrowdiff.pipeline.table1 import LOCAL_PAIR
+from marrowdiff.training.cells import Source
+from marrowdiff.training.train import FitOptions
 
 
 def main() -> None:
@@ -55,35 +55,25 @@ def main() -> None:
         also = (Source(extra, Splits.read(args.also_splits), args.also_weight),)
     names = ("plain", "tta") if args.no_dual else ("plain", "tta", "dual_tta")
     config = load_config(args.config, train__fold=-1, train__epochs=args.epochs)
+    options = FitOptions(also=also, init=args.init)
     rows = []
     began = time.time()
     for k in map(int, args.folds.split(",")):
         fold_began = time.time()
-        fold_dir = args.out / f"test-fold-{k}"
-        splits = splits_for_run(dataset, fold_dir, config=SplitConfig(test_fold=k), log=quiet)
-        fit(
-            config,
+        held = split_fit_evaluate(
             dataset,
-            splits,
-            fold_dir / "global",
-            resume=True,
+            args.out / f"test-fold-{k}",
+            config,
+            SplitConfig(test_fold=k),
+            options,
+            name="global",
+            modes=("plain", "tta"),
+            local_pair=None if args.no_dual else LOCAL_PAIR,
             log=quiet,
-            also=also,
-            init=args.init,
         )
-        trained = time.time() - fold_began
-        row = {"fold": k, "train_seconds": round(trained, 1)}
-        row["plain"] = evaluate_run([fold_dir / "global"], log=quiet)
-        row["tta"] = evaluate_run([fold_dir / "global"], tta=True, out=fold_dir / "tta", log=quiet)
-        if not args.no_dual:
-            local = replace(config, train=replace(config.train, classes=LOCAL_PAIR))
-            fit(local, dataset, splits, fold_dir / "local", resume=True, log=quiet)
-            row["dual_tta"] = evaluate_run(
-                [fold_dir / "global", fold_dir / "local"],
-                tta=True,
-                out=fold_dir / "dual",
-                log=quiet,
-            )
+        row = {"fold": k, **held.metrics}
+        if held.dual is not None:
+            row["dual_tta"] = held.dual
         row["seconds"] = round(time.time() - fold_began, 1)
         rows.append(row)
         print(
@@ -113,7 +103,6 @@ def main() -> None:
         {
             "fold": r["fold"],
             "seconds": r["seconds"],
-            "train_seconds": r["train_seconds"],
             **{name: {k: r[name][k] for k in KEYS} for name in names},
         }
         for r in rows

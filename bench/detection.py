@@ -25,15 +25,15 @@ from collections import Counter
 
 import numpy as np
 
-from marrowdiff.boxes import score_detection
-from marrowdiff.count import CountConfig, count_field
-from marrowdiff.datasets import open_dataset
-from marrowdiff.detect import DetectConfig, detect
+from marrowdiff.counting.count import CountConfig, count_field
+from marrowdiff.counting.detect import DetectConfig, detect
+from marrowdiff.counting.report import estimate
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.data.splits import Splits
 from marrowdiff.estimate import expected_counts
-from marrowdiff.predict import load_classifier
-from marrowdiff.report import estimate
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.splits import Splits
+from marrowdiff.evaluation.detection import score_detection
+from marrowdiff.inference.predict import load_classifier
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 
 def main() -> None:

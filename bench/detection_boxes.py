@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from marrowdiff.boxes import evaluate_on_boxes, read_boxes
-from marrowdiff.detect import DetectConfig
+from marrowdiff.counting.detect import DetectConfig
+from marrowdiff.evaluation.detection import evaluate_on_boxes, read_boxes
 
 
 def main() -> None:

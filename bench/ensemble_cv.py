@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marrowdiff.metrics import classification_metrics
-from marrowdiff.predict import load_model
+from marrowdiff.evaluation.metrics import classification_metrics
+from marrowdiff.inference.predict import load_model
 from marrowdiff.run import load_checkpoint
 
 

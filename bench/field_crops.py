@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from detection import model_on_split_args, split_records
 
-from marrowdiff.detect import DetectConfig, crop, detect
-from marrowdiff.predict import load_classifier
-from marrowdiff.smear import FieldConfig, make_field
+from marrowdiff.counting.detect import DetectConfig, crop, detect
+from marrowdiff.inference.predict import load_classifier
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 
 def main() -> None:

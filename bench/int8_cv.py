@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from marrowdiff.datasets import open_dataset
-from marrowdiff.export import export_onnx
-from marrowdiff.predict import load_model
-from marrowdiff.splits import Splits
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.data.splits import Splits
+from marrowdiff.inference.export import export_onnx
+from marrowdiff.inference.predict import load_model
 
 
 def scores(model, images: list[np.ndarray], truth: np.ndarray, tta: bool) -> tuple:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from marrowdiff.config import PRESETS
-from marrowdiff.datasets import open_dataset
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.inference.predict import load_model
 from marrowdiff.models import build_model
-from marrowdiff.predict import load_model
+from marrowdiff.normalisation import normalise
 from marrowdiff.preprocess import centre_views
-from marrowdiff.transforms import normalise
 
 
 def train_rate(precision: str, steps: int = 6, compiled: bool = False) -> tuple[float, float]:

@@ -29,15 +29,15 @@ import torch
 from PIL import Image
 
 from marrowdiff.config import PRESETS
-from marrowdiff.count import CountConfig, count_field
-from marrowdiff.datasets import open_dataset
-from marrowdiff.export import Deployable, export_graph, export_onnx
+from marrowdiff.counting.count import CountConfig, count_field
+from marrowdiff.counting.report import About, ReportConfig, write_report
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.inference.export import Deployable, export_graph, export_onnx
+from marrowdiff.inference.predict import Classifier, load_model
 from marrowdiff.models import build_model
-from marrowdiff.predict import Classifier, load_model
+from marrowdiff.normalisation import Normalisation
 from marrowdiff.preprocess import centre_views
-from marrowdiff.report import About, ReportConfig, write_report
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.transforms import Normalisation
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 
 def best_rate(fn, n: int, repeats: int = 3) -> float:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marrowdiff.smear import FieldConfig
-from marrowdiff.synthetic import recrop, synthetic_cell
+from marrowdiff.synthetic.cells import recrop, synthetic_cell
+from marrowdiff.synthetic.fields import FieldConfig
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_ARCHIVE = Path(
@@ -115,9 +115,9 @@ def tiny_config(epochs: int, **overrides):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A trained, calibrated run folder of a tiny model (seconds to train, shared by tests)."""
-    from marrowdiff.datasets import open_dataset
-    from marrowdiff.splits import splits_for_run
-    from marrowdiff.train import fit
+    from marrowdiff.data.datasets import open_dataset
+    from marrowdiff.data.splits import splits_for_run
+    from marrowdiff.training.train import fit
 
     rng = np.random.default_rng(11)
     root = tmp_path_factory.mktemp("tiny")
@@ -133,9 +133,9 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_local_run(tiny_run):
     """A local model of two of the tiny run's classes, on the same splits (a dual-stage set)."""
+    from marrowdiff.data.splits import Splits
     from marrowdiff.run import load_checkpoint
-    from marrowdiff.splits import Splits
-    from marrowdiff.train import fit
+    from marrowdiff.training.train import fit
 
     dataset = load_checkpoint(tiny_run).dataset()
     config = tiny_config(2, train__classes=("myeloblast", "segmented_neutrophil"))  # "4", "9"
@@ -146,6 +146,6 @@ def tiny_local_run(tiny_run):
 @pytest.fixture(scope="session")
 def onnx_file(tiny_run, tmp_path_factory):
     """The tiny run exported to ONNX."""
-    from marrowdiff.export import export_onnx
+    from marrowdiff.inference.export import export_onnx
 
     return export_onnx(tiny_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")

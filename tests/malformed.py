@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.synthetic.cells import synthetic_cell
 
 from .conftest import encode
 

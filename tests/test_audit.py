@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from marrowdiff.audit import audit_dataset, read_audit, write_audit
-from marrowdiff.datasets import DatasetError, open_dataset
+from marrowdiff.data.audit import audit_dataset, read_audit, write_audit
+from marrowdiff.data.datasets import DatasetError, open_dataset
 
 
 def test_audit_finds_conflicts_and_same_label_duplicates(with_duplicates, tmp_path):
@@ -74,8 +74,8 @@ def test_an_audit_reads_back_as_written(with_duplicates, tmp_path):
 
 
 def test_an_interrupted_audit_goes_on_from_where_it_stopped(with_duplicates, tmp_path, monkeypatch):
-    from marrowdiff.audit import ReadLog
-    from marrowdiff.datasets import Dataset
+    from marrowdiff.data.audit import ReadLog
+    from marrowdiff.data.datasets import Dataset
 
     monkeypatch.setattr(ReadLog, "EVERY", 4)
     dataset = open_dataset(with_duplicates)
@@ -118,7 +118,7 @@ def test_a_work_folder_of_another_listing_is_not_resumed(class_tree, tmp_path):
 def test_an_audit_killed_in_the_duplicate_search_keeps_the_stages_it_finished(
     with_duplicates, tmp_path, monkeypatch
 ):
-    from marrowdiff.datasets import Dataset
+    from marrowdiff.data.datasets import Dataset
 
     dataset = open_dataset(with_duplicates)
     n = len(dataset.records)

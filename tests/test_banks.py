@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from marrowdiff import banks
-from marrowdiff.datasets import open_dataset
+from marrowdiff.data.datasets import open_dataset
 from marrowdiff.preprocess import Geometry
-from marrowdiff.transforms import PatchBank
+from marrowdiff.training import banks
+from marrowdiff.training.transforms import PatchBank
 
 GEOMETRY = Geometry(input_size=32, field=0.8, max_shift=1 / 8, white_balance=True)
 
@@ -66,8 +66,8 @@ def test_training_from_disk_ends_with_the_same_weights_as_from_memory(class_tree
     from dataclasses import replace
 
     from marrowdiff.config import load_config
-    from marrowdiff.splits import splits_for_run
-    from marrowdiff.train import fit
+    from marrowdiff.data.splits import splits_for_run
+    from marrowdiff.training.train import FitOptions, fit
 
     config = load_config("quick", train__epochs=1)
     config = replace(
@@ -78,8 +78,10 @@ def test_training_from_disk_ends_with_the_same_weights_as_from_memory(class_tree
     quiet = lambda m: None  # noqa: E731
     data = open_dataset(class_tree)
     splits = splits_for_run(data, tmp_path / "memory", log=quiet)
-    memory = fit(config, data, splits, tmp_path / "memory", log=quiet, stream="memory")
-    disk = fit(config, data, splits, tmp_path / "disk", log=quiet, stream="disk", workers=1)
+    memory = fit(config, data, splits, tmp_path / "memory", FitOptions(stream="memory"), log=quiet)
+    disk = fit(
+        config, data, splits, tmp_path / "disk", FitOptions(stream="disk", workers=1), log=quiet
+    )
     assert disk["runtime"]["images"] == "disk" and memory["runtime"]["images"] == "memory"
     for key, value in memory["state_dict"].items():
         assert torch.equal(value, disk["state_dict"][key]), key

@@ -3,9 +3,15 @@
 import numpy as np
 import pytest
 
-from marrowdiff.boxes import TrueCell, evaluate_on_boxes, match, read_boxes, score_detection
-from marrowdiff.detect import DetectConfig
-from marrowdiff.smear import make_field
+from marrowdiff.counting.detect import DetectConfig
+from marrowdiff.evaluation.detection import (
+    TrueCell,
+    evaluate_on_boxes,
+    match,
+    read_boxes,
+    score_detection,
+)
+from marrowdiff.synthetic.fields import make_field
 
 from .conftest import SMALL_FIELD
 

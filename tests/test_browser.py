@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from marrowdiff.count import CountConfig
-from marrowdiff.detect import DetectConfig
-from marrowdiff.predict import load_classifier
+from marrowdiff.counting.count import CountConfig
+from marrowdiff.counting.detect import DetectConfig
+from marrowdiff.inference.predict import load_classifier
 from marrowdiff.web.accounts import Accounts
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import ReviewStation

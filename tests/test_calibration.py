@@ -67,8 +67,8 @@ def test_calibrate_command_refits_and_stores(tiny_run, tmp_path, capsys):
 
     from marrowdiff import run as runs
     from marrowdiff.cli import main
-    from marrowdiff.predict import load_model
-    from marrowdiff.splits import Splits
+    from marrowdiff.data.splits import Splits
+    from marrowdiff.inference.predict import load_model
 
     run = tmp_path / "run"  # a copy: the shared run keeps its calibration
     run.mkdir()

@@ -95,11 +95,31 @@ def test_vocab_init_and_show(tmp_path, cells, capsys):
     )
 
 
-def test_the_help_names_every_registered_model():
-    from marrowdiff.cli import MODEL_NAMES
+def _subcommands(parser) -> set[str]:
+    import argparse
+
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+def test_each_command_is_declared_by_the_stage_the_dispatch_table_names():
+    from marrowdiff.cli import COMMANDS, build_parser
+
+    assert _subcommands(build_parser()) == set(COMMANDS)
+    for command in COMMANDS:  # only that stage is registered, and it declares the command
+        assert command in _subcommands(build_parser(command))
+        assert _subcommands(build_parser(command)) < set(COMMANDS)
+
+
+def test_train_takes_every_registered_model_and_refuses_others(capsys):
+    from marrowdiff.cli import build_parser
     from marrowdiff.models import MODELS
 
-    assert set(MODEL_NAMES.split(", ")) == set(MODELS)
+    for name in MODELS:
+        assert build_parser("train").parse_args(["train", "d", "--out", "o", "--model", name])
+    with pytest.raises(SystemExit):
+        build_parser("train").parse_args(["train", "d", "--out", "o", "--model", "resnet"])
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
 
 
 def test_counting_with_an_onnx_model_never_imports_pytorch():
@@ -107,7 +127,8 @@ def test_counting_with_an_onnx_model_never_imports_pytorch():
     import sys
 
     code = (
-        "import sys; from marrowdiff import cli, predict, count, report; "
+        "import sys, marrowdiff.cli; "
+        "[marrowdiff.cli.build_parser(c) for c in ('count', 'classify', 'data', 'audit')]; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -151,7 +172,7 @@ def test_a_file_name_that_is_not_utf8_is_audited_and_split(class_tree, tmp_path,
 
 
 def test_a_wrong_class_option_is_refused_before_any_work(tiny_run, tmp_path, capsys, monkeypatch):
-    import marrowdiff.count as count
+    import marrowdiff.counting.count as count
     from marrowdiff.cli import main
 
     monkeypatch.setattr(count, "count_fields", lambda *a, **k: pytest.fail("counted anyway"))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from marrowdiff.cli import main
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.synthetic.cells import synthetic_cell
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 from .conftest import TINY_CLASSES, write_image
 
@@ -51,10 +51,10 @@ def test_classify_writes_one_row_per_readable_patch(tiny_run, tmp_path, capsys):
 
 
 def test_the_classify_csv_is_streamed_in_the_format_of_the_cells_it_held_before(tiny_run, tmp_path):
-    from marrowdiff.count import classify_patches, classify_to_csv
-    from marrowdiff.predict import load_classifier
-    from marrowdiff.report import cell_rows, write_csv
-    from marrowdiff.sources import list_inputs
+    from marrowdiff.counting.count import classify_patches, classify_to_csv
+    from marrowdiff.counting.report import cell_rows, write_csv
+    from marrowdiff.data.sources import list_inputs
+    from marrowdiff.inference.predict import load_classifier
 
     rng = np.random.default_rng(5)
     for k in range(7):
@@ -134,7 +134,7 @@ def test_count_fails_when_no_input_was_readable(tiny_run, tmp_path, capsys):
 
 
 def test_a_report_names_the_exact_model_that_made_it(tiny_run, onnx_file, tmp_path):
-    from marrowdiff.predict import load_classifier
+    from marrowdiff.inference.predict import load_classifier
     from marrowdiff.run import load_checkpoint
 
     torch_sha = load_checkpoint(tiny_run).state["weights_sha256"]

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from marrowdiff.boxes import score_detection
-from marrowdiff.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.smear import make_field
+from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
+from marrowdiff.evaluation.detection import score_detection
+from marrowdiff.synthetic.fields import make_field
 
 from .conftest import SMALL_FIELD
 
@@ -42,7 +42,7 @@ def test_a_cell_cut_by_the_border_is_marked(patches):
 
 def test_an_empty_smear_has_no_cells():
     rng = np.random.default_rng(0)
-    from marrowdiff.smear import smear_background
+    from marrowdiff.synthetic.fields import smear_background
 
     background = smear_background(rng, 400, 500, red_cells=60, radius=55).astype(np.uint8)
     assert detect(background, DetectConfig(cell_diameter=90)) == []

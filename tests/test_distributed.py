@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from marrowdiff.export import export_onnx
+from marrowdiff.inference.export import export_onnx
 from marrowdiff.run import MODEL
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.synthetic.cells import synthetic_cell
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 from .conftest import TINY_CLASSES, write_image
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marrowdiff.duplicates import DuplicatePair, find_duplicates, group_pairs
-from marrowdiff.synthetic import recrop, synthetic_cell
+from marrowdiff.data.duplicates import DuplicatePair, find_duplicates, group_pairs
+from marrowdiff.synthetic.cells import recrop, synthetic_cell
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_group_pairs_joins_chains():
 def test_all_templates_at_once_score_as_skimage_match_template(rng):
     from skimage.feature import match_template
 
-    from marrowdiff.duplicates import _ncc_max
+    from marrowdiff.data.duplicates import _ncc_max
 
     image = rng.normal(0, 1, (96, 96))
     templates = rng.normal(0, 1, (5, 56, 56))
@@ -86,7 +86,7 @@ def test_all_templates_at_once_score_as_skimage_match_template(rng):
 def test_the_neighbour_search_finds_what_comparing_every_pair_finds(rng):
     from dataclasses import replace
 
-    from marrowdiff.duplicates import DuplicateConfig
+    from marrowdiff.data.duplicates import DuplicateConfig
 
     cells = [synthetic_cell(rng, 72, radius=rng.uniform(12, 20)) for _ in range(150)]
     bases = [synthetic_cell(rng, 90) for _ in range(6)]
@@ -101,7 +101,7 @@ def test_the_neighbour_search_finds_what_comparing_every_pair_finds(rng):
 
 
 def test_an_index_on_disk_finds_the_same_pairs(rng, tmp_path):
-    from marrowdiff.duplicates import DuplicateIndex
+    from marrowdiff.data.duplicates import DuplicateIndex
 
     base = synthetic_cell(rng, 90)
     cells = [recrop(base, 0, 0, 72), *(synthetic_cell(rng, 72) for _ in range(70))]
@@ -116,8 +116,8 @@ def test_an_index_on_disk_finds_the_same_pairs(rng, tmp_path):
 def test_search_stages_shared_between_processes_find_what_one_finds(rng, monkeypatch):
     from dataclasses import replace
 
-    from marrowdiff import duplicates
-    from marrowdiff.duplicates import DuplicateConfig
+    from marrowdiff.data import duplicates
+    from marrowdiff.data.duplicates import DuplicateConfig
 
     if (
         not hasattr(duplicates.os, "sched_getaffinity")
@@ -151,7 +151,7 @@ def _die(job, part):  # a worker killed mid-stage (out of memory, a kill -9)
 
 
 def test_a_worker_that_dies_fails_the_stage_instead_of_hanging(monkeypatch):
-    from marrowdiff import duplicates
+    from marrowdiff.data import duplicates
 
     if (
         not hasattr(duplicates.os, "sched_getaffinity")

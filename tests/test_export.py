@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from marrowdiff.predict import load_model
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.inference.predict import load_model
+from marrowdiff.synthetic.cells import synthetic_cell
 
 
 def test_onnx_and_pytorch_agree_within_1e4(tiny_run, onnx_file):
@@ -23,7 +23,7 @@ def test_a_damaged_onnx_file_is_refused(onnx_file, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from marrowdiff.predict import ModelError
+    from marrowdiff.inference.predict import ModelError
 
     proto = onnx.load(str(onnx_file))
     weight = max(proto.graph.initializer, key=lambda t: len(t.raw_data))

@@ -89,7 +89,7 @@ def test_the_label_space_puts_classes_first_and_scores_sets():
 
 
 def test_coarse_cells_are_scored_by_their_set():
-    from marrowdiff.evaluate import coarse_metrics
+    from marrowdiff.evaluation.evaluate import coarse_metrics
 
     v = load_vocabulary("marrow14")
     classes = ["promyelocyte", "myelocyte", "metamyelocyte", "band_neutrophil"]

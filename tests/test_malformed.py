@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from marrowdiff.cli import main
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.synthetic.cells import synthetic_cell
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 from .conftest import TINY_CLASSES, write_image
 from .malformed import DATA_SETS, IMAGE_FILES, model_cases

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 
 from marrowdiff.classes import load_vocabulary
-from marrowdiff.dualstage import combine
-from marrowdiff.metrics import (
+from marrowdiff.evaluation.metrics import (
     adjacent_stage_accuracy,
     bootstrap_ci,
     classification_metrics,
     invariance_summary,
     misclassified_html,
 )
+from marrowdiff.inference.dualstage import combine
 
 VOCAB = load_vocabulary()
 CLASSES = ["myeloblast", "promyelocyte", "myelocyte", "pronormoblast"]
@@ -92,7 +92,7 @@ def test_misclassified_page_is_self_contained():
 
 
 def test_the_misclassified_page_of_a_large_split_shows_the_most_confident_mistakes_only():
-    from marrowdiff.metrics import shown_mistakes
+    from marrowdiff.evaluation.metrics import shown_mistakes
 
     y_true = np.zeros(6, np.int64)
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.3, 0.7], [0.8, 0.2]])

@@ -98,8 +98,8 @@ def test_freeze_beyond_the_blocks_is_refused():
 
 def test_frozen_lite0_exports_to_onnx_unchanged(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from marrowdiff.export import Deployable, export_graph
-    from marrowdiff.transforms import Normalisation
+    from marrowdiff.inference.export import Deployable, export_graph
+    from marrowdiff.normalisation import Normalisation
 
     config = ModelConfig(name="effnet_lite0", num_classes=3, pretrained=False, extra={"freeze": 3})
     module = Deployable(build_model(config), Normalisation("rgb", (0.5,) * 3, (0.25,) * 3)).eval()

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from marrowdiff.calibration import calibrate
-from marrowdiff.dualstage import combine
-from marrowdiff.predict import Classifier, ModelError, load_classifier, load_model
+from marrowdiff.inference.dualstage import combine
+from marrowdiff.inference.predict import Classifier, ModelError, load_classifier, load_model
 from marrowdiff.run import load_checkpoint
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.synthetic.cells import synthetic_cell
 
 from .conftest import TINY_CLASSES
 
@@ -66,7 +66,7 @@ def test_a_local_model_with_classes_the_global_one_lacks_is_refused(tiny_run, ti
 
 
 def test_predictions_over_a_split_decode_a_chunk_at_a_time(tiny_run):
-    from marrowdiff.predict import in_chunks, load_model
+    from marrowdiff.inference.predict import in_chunks, load_model
     from marrowdiff.run import load_checkpoint
 
     checkpoint = load_checkpoint(tiny_run)
@@ -86,7 +86,7 @@ def test_predictions_over_a_split_decode_a_chunk_at_a_time(tiny_run):
 
 
 def test_a_long_prediction_shows_cells_done_their_rate_and_time_left(tiny_run, capsys):
-    from marrowdiff.predict import in_chunks, load_model
+    from marrowdiff.inference.predict import in_chunks, load_model
     from marrowdiff.run import load_checkpoint
 
     checkpoint = load_checkpoint(tiny_run)
@@ -101,7 +101,7 @@ def test_a_long_prediction_shows_cells_done_their_rate_and_time_left(tiny_run, c
 
 
 def test_int8_ranges_come_from_an_even_sample_of_the_training_cells():
-    from marrowdiff.export import calibration_sample
+    from marrowdiff.inference.export import calibration_sample
 
     paths = [f"{c}/{k:03d}.png" for c in "ab" for k in range(600)]
     sample = calibration_sample(paths, 100)

@@ -12,7 +12,7 @@ from marrowdiff.preprocess import (
     shifted_views,
     white_balance,
 )
-from marrowdiff.transforms import PatchBank, d4
+from marrowdiff.training.transforms import PatchBank, d4
 
 
 def test_white_balance_neutralises_a_colour_cast():

@@ -4,8 +4,8 @@ import zipfile
 
 import pytest
 
-from marrowdiff.datasets import DatasetError, open_dataset
-from marrowdiff.public import ChecksumError, PublicArchive, fetch
+from marrowdiff.data.datasets import DatasetError, open_dataset
+from marrowdiff.data.public import ChecksumError, PublicArchive, fetch
 
 from .conftest import encode
 

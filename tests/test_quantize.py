@@ -7,10 +7,10 @@ import pytest
 
 from marrowdiff import run
 from marrowdiff.cli import main
-from marrowdiff.export import export_onnx
-from marrowdiff.predict import load_model
+from marrowdiff.inference.export import export_onnx
+from marrowdiff.inference.predict import load_model
 from marrowdiff.run import load_checkpoint
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.synthetic.cells import synthetic_cell
 
 from .conftest import write_image
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from marrowdiff.cli import main
-from marrowdiff.public import PUBLIC_ARCHIVES, fetch, sha256_file
+from marrowdiff.data.public import PUBLIC_ARCHIVES, fetch, sha256_file
 
 from .conftest import REAL_ARCHIVE, REAL_PBC
 
@@ -55,7 +55,7 @@ def test_public_archive_fetch_audit_split(tmp_path):
     "(set MARROWDIFF_PBC_ARCHIVE to its path to run this test)",
 )
 def test_pbc_fetch_verifies_every_image_and_reads_the_published_labels(tmp_path):
-    from marrowdiff.datasets import open_dataset
+    from marrowdiff.data.datasets import open_dataset
 
     target = fetch("pbc", tmp_path / "data", from_file=REAL_PBC, progress=False)
     dataset = open_dataset(target, "pbc")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from marrowdiff.preprocess import Geometry
-from marrowdiff.recipes import RECIPES, get_recipe
+from marrowdiff.training.recipes import RECIPES, get_recipe
 
 LABELS = np.array([0] * 12 + [1] * 5 + [2] * 30)
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from marrowdiff.classes import load_vocabulary
-from marrowdiff.report import About, Cell, FieldImage, ReportConfig, summarise, write_report
+from marrowdiff.counting.report import (
+    About,
+    Cell,
+    FieldImage,
+    ReportConfig,
+    summarise,
+    write_report,
+)
 
 VOCAB = load_vocabulary("choi2017")
 
@@ -76,7 +83,7 @@ def test_write_report_makes_json_csv_and_a_self_contained_page(tmp_path):
 
 def test_a_platelet_is_named_but_not_counted_in_marrow14():
     from marrowdiff.classes import load_vocabulary
-    from marrowdiff.report import Cell, ReportConfig, summarise
+    from marrowdiff.counting.report import Cell, ReportConfig, summarise
 
     v = load_vocabulary("marrow14")
     cells = [
@@ -131,7 +138,7 @@ def test_the_interval_widens_with_the_model_error_only_for_cells_not_verified():
 
 def test_a_laboratory_alert_is_raised_on_the_estimate_and_a_wrong_one_is_refused():
     from marrowdiff.classes import VocabularyError
-    from marrowdiff.report import check_config
+    from marrowdiff.counting.report import check_config
 
     cells = cells_of(("myeloblast", ""), ("myeloblast", ""), ("pronormoblast", ""))
     config = ReportConfig(alerts=("myeloblast>50", "PMY > 10", "pronormoblast<20", "PRN<40"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from marrowdiff import run
-from marrowdiff.datasets import DatasetError
+from marrowdiff.data.datasets import DatasetError
 from marrowdiff.run import CheckpointError, checkpoint_file, load_checkpoint
 
 
@@ -66,8 +66,8 @@ def test_a_checkpoint_without_its_run_folder_says_what_is_missing(tiny_run, tmp_
 
 
 def test_a_model_whose_outputs_are_not_numbers_is_an_error_not_a_count(tiny_run, tmp_path):
-    from marrowdiff.predict import ModelError, load_model
-    from marrowdiff.synthetic import synthetic_cell
+    from marrowdiff.inference.predict import ModelError, load_model
+    from marrowdiff.synthetic.cells import synthetic_cell
 
     state = load_checkpoint(tiny_run).state
     broken = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
@@ -81,7 +81,7 @@ def test_a_model_whose_outputs_are_not_numbers_is_an_error_not_a_count(tiny_run,
 
 
 def test_a_checkpoint_whose_classes_do_not_fit_its_outputs_is_refused(tiny_run, tmp_path):
-    from marrowdiff.predict import load_model
+    from marrowdiff.inference.predict import load_model
 
     state = load_checkpoint(tiny_run).state
     run.save_checkpoint(tmp_path / run.MODEL, state | {"classes": state["classes"] + ["extra"]})

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from marrowdiff.smear import FieldConfig, make_field
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 
 def test_the_field_generator_places_touching_and_border_cells(patches):

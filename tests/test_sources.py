@@ -5,8 +5,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from marrowdiff.sources import list_inputs, read_inputs
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.data.sources import list_inputs, read_inputs
+from marrowdiff.synthetic.cells import synthetic_cell
 
 from .conftest import encode, write_image
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from marrowdiff.splits import (
+from marrowdiff.data.splits import (
     SplitConfig,
     SplitError,
     Splits,

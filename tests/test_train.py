@@ -9,13 +9,14 @@ import torch
 
 from marrowdiff import run
 from marrowdiff.config import load_config
-from marrowdiff.datasets import open_dataset
-from marrowdiff.evaluate import evaluate_run
-from marrowdiff.predict import load_model
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.data.splits import Splits, splits_for_run
+from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
+from marrowdiff.inference.predict import load_model
 from marrowdiff.run import CheckpointError, load_checkpoint
-from marrowdiff.splits import Splits, splits_for_run
-from marrowdiff.synthetic import synthetic_cell
-from marrowdiff.train import apply_gains, fit, jitter_gains
+from marrowdiff.synthetic.cells import synthetic_cell
+from marrowdiff.training.epoch import apply_gains, jitter_gains
+from marrowdiff.training.train import FitOptions, fit
 
 from .conftest import write_image
 
@@ -73,7 +74,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(easy_data, tmp_path, e
     assert not (tmp_path / "b" / run.MODEL).exists()
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and ("averaged" in state) == bool(ema)
-    resumed = fit(config, dataset, splits, tmp_path / "b", resume=True, log=lambda m: None)
+    resumed = fit(
+        config, dataset, splits, tmp_path / "b", FitOptions(resume=True), log=lambda m: None
+    )
     if ema:  # the model kept is the average, not the last step's weights
         last = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
         assert any(not torch.equal(v, full["state_dict"][k]) for k, v in last.items())
@@ -97,7 +100,7 @@ def test_local_model_and_dual_stage_evaluation(easy_data, tmp_path):
     )
     fit(local, dataset, splits, tmp_path / "l", log=lambda m: None)
     assert load_checkpoint(tmp_path / "l").classes == ["band_neutrophil", "segmented_neutrophil"]
-    single = evaluate_run([tmp_path / "g"], invariance=True, log=lambda m: None)
+    single = evaluate_run([tmp_path / "g"], EvalConfig(invariance=True), log=lambda m: None)
     invariance = json.loads((tmp_path / "g" / "invariance.json").read_text())
     assert invariance["transforms"][0] == "identity" and invariance["overall"][0] == 1.0
     assert len(invariance["transforms"]) == 8 + 16 and (tmp_path / "g" / "invariance.png").is_file()
@@ -203,9 +206,11 @@ def test_resume_with_other_settings_is_refused_naming_them(easy_data, tmp_path):
     assert fit(config, dataset, splits, tmp_path / "r", log=lambda m: None, stop_after=1) is None
     faster = replace(config, train=replace(config.train, lr=0.5))
     with pytest.raises(CheckpointError, match=r"train\.lr: 0\.002 -> 0\.5"):
-        fit(faster, dataset, splits, tmp_path / "r", resume=True, log=lambda m: None)
+        fit(faster, dataset, splits, tmp_path / "r", FitOptions(resume=True), log=lambda m: None)
     assert not (tmp_path / "r" / run.MODEL).exists()  # nothing was trained on the mix
-    resumed = fit(config, dataset, splits, tmp_path / "r", resume=True, log=lambda m: None)
+    resumed = fit(
+        config, dataset, splits, tmp_path / "r", FitOptions(resume=True), log=lambda m: None
+    )
     assert resumed["config"]["train"]["lr"] == 0.002 and len(resumed["history"]) == 3
 
 
@@ -223,7 +228,7 @@ def pbc_like(tmp_path):
 
 
 def test_fit_learns_from_two_data_sets_and_coarse_labels(easy_data, pbc_like, tmp_path):
-    from marrowdiff.train import Source
+    from marrowdiff.training.cells import Source
 
     quiet = lambda m: None  # noqa: E731
     dataset = open_dataset(easy_data, "marrow14")  # folders 7, 8, 9: the archive's classes
@@ -241,8 +246,8 @@ def test_fit_learns_from_two_data_sets_and_coarse_labels(easy_data, pbc_like, tm
         dataset,
         splits,
         tmp_path / "run",
+        FitOptions(also=(Source(other, other_splits, weight=0.5),)),
         log=notes.append,
-        also=(Source(other, other_splits, weight=0.5),),
     )
     # IG brings its members: promyelocyte and myelocyte are learned from coarse labels only
     assert final["classes"] == [
@@ -264,16 +269,15 @@ def test_fit_learns_from_two_data_sets_and_coarse_labels(easy_data, pbc_like, tm
             dataset,
             splits,
             tmp_path / "run",
-            resume=True,
+            FitOptions(also=(Source(other, other_splits, weight=1.0),), resume=True),
             log=quiet,
-            also=(Source(other, other_splits, weight=1.0),),
         )
 
 
 def test_each_data_set_is_drawn_by_its_weight(easy_data, pbc_like, tmp_path):
     from marrowdiff.labels import LabelSpace
-    from marrowdiff.recipes import get_recipe
-    from marrowdiff.train import SplitData
+    from marrowdiff.training.cells import SplitData
+    from marrowdiff.training.recipes import get_recipe
 
     space = LabelSpace.of(open_dataset(easy_data, "marrow14").vocabulary, ["a"], [])
     labels = np.array([0] * 30 + [0] * 50)
@@ -287,7 +291,7 @@ def test_each_data_set_is_drawn_by_its_weight(easy_data, pbc_like, tmp_path):
 
 def test_init_copies_weights_and_matches_output_rows_by_class(easy_data, tmp_path):
     from marrowdiff.models import build_model
-    from marrowdiff.train import initialise, output_layer
+    from marrowdiff.training.pretrained import initialise, output_layer
 
     quiet = lambda m: None  # noqa: E731
     dataset = open_dataset(easy_data)
@@ -313,7 +317,7 @@ def test_init_copies_weights_and_matches_output_rows_by_class(easy_data, tmp_pat
 
 
 def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
-    from marrowdiff.distributed import Runtime, resolve_precision
+    from marrowdiff.distributed.runtime import Runtime, resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     quiet = lambda m: None  # noqa: E731
@@ -323,7 +327,7 @@ def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
     fit(_config(2), dataset, splits, tmp_path / "run", log=quiet, runtime=runtime, stop_after=1)
     last = torch.load(tmp_path / "run" / run.LAST, weights_only=True)
     assert last["scaler"]["scale"] > 0  # the scaler's state is resumable
-    final = fit(_config(2), dataset, splits, tmp_path / "run", resume=True, log=quiet,
+    final = fit(_config(2), dataset, splits, tmp_path / "run", FitOptions(resume=True), log=quiet,
                 runtime=runtime)  # fmt: skip
     assert final["runtime"]["precision"] == "fp16"
     assert all(np.isfinite(row["train_loss"]) for row in final["history"])
@@ -333,7 +337,7 @@ def test_fp16_trains_with_a_gradient_scaler_and_resumes_it(easy_data, tmp_path):
 def test_compile_trains_the_same_weights_and_saves_a_plain_model(easy_data, tmp_path, monkeypatch):
     import functools
 
-    from marrowdiff.distributed import Runtime
+    from marrowdiff.distributed.runtime import Runtime
 
     # the "eager" backend runs the traced graph op by op: the plumbing is tested (what is
     # wrapped, what is saved), not the compiler, which needs a C++ toolchain and minutes

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from marrowdiff.normalisation import fit_normalisation, normalise, to_colour
 from marrowdiff.preprocess import Geometry
-from marrowdiff.transforms import PatchBank, d4, fit_normalisation, normalise, to_colour
+from marrowdiff.training.transforms import PatchBank, d4
 
 
 def test_yuv_matches_torch7_rgb2yuv():

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from marrowdiff.count import CountConfig
-from marrowdiff.datasets import open_dataset
-from marrowdiff.detect import DetectConfig
-from marrowdiff.predict import load_classifier
-from marrowdiff.smear import FieldConfig, make_field
-from marrowdiff.synthetic import synthetic_cell
+from marrowdiff.counting.count import CountConfig
+from marrowdiff.counting.detect import DetectConfig
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.inference.predict import load_classifier
+from marrowdiff.synthetic.cells import synthetic_cell
+from marrowdiff.synthetic.fields import FieldConfig, make_field
 from marrowdiff.web.accounts import AccountError, Accounts
 from marrowdiff.web.app import LOOPBACK, create_app
 from marrowdiff.web.station import Limits, ReviewStation
@@ -472,7 +472,7 @@ def test_a_user_name_outside_latin_1_is_kept_as_typed(client):
 
 
 def test_serving_beyond_this_machine_needs_accounts_and_host_names(tmp_path):
-    from marrowdiff.cli import serving_hosts
+    from marrowdiff.web.app import serving_hosts
 
     with pytest.raises(AccountError, match="without accounts"):
         serving_hosts("192.168.1.5", [], accounts=False)

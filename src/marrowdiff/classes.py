@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from marrowdiff.errors import UserError
+
 LINEAGES = ("erythroid", "myeloid", "lymphoid", "other")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError, ValueError):
     """A vocabulary file is malformed, or labels do not fit the vocabulary."""
 
 

@@ -7,16 +7,12 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from marrowdiff.errors import UserError
 from marrowdiff.preprocess import Geometry
 
 
-class DeviceError(ValueError):
-    """A --device or --precision this machine cannot give; the message says what to use."""
-
-
-class TrainingError(ValueError):
-    """A run cannot train as configured (classes, data set weights, schedule, optimiser); the
-    message says what to change."""
+class ConfigError(UserError, ValueError):
+    """A configuration file or option that cannot be used; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    recipe: str = "balanced-random"  # a key of transforms.RECIPES
+    recipe: str = "balanced-random"  # a key of training.recipes.RECIPES
     epochs: int = 12
     batch_size: int = 40  # the paper's
     optimizer: str = "sgd"  # "sgd" (momentum, as the paper) or "adamw"
@@ -149,13 +145,15 @@ def load_config(preset_or_file: str | Path | None = None, **overrides) -> RunCon
             raise FileNotFoundError(
                 f"config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a TOML file"
             )
-        data = tomllib.loads(path.read_text())
+        data = _read_toml(path)
         data.pop("also", None)  # other data sets to train on: `also_sources`, not the config
         config = PRESETS[data.pop("base", "default")]
         merged = config.to_dict()
         for section, values in data.items():
             if section not in merged:
-                raise ValueError(f"{path}: unknown section [{section}]; use model, geometry, train")
+                raise ConfigError(
+                    f"{path}: unknown section [{section}]; use model, geometry, train"
+                )
             for name, value in values.items():
                 if isinstance(value, dict) and isinstance(merged[section].get(name), dict):
                     value = merged[section][name] | value  # extra: add to the preset's
@@ -180,14 +178,14 @@ def also_sources(preset_or_file: str | Path | None) -> list[dict]:
     if spec in PRESETS:
         return []
     path = Path(spec)
-    entries = tomllib.loads(path.read_text()).get("also", [])
+    entries = _read_toml(path).get("also", [])
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: `also` must be a list of [[also]] tables")
+        raise ConfigError(f"{path}: `also` must be a list of [[also]] tables")
     out = []
     for k, entry in enumerate(entries, start=1):
         unknown = set(entry) - ALSO_KEYS
         if unknown or "data" not in entry:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: [[also]] table {k} needs `data` and takes only "
                 f"{', '.join(sorted(ALSO_KEYS))} (found {', '.join(sorted(entry))})"
             )
@@ -205,11 +203,62 @@ def also_sources(preset_or_file: str | Path | None) -> list[dict]:
     return out
 
 
+def also_entries(
+    data: list[Path],
+    vocabs: list[str],
+    weights: list[float],
+    splits: list[Path],
+    config_file: str | Path | None = None,
+) -> list[dict]:
+    """The other data sets a run trains on, each {data, vocab, weight, splits}: from the
+    command line's --also lists (the others given once per --also, in order, or not at all),
+    or else from the config file's [[also]] tables; never both."""
+    n = len(data)
+    for option, given in (
+        ("--also-vocab", vocabs),
+        ("--also-weight", weights),
+        ("--also-splits", splits),
+    ):
+        if given and len(given) != n:
+            raise ConfigError(
+                f"{option} was given {len(given)} time(s) for {n} --also data set(s); give it "
+                "once per --also, in the same order, or not at all"
+            )
+    entries = [
+        {
+            "data": path,
+            "vocab": vocabs[i] if vocabs else None,
+            "weight": weights[i] if weights else 1.0,
+            "splits": splits[i] if splits else None,
+        }
+        for i, path in enumerate(data)
+    ]
+    from_file = also_sources(config_file)
+    if entries and from_file:
+        raise ConfigError(
+            f"{config_file} lists [[also]] data sets and --also was given too: use one or the other"
+        )
+    for entry in entries or from_file:
+        if not entry["weight"] > 0:
+            raise ConfigError(
+                f"{entry['data']}: weight {entry['weight']}; give a weight above 0, or leave "
+                "the data set out"
+            )
+    return entries or from_file
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: not a TOML file ({error}); see docs/training.md") from None
+
+
 def _build(cls, values: dict):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )

@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from marrowdiff.errors import UserError
+
 # A 1080x1330 field is 1.4 MP and a whole-slide tile rarely exceeds 50 MP; anything larger is
 # refused before decoding so that a decompression bomb cannot exhaust memory.
 MAX_PIXELS = 100_000_000
@@ -28,7 +30,7 @@ IMAGE_SUFFIXES = (
 )
 
 
-class ImageReadError(Exception):
+class ImageReadError(UserError):
     """An input could not be decoded as an image; the message names the reason."""
 
 

@@ -127,6 +127,6 @@ def centre_views(images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
 
 
 def d4_numpy(x: np.ndarray, k: int) -> np.ndarray:
-    """View k (0..7) of the dihedral group on the last two axes, as `transforms.d4`."""
+    """View k (0..7) of the dihedral group on the last two axes, as `training.transforms.d4`."""
     y = np.rot90(x, k % 4, axes=(-2, -1)) if k % 4 else x
     return np.ascontiguousarray(np.flip(y, axis=-1) if k >= 4 else y)

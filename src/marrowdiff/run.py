@@ -23,9 +23,10 @@ from pathlib import Path
 from marrowdiff.calibration import Calibration, calibrations_from_dict
 from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig
-from marrowdiff.datasets import Dataset, DatasetError, open_dataset
+from marrowdiff.data.datasets import Dataset, DatasetError, open_dataset
+from marrowdiff.data.splits import Splits
+from marrowdiff.errors import UserError
 from marrowdiff.fileio import write_bytes
-from marrowdiff.splits import Splits
 
 MODEL = "model.pt"
 LAST = "last.pt"
@@ -39,7 +40,7 @@ REQUIRED = ("config", "classes", "vocabulary", "normalisation", "data", "state_d
 TRAINING_STATE = ("state_dict", "optimizer", "scheduler", "averaged")  # not metadata
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a readable marrowdiff checkpoint, or a run folder that cannot be used
     as asked; the message names the file."""
 
@@ -136,7 +137,7 @@ class Checkpoint:
 
     @property
     def normalisation(self):
-        from marrowdiff.transforms import Normalisation
+        from marrowdiff.normalisation import Normalisation
 
         return Normalisation.from_dict(self.state["normalisation"])
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from marrowdiff.errors import UserError
+
 FILE = "accounts.sqlite3"
 ROLES = ("reviewer", "signer")
 MIN_PASSWORD = 10  # characters (NIST SP 800-63B asks for at least 8)
@@ -49,7 +51,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
-class AccountError(ValueError):
+class AccountError(UserError, ValueError):
     """A request about accounts that cannot be done (unknown user, weak password...)."""
 
 

@@ -367,3 +367,21 @@ def create_app(
     app.add_middleware(ChangeGuard)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
+
+
+def serving_hosts(host: str, allowed: list[str], accounts: bool) -> tuple[str, ...]:
+    """The Host names the station answers to; refused beyond this machine without accounts,
+    and on every address (0.0.0.0, ::) without the names clients will use."""
+    if host not in LOOPBACK and not accounts:
+        raise AccountError(
+            f"serving on {host} without accounts would let anyone who reaches the port sign a "
+            "count: add accounts first (marrowdiff users add NAME --role signer), or serve on "
+            "127.0.0.1"
+        )
+    if host in ("0.0.0.0", "::", "") and not allowed:
+        raise AccountError(
+            f"--host {host} listens on every address: name the host names clients use with "
+            "--allowed-host (e.g. --allowed-host marrow.lab.example)"
+        )
+    named = [] if host in ("0.0.0.0", "::") else [host]
+    return tuple(dict.fromkeys([*LOOPBACK, *allowed, *named]))

@@ -21,18 +21,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marrowdiff.count import (
+from marrowdiff.counting.count import (
     CountConfig,
     classify_images,
     count_field,
     field_preview,
     thumbnail,
 )
-from marrowdiff.detect import MIN_STAIN, crop, stain_at
+from marrowdiff.counting.detect import MIN_STAIN, crop, stain_at
+from marrowdiff.counting.report import (
+    About,
+    Cell,
+    FieldImage,
+    ReportConfig,
+    summarise,
+    write_report,
+)
+from marrowdiff.errors import UserError
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
-from marrowdiff.predict import Classifier
-from marrowdiff.report import About, Cell, FieldImage, ReportConfig, summarise, write_report
+from marrowdiff.inference.predict import Classifier
 from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
@@ -53,7 +61,7 @@ class Limits:
     same_cell: float = 0.3  # an added cell this close to another (cell diameters) is that cell
 
 
-class UploadError(ValueError):
+class UploadError(UserError, ValueError):
     """An upload the station will not take; the message says why (for a 4xx)."""
 
 

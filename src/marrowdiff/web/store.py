@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from marrowdiff.errors import UserError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
     id INTEGER PRIMARY KEY,
@@ -79,7 +81,7 @@ CREATE INDEX IF NOT EXISTS cells_by_case ON cells(case_id);
 STATUSES = ("pending", "confirmed", "corrected", "not_a_cell", "unidentified")
 
 
-class StoreError(ValueError):
+class StoreError(UserError, ValueError):
     """A request the records cannot take (unknown case, signed case...); says why."""
 
 

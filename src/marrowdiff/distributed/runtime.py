@@ -23,8 +23,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from marrowdiff.config import DeviceError
-from marrowdiff.ranks import launched
+from marrowdiff.distributed import launched
+from marrowdiff.errors import UserError
+
+
+class DeviceError(UserError, ValueError):
+    """A --device or --precision this machine cannot give; the message says what to use."""
+
 
 _NORM_GROUP = None  # the process group GlobalBatchNorm reduces over (made by `setup`)
 

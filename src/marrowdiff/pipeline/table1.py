@@ -8,13 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from marrowdiff.config import RunConfig
-from marrowdiff.datasets import open_dataset
-from marrowdiff.evaluate import evaluate_run
+from marrowdiff.data.datasets import open_dataset
+from marrowdiff.data.splits import SplitConfig
 from marrowdiff.fileio import write_json, write_text
-from marrowdiff.recipes import TABLE1_RECIPES
-from marrowdiff.run import MODEL
-from marrowdiff.splits import SplitConfig, splits_for_run
-from marrowdiff.train import fit
+from marrowdiff.pipeline.holdout import split_fit_evaluate
+from marrowdiff.training.recipes import TABLE1_RECIPES
 
 # Choi et al. 2017, Table 1 (accuracy, precision, recall, F1 in %), and the dual-stage result.
 PAPER_TABLE1 = {
@@ -46,26 +44,20 @@ def table1(
     rows: dict[str, list[dict]] = {r: [] for r in [*recipes, "dual-stage"]}
     for test_fold in folds:
         fold_dir = out / f"test-fold-{test_fold}"
-        splits = splits_for_run(
-            dataset, fold_dir, config=SplitConfig(seed=seed, test_fold=test_fold)
-        )
+        split = SplitConfig(seed=seed, test_fold=test_fold)
         for recipe in recipes:
-            run = fold_dir / recipe
-            cfg = replace(config, train=replace(config.train, recipe=recipe))
-            if not (run / MODEL).is_file():
-                fit(cfg, dataset, splits, run, resume=True, log=log)
-            rows[recipe].append(evaluate_run([run], log=log))
-        if not set(LOCAL_PAIR) <= splits.classes_present():
-            log(f"no dual-stage row: the data has no {' or '.join(LOCAL_PAIR)} images")
-            continue
-        best = fold_dir / recipes[-1]
-        local = fold_dir / "local-band-segmented"
-        if not (local / MODEL).is_file():
-            cfg = replace(
-                config, train=replace(config.train, recipe=recipes[-1], classes=LOCAL_PAIR)
+            held = split_fit_evaluate(
+                dataset,
+                fold_dir,
+                replace(config, train=replace(config.train, recipe=recipe)),
+                split,
+                name=recipe,
+                local_pair=LOCAL_PAIR if recipe == recipes[-1] else None,
+                log=log,
             )
-            fit(cfg, dataset, splits, local, resume=True, log=log)
-        rows["dual-stage"].append(evaluate_run([best, local], log=log))
+            rows[recipe].append(held.metrics["plain"])
+            if held.dual is not None:
+                rows["dual-stage"].append(held.dual)
     summary = {name: _mean_sd(results) for name, results in rows.items() if results}
     write_json(
         out / "table1.json",

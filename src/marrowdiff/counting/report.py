@@ -27,7 +27,7 @@ from marrowdiff.estimate import expected_counts
 from marrowdiff.fileio import atomic_open, write_json, write_text
 from marrowdiff.images import jpeg_data_uri
 
-REPORT_FORMAT = "marrowdiff.report/1"
+REPORT_FORMAT = "marrowdiff.counting.report/1"
 FLAGS = {
     "": "counted",
     "unsure": "the model is unsure (below its calibrated threshold)",

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from marrowdiff.boxes import TrueCell
+from marrowdiff.evaluation.detection import TrueCell
 
 
 @dataclass(frozen=True)

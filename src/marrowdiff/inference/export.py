@@ -19,17 +19,18 @@ import torch
 from torch import nn
 
 from marrowdiff.fileio import write_bytes
-from marrowdiff.predict import (
+from marrowdiff.inference.predict import (
     ONNX_METADATA_KEY,
     OnnxModel,
     TorchModel,
     graph_sha256,
     in_chunks,
+    load_model,
 )
+from marrowdiff.inference.quantize import agreement, quantize_int8
+from marrowdiff.normalisation import Normalisation, to_colour
 from marrowdiff.preprocess import centre_views
-from marrowdiff.quantize import agreement, quantize_int8
 from marrowdiff.run import Checkpoint, load_checkpoint
-from marrowdiff.transforms import Normalisation, to_colour
 
 OPSET = 17
 
@@ -44,7 +45,7 @@ class Deployable(nn.Module):
         self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1))
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """As `transforms.normalise`, with the constants as buffers of the graph."""
+        """As `normalisation.normalise`, with the constants as buffers of the graph."""
         x = to_colour(patches.float() / 255.0, self.colour)
         return self.model((x - self.mean) / self.std)
 
@@ -180,3 +181,15 @@ def _quantised(
         **agreement(pq[:, 0], pq[:, 1], reference.classes, labels),
     }
     return _described(proto, {**meta, "quantisation": report}, doc)
+
+
+def quantisation_summary(path: Path) -> str:
+    """One line: how far an int8 file moved from its float model (stored in its metadata)."""
+    q = load_model(path).metadata["quantisation"]
+    line = (
+        f"int8 against float on {q['cells']} {q['compared_on']} cells: {q['class_changes']} "
+        f"change class, probabilities move by at most {q['max_probability_change']:.3f}"
+    )
+    if "accuracy_int8" in q:
+        line += f"; accuracy {q['accuracy_int8']:.3f} (float {q['accuracy_float']:.3f})"
+    return line

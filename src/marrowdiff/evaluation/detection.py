@@ -136,7 +136,7 @@ def evaluate_on_boxes(
 ) -> dict:
     """Detection precision and recall on labelled fields: `images` is the folder the boxes'
     image names are relative to. Images that are missing or unreadable are named and left out."""
-    from marrowdiff.detect import DetectConfig, detect
+    from marrowdiff.counting.detect import DetectConfig, detect
     from marrowdiff.images import ImageReadError, decode_rgb
 
     config = config or DetectConfig()

@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marrowdiff.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.predict import Classifier
-from marrowdiff.ranks import on_every_rank
-from marrowdiff.report import (
+from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
+from marrowdiff.counting.report import (
     About,
     Cell,
     FieldImage,
@@ -21,7 +19,9 @@ from marrowdiff.report import (
     write_patch_csv,
     write_report,
 )
-from marrowdiff.sources import Input, read_inputs
+from marrowdiff.data.sources import Input, read_inputs
+from marrowdiff.distributed.shards import on_every_rank
+from marrowdiff.inference.predict import Classifier
 
 THUMBNAIL = 80  # px, gallery crops
 PREVIEW_WIDTH = 1000  # px, field previews in the report

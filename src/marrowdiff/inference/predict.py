@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from marrowdiff.calibration import Calibration, calibrations_from_dict
 from marrowdiff.classes import Vocabulary
-from marrowdiff.dualstage import check_locals, combine
+from marrowdiff.errors import UserError
+from marrowdiff.inference.dualstage import check_locals, combine
 from marrowdiff.preprocess import Geometry, centre_views, d4_numpy
 
 ONNX_METADATA_KEY = "marrowdiff"
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model that cannot be trusted: a damaged file, or outputs that are not numbers."""
 
 
@@ -122,7 +123,7 @@ class TorchModel(Model):
 
         import torch
 
-        from marrowdiff.distributed import resolve_device
+        from marrowdiff.distributed.runtime import resolve_device
         from marrowdiff.models import build_model
         from marrowdiff.run import CheckpointError
 
@@ -156,7 +157,7 @@ class TorchModel(Model):
         )
 
     def forward(self, windows: np.ndarray) -> np.ndarray:
-        from marrowdiff.transforms import normalise
+        from marrowdiff.normalisation import normalise
 
         torch = self._torch
         self.module.eval()

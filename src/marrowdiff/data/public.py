@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from marrowdiff.datasets import DatasetError
+from marrowdiff.data.datasets import DatasetError
 from marrowdiff.fileio import atomic_open
 
 
@@ -155,7 +155,7 @@ def _download(archive, from_file, url, out, progress, digest=None) -> str:
 def read_manifest(archive: PublicArchive) -> dict[str, tuple[int, str]]:
     """{published path: (bytes, sha256)} of every image the data set keeps (the manifest
     shipped in `manifests/`, or a file of that name)."""
-    shipped = resources.files("marrowdiff.manifests").joinpath(archive.manifest)
+    shipped = resources.files("marrowdiff.data.manifests").joinpath(archive.manifest)
     raw = shipped.read_bytes() if shipped.is_file() else Path(archive.manifest).read_bytes()
     rows = csv.DictReader(io.StringIO(gzip.decompress(raw).decode("utf-8")), dialect="excel-tab")
     return {row["path"]: (int(row["bytes"]), row["sha256"]) for row in rows}

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from marrowdiff import __version__
-from marrowdiff.datasets import Dataset, DatasetError, Record, Skipped
-from marrowdiff.duplicates import DuplicateConfig, DuplicateIndex, group_pairs
+from marrowdiff.data.datasets import Dataset, DatasetError, Record, Skipped
+from marrowdiff.data.duplicates import DuplicateConfig, DuplicateIndex, group_pairs
 from marrowdiff.fileio import save_image, write_json, write_text
 from marrowdiff.images import jpeg_data_uri
 

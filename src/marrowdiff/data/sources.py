@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from marrowdiff.datasets import junk_reason
+from marrowdiff.data.datasets import junk_reason
 from marrowdiff.images import ImageReadError, decode_rgb, read_capped
 
 # A field of 100 megapixels (images.MAX_PIXELS) is 300 MB as an uncompressed 8-bit TIFF.

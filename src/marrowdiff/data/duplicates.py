@@ -37,6 +37,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
+from marrowdiff.errors import UserError
+
 
 @dataclass(frozen=True)
 class DuplicateConfig:
@@ -61,7 +63,7 @@ class DuplicateConfig:
     prefilter_threshold: float = 0.80
 
 
-class WorkerError(RuntimeError):
+class WorkerError(UserError, RuntimeError):
     """A worker process of the search died; the message says what to do."""
 
 

@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from marrowdiff.datasets import Dataset, DatasetError, Record
+from marrowdiff.data.datasets import Dataset, DatasetError, Record
 from marrowdiff.images import ImageReadError
 from marrowdiff.preprocess import Geometry, canvas
-from marrowdiff.transforms import PatchBank, cut_views
+from marrowdiff.training.transforms import PatchBank, cut_views
 
 MEMORY_BANK_LIMIT = 2 * 2**30  # bytes of canvases above which "auto" streams from disk
 STREAM_MODES = ("auto", "memory", "disk")

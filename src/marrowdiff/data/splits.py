@@ -21,14 +21,15 @@ import sklearn
 from sklearn.model_selection import StratifiedGroupKFold
 
 from marrowdiff import __version__
-from marrowdiff.duplicates import components
+from marrowdiff.data.duplicates import components
+from marrowdiff.errors import UserError
 from marrowdiff.fileio import write_json
 
 SPLITS_VERSION = 1
 AUDIT_DIR = "audit"  # where `splits_for_run` audits a data set it splits, beside splits.json
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """The data cannot be split as asked."""
 
 
@@ -372,7 +373,7 @@ def splits_for_run(
     """The splits a run in `out` trains on: `splits_file` (which must be of this data set), or
     OUT/splits.json if it was made with this config for this listing, or else the data set
     audited into OUT/audit/ and split now into OUT/splits.json."""
-    from marrowdiff.audit import run_audit
+    from marrowdiff.data.audit import run_audit
 
     config = config or SplitConfig()
     if splits_file is not None:

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from marrowdiff.classes import Vocabulary, infer_vocabulary, load_vocabulary
+from marrowdiff.errors import UserError
 from marrowdiff.images import ImageReadError, decode_rgb, looks_like_image, read_capped
 from marrowdiff.preprocess import centre_crop
 
@@ -38,7 +39,7 @@ ALLOW_OUTSIDE = "MARROWDIFF_ALLOW_OUTSIDE_PATHS"
 MAX_FILE_BYTES = 64 * 2**20  # a cell patch is kilobytes; a file this large is not one
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data set cannot be opened as given; the message says what to change."""
 
 

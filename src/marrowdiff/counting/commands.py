@@ -1,0 +1,134 @@
+"""`marrowdiff classify` and `count`: patches into a CSV; fields into a differential report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from marrowdiff.arguments import log, model_args, progress
+from marrowdiff.counting.count import CountConfig, classify_to_csv, count_to_report
+from marrowdiff.counting.detect import DetectConfig
+from marrowdiff.counting.report import ReportConfig, check_config
+from marrowdiff.data.sources import Input, list_inputs
+from marrowdiff.inference.predict import Classifier, load_classifier
+
+# What a count's report heads with (report.About.CASE_FIELDS), as `count` options.
+CASE_OPTIONS = {
+    "case": "the specimen or accession id the report heads with",
+    "patient": "a patient id for the report (optional; never needed)",
+    "stain": "the stain, e.g. May-Grunwald-Giemsa",
+    "operator": "who made the count",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("classify", help="classify single-cell patches into a CSV")
+    model_args(p)
+    p.add_argument("inputs", nargs="+", help="image files, folders or zips of patches")
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.set_defaults(run=cmd_classify)
+
+    p = sub.add_parser("count", help="find and classify the cells of fields; write the report")
+    model_args(p)
+    p.add_argument("inputs", nargs="+", help="field images, folders or zips of them")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    count_args(p)
+    for name, text in CASE_OPTIONS.items():
+        p.add_argument(f"--{name}", help=f"{text} (default: none)")
+    p.set_defaults(run=cmd_count)
+
+
+def count_args(p: argparse.ArgumentParser) -> None:
+    """The detection and report options of `count` (and of `serve`, which counts too)."""
+    p.add_argument("--target", type=int, default=ReportConfig.target, help="cells to count")
+    p.add_argument(
+        "--cell-diameter",
+        type=float,
+        default=DetectConfig.cell_diameter,
+        help="typical nucleated-cell diameter in px (default %(default)s, x1000)",
+    )
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=DetectConfig.patch_size,
+        help="crop side around each cell, px: the training patches' scale",
+    )
+    p.add_argument(
+        "--include-border", action="store_true", help="count cells cut by the field border too"
+    )
+    p.add_argument("--myeloid", help="comma-separated class codes counted as myeloid in M:E")
+    p.add_argument("--erythroid", help="comma-separated class codes counted as erythroid")
+    p.add_argument(
+        "--alert",
+        action="append",
+        default=[],
+        metavar="CLASS>PERCENT",
+        help="a laboratory flag on the report when a class's estimated share is above (or, "
+        "with <, below) a percentage, e.g. --alert 'myeloblast>5'; repeatable (default: none)",
+    )
+
+
+def count_configs(args) -> tuple[CountConfig, ReportConfig]:
+    """(CountConfig, ReportConfig) from the options `count_args` and `model_args` add."""
+    detect = replace(DetectConfig(), cell_diameter=args.cell_diameter, patch_size=args.patch_size)
+    report = ReportConfig(
+        target=args.target,
+        myeloid=tuple(args.myeloid.split(",")) if args.myeloid else (),
+        erythroid=tuple(args.erythroid.split(",")) if args.erythroid else (),
+        alerts=tuple(args.alert),
+    )
+    return CountConfig(detect=detect, tta=args.tta, include_border=args.include_border), report
+
+
+def cmd_classify(args) -> int:
+    classifier = load_classifier(args.model.split(","), args.device)
+    inputs = list_inputs(args.inputs)
+    found = classify_to_csv(
+        classifier, inputs, args.out, tta=args.tta, log=log, progress=progress()
+    )
+    if found is None:  # another rank of a torchrun job: rank 0 writes
+        return 0
+    unsure = int(found.unsure.sum())
+    print(f"{len(found)} of {len(inputs)} patches classified ({unsure} unsure): {args.out}")
+    return 0 if len(found) or not inputs else 1
+
+
+def cmd_count(args) -> int:
+    classifier = load_classifier(args.model.split(","), args.device)
+    config, report_config = count_configs(args)
+    check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
+    case = {k: getattr(args, k) for k in CASE_OPTIONS if getattr(args, k)}
+    inputs = list_inputs(args.inputs)
+    return count_and_say(classifier, inputs, config, report_config, args.out, args.model, case)
+
+
+def count_and_say(
+    classifier: Classifier,
+    inputs: list[Input],
+    config: CountConfig,
+    report_config: ReportConfig,
+    out: Path,
+    model_name: str,
+    case: dict | None = None,
+) -> int:
+    """Count the fields into OUT/report.html and say what it found; the exit code."""
+    summary = count_to_report(classifier, inputs, config, report_config, out, model_name, log, case)
+    if summary is None:  # another rank of a torchrun job: rank 0 writes
+        return 0
+    guess = summary["estimate"]
+    me = guess["me_ratio"]
+    print(
+        f"{summary['n_cells_found']} cells found in {summary['n_fields']} field(s); estimate of "
+        f"{guess['n_cells']} cells, M:E {'n/a' if me is None else f'{me:.2f}'} (pre-classified, "
+        f"not verified); {summary['n_counted']} sure cells: {out / 'report.html'}"
+    )
+    for alert in summary["alerts"]:
+        print(f"alert: {alert}")
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
+    if inputs and not summary["n_fields"]:
+        print(f"marrowdiff: error: none of the {len(inputs)} inputs was readable", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,101 @@
+"""The main job: the public archive (and PBC beside it) audited, split, trained on, tested,
+exported and counted, into one run folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from marrowdiff.config import load_config
+from marrowdiff.counting.commands import count_and_say
+from marrowdiff.counting.count import CountConfig
+from marrowdiff.counting.report import ReportConfig
+from marrowdiff.data.datasets import DatasetError, open_dataset
+from marrowdiff.data.public import fetch
+from marrowdiff.data.sources import list_inputs
+from marrowdiff.data.splits import AUDIT_DIR, Splits
+from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
+from marrowdiff.inference.export import export_onnx, quantisation_summary
+from marrowdiff.inference.predict import load_classifier
+from marrowdiff.pipeline.holdout import split_fit_evaluate
+from marrowdiff.synthetic.fields import write_fields
+from marrowdiff.training.cells import Source
+from marrowdiff.training.train import FitOptions
+
+# The demo's PBC recipe (docs/BENCHMARKS.md, "More cells: PBC"): pre-train on PBC, then train
+# on the archive with PBC beside it at this weight (its draws per label, relative to the
+# archive's), starting from the pre-trained weights.
+PBC_PRETRAIN_EPOCHS = 30
+PBC_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    data: Path | None = None  # the archive or any data set (None: fetch the archive into data/)
+    pbc: Path | None = Path("data/pbc.zip")  # PBC beside it; None: the archive alone
+    out: Path = Path("runs/demo")
+    config: str = "default"  # the training preset or TOML file
+    epochs: int | None = None  # of every training (None: the preset's; PBC: 30)
+
+
+def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
+    """Run the whole pipeline into `d.out`; the exit code of its count."""
+    data = d.data or fetch("wbc_plosone", Path("data"), progress=progress)
+    if d.pbc is not None and not d.pbc.exists():
+        raise DatasetError(
+            f"{d.pbc}: no PBC data set; get it with `marrowdiff data fetch pbc --to "
+            f"{d.pbc.parent}` (add --from FILE for a local copy), or run the archive alone "
+            "with --no-pbc"
+        )
+    dataset = open_dataset(data, "choi2017" if d.pbc is None else "marrow14")
+    options = FitOptions(progress=progress)
+    if d.pbc is not None:
+        options = _pretrained_on_pbc(d, options, log)
+    log("== audit, split and train" + (" on the archive and PBC" if d.pbc else "") + "; test")
+    config = load_config(d.config, train__epochs=d.epochs)
+    held = split_fit_evaluate(dataset, d.out, config, options=options, modes=("tta",), log=log)
+    if d.pbc is not None:
+        log("== evaluate on PBC's held-out test split (another laboratory, peripheral blood)")
+        on_pbc = EvalConfig(
+            data=d.pbc,
+            tta=True,
+            out=held.run / "pbc-test",
+            vocab="pbc",
+            splits_file=d.out / "pbc" / Splits.FILE,
+        )
+        evaluate_run([held.run], on_pbc, log=log)
+    log("== export to ONNX, and count fields made from the held-out test cells")
+    onnx = export_onnx(held.run, d.out / "model.onnx")
+    int8 = export_onnx(held.run, d.out / "model-int8.onnx", int8=True, data=data)
+    log(f"{int8}: {quantisation_summary(int8)}")
+    fields = write_fields(dataset, held.splits.test, d.out / "fields")
+    code = count_and_say(
+        load_classifier([onnx]),
+        list_inputs([fields]),
+        CountConfig(),
+        ReportConfig(target=300),
+        d.out / "count",
+        str(onnx),
+    )
+    print(
+        f"model: {held.run} (metrics.json, confusion.png, misclassified.html, curves.png); "
+        f"audit: {d.out / AUDIT_DIR / 'audit.html'}; differential report of synthetic "
+        f"fields: {d.out / 'count' / 'report.html'}"
+    )
+    return code
+
+
+def _pretrained_on_pbc(d: DemoConfig, options: FitOptions, log) -> FitOptions:
+    """Split PBC and pre-train on it (OUT/pbc/model); the options that then train on the
+    archive with PBC beside it, from the pre-trained weights."""
+    pbc = open_dataset(d.pbc, "pbc")
+    epochs = d.epochs or PBC_PRETRAIN_EPOCHS
+    log(
+        f"== audit, split and pre-train on {d.pbc} (Acevedo et al. 2020, CC BY 4.0), {epochs} "
+        "epochs"
+    )
+    pretrain = load_config(d.config, train__epochs=epochs)
+    held = split_fit_evaluate(pbc, d.out / "pbc", pretrain, options=options, modes=(), log=log)
+    return FitOptions(
+        also=(Source(pbc, held.splits, PBC_WEIGHT),), init=held.run, progress=options.progress
+    )
