@@ -30,7 +30,8 @@ from PIL import Image
 
 from marrowdiff.config import PRESETS
 from marrowdiff.counting.count import CountConfig, count_field
-from marrowdiff.counting.report import About, ReportConfig, write_report
+from marrowdiff.counting.report import About, ReportConfig
+from marrowdiff.counting.report_files import write_report
 from marrowdiff.data.datasets import open_dataset
 from marrowdiff.inference.export import Deployable, export_graph, export_onnx
 from marrowdiff.inference.predict import Classifier, load_model

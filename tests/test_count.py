@@ -52,7 +52,7 @@ def test_classify_writes_one_row_per_readable_patch(tiny_run, tmp_path, capsys):
 
 def test_the_classify_csv_is_streamed_in_the_format_of_the_cells_it_held_before(tiny_run, tmp_path):
     from marrowdiff.counting.count import classify_patches, classify_to_csv
-    from marrowdiff.counting.report import cell_rows, write_csv
+    from marrowdiff.counting.report_files import cell_rows, write_csv
     from marrowdiff.data.sources import list_inputs
     from marrowdiff.inference.predict import load_classifier
 

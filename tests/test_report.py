@@ -12,8 +12,8 @@ from marrowdiff.counting.report import (
     FieldImage,
     ReportConfig,
     summarise,
-    write_report,
 )
+from marrowdiff.counting.report_files import write_report
 
 VOCAB = load_vocabulary("choi2017")
 

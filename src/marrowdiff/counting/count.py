@@ -11,14 +11,8 @@ import numpy as np
 from PIL import Image
 
 from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.counting.report import (
-    About,
-    Cell,
-    FieldImage,
-    ReportConfig,
-    write_patch_csv,
-    write_report,
-)
+from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig
+from marrowdiff.counting.report_files import write_patch_csv, write_report
 from marrowdiff.data.sources import Input, read_inputs
 from marrowdiff.distributed.shards import on_every_rank
 from marrowdiff.inference.predict import Classifier

@@ -3,12 +3,10 @@
 The audit is a saved file (`audit.json`) that later stages read, like nnU-Net's dataset
 fingerprint: `split` keeps every duplicate group on one side. `audit.html` (one page, images
 inlined), `audit.md` and the contact sheet are for the person who has to judge the suspicious
-pairs.
-"""
+pairs."""
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 import tempfile
@@ -16,16 +14,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
 from marrowdiff import __version__
+from marrowdiff.data.audit_pages import audit_html, audit_markdown, contact_sheet
 from marrowdiff.data.datasets import Dataset, DatasetError, Record, Skipped
 from marrowdiff.data.duplicates import DuplicateConfig, DuplicateIndex, group_pairs
 from marrowdiff.fileio import save_image, write_json, write_text
-from marrowdiff.images import jpeg_data_uri
 
 AUDIT_VERSION = 1
+
+
 AUDIT_FILE = "audit.json"
 
 
@@ -87,6 +84,17 @@ class ReadLog:
 WORK_DIR = ".audit-work"  # under the audit's folder while it runs (`ReadLog`)
 
 
+@dataclass
+class Pass:
+    """What one pass over a data set's images found: the readable records (with their image
+    sizes), the unreadable ones, and the pairs of duplicates among the readable."""
+
+    records: list[Record] = field(default_factory=list)
+    unreadable: list[Skipped] = field(default_factory=list)
+    sizes: Counter = field(default_factory=Counter)
+    pairs: list = field(default_factory=list)
+
+
 def audit_dataset(
     dataset: Dataset,
     config: AuditConfig = AuditConfig(),
@@ -99,45 +107,57 @@ def audit_dataset(
     does not grow with the size of the data set. With a `work` folder the pass over the images
     is kept there as it goes (`ReadLog`): an interrupted audit goes on from where it stopped,
     and the folder is removed when the audit is done."""
-    records: list[Record] = []
-    unreadable: list[Skipped] = []
-    sizes: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="marrowdiff-audit-") as tmp:
         folder = Path(work) if work is not None else Path(tmp)
-        read = ReadLog(folder, dataset, config)
-        index = DuplicateIndex(
-            len(dataset.records), config.duplicates, folder=folder, resume=read.resumed > 0
-        )
-        if read.resumed and log:
-            log(f"resuming the audit: {read.resumed} of {len(dataset.records)} images were read")
-        for record, line in zip(dataset.records, read.lines, strict=False):
-            if "reason" in line:
-                unreadable.append(Skipped(record.path, line["reason"]))
-            else:
-                records.append(record)
-                sizes[line["size"]] += 1
-                index.restore(bytes.fromhex(line["digest"]))
-        try:
-            for record, image, reason in dataset.iter_images(
-                progress, whole=True, start=read.resumed
-            ):
-                if image is None:
-                    unreadable.append(Skipped(record.path, reason))
-                    read.append({"reason": reason}, index)
-                    continue
-                records.append(record)
-                size, key = f"{image.shape[1]}x{image.shape[0]}", DuplicateIndex.digest(image)
-                sizes[size] += 1
-                index.add(image, key)
-                read.append({"size": size, "digest": key.hex()}, index)
-            read.flush(index)
-        finally:
-            read.close()
-        pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress, work)
-        del index  # the thumbnails' file is closed before its folder goes
+        found = read_images(dataset, config, folder, progress, log)
         if work is not None:
             shutil.rmtree(folder, ignore_errors=True)
-    vocab = dataset.vocabulary
+    groups = duplicate_groups(found.records, found.pairs)
+    return audit_summary(dataset, config, found, groups), found.records
+
+
+def read_images(
+    dataset: Dataset, config: AuditConfig, folder: Path, progress: bool = False, log=None
+) -> Pass:
+    """Decode every image once (after those a resumed `ReadLog` in `folder` already read),
+    keeping its size and thumbnail, then search the thumbnails for duplicates."""
+    found = Pass()
+    read = ReadLog(folder, dataset, config)
+    index = DuplicateIndex(
+        len(dataset.records), config.duplicates, folder=folder, resume=read.resumed > 0
+    )
+    if read.resumed and log:
+        log(f"resuming the audit: {read.resumed} of {len(dataset.records)} images were read")
+    for record, line in zip(dataset.records, read.lines, strict=False):
+        if "reason" in line:
+            found.unreadable.append(Skipped(record.path, line["reason"]))
+        else:
+            found.records.append(record)
+            found.sizes[line["size"]] += 1
+            index.restore(bytes.fromhex(line["digest"]))
+    try:
+        for record, image, reason in dataset.iter_images(progress, whole=True, start=read.resumed):
+            if image is None:
+                found.unreadable.append(Skipped(record.path, reason))
+                read.append({"reason": reason}, index)
+                continue
+            found.records.append(record)
+            size, key = f"{image.shape[1]}x{image.shape[0]}", DuplicateIndex.digest(image)
+            found.sizes[size] += 1
+            index.add(image, key)
+            read.append({"size": size, "digest": key.hex()}, index)
+        read.flush(index)
+    finally:
+        read.close()
+    records = found.records
+    found.pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress, folder)
+    del index  # the thumbnails' file is closed before its folder goes
+    return found
+
+
+def duplicate_groups(records: list[Record], pairs: list) -> list[dict]:
+    """The duplicate pairs joined into groups (connected components), label conflicts first,
+    then by their weakest link's similarity."""
     by_group: dict[int, list] = {}
     members_of = group_pairs(len(records), pairs)
     group_of = {i: g for g, members in enumerate(members_of) for i in members}
@@ -160,27 +180,35 @@ def audit_dataset(
             }
         )
     groups.sort(key=lambda g: (not g["conflicting_labels"], -g["similarity"]))
-    counts = Counter(r.label for r in records)
-    audit = {
+    return groups
+
+
+def audit_summary(dataset: Dataset, config: AuditConfig, found: Pass, groups: list[dict]) -> dict:
+    """audit.json's contents."""
+    counts = Counter(r.label for r in found.records)
+    skipped = (("scan", dataset.skipped), ("decode", found.unreadable))
+    return {
         "audit_version": AUDIT_VERSION,
         "marrowdiff_version": __version__,
         "source": str(dataset.source),
         "kind": dataset.kind,
         "fingerprint": dataset.fingerprint,
-        "vocabulary": vocab.name,
+        "vocabulary": dataset.vocabulary.name,
         "n_listed": len(dataset),
-        "n_images": len(records),
-        "counts": {code: counts.get(code, 0) for code in vocab.codes},
-        "image_sizes": dict(sizes.most_common()),
+        "n_images": len(found.records),
+        "counts": {code: counts.get(code, 0) for code in dataset.vocabulary.codes},
+        "image_sizes": dict(found.sizes.most_common()),
         "skipped": [
             {"path": s.path, "reason": s.reason, "stage": stage}
-            for stage, found in (("scan", dataset.skipped), ("decode", unreadable))
-            for s in found
+            for stage, those in skipped
+            for s in those
         ],
         "skipped_by_reason": dict(
-            Counter(_reason_kind(s.reason) for s in [*dataset.skipped, *unreadable]).most_common()
+            Counter(
+                _reason_kind(s.reason) for s in [*dataset.skipped, *found.unreadable]
+            ).most_common()
         ),
-        "n_unreadable": len(unreadable),
+        "n_unreadable": len(found.unreadable),
         "duplicate_groups": groups,
         "n_duplicate_groups": len(groups),
         "n_conflicting_groups": sum(g["conflicting_labels"] for g in groups),
@@ -189,7 +217,6 @@ def audit_dataset(
             k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config.duplicates).items()
         },
     }
-    return audit, records
 
 
 def run_audit(
@@ -252,192 +279,6 @@ def write_audit(
     page = audit_html(audit, by_path, vocabulary_names or {}, config.thumb)
     written.append(write_text(out / "audit.html", page))
     return written + sheets
-
-
-def audit_html(
-    audit: dict, images: dict[str, np.ndarray], names: dict[str, str], thumb: int = 112
-) -> str:
-    """The audit as one self-contained page (images inlined, like the count report): the
-    summary, images per class, every duplicate group with its cells and their full paths and
-    labels (conflicts in red), and the skipped entries."""
-    esc = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>marrowdiff audit of {esc(str(audit['source']))}</title>",
-        f"<style>{AUDIT_STYLE}</style></head><body>",
-        f"<h1>Audit of {esc(str(audit['source']))}</h1>",
-        "<ul>",
-        f"<li>{audit['n_images']} readable images of {audit['n_listed']} listed "
-        f"({esc(audit['kind'])}, vocabulary {esc(audit['vocabulary'])})</li>",
-        f"<li>{len(audit['skipped'])} entries skipped, {audit['n_unreadable']} of them "
-        "unreadable images</li>",
-        f"<li>{audit['n_duplicate_groups']} duplicate groups "
-        f"({audit['n_images_in_duplicate_groups']} images), "
-        f"<b>{audit['n_conflicting_groups']} with conflicting labels</b></li>",
-        f"<li>fingerprint {esc(audit['fingerprint'][:16])}</li></ul>",
-        "<h2>Images per class</h2><table><tr><th>class</th><th>name</th><th>images</th></tr>",
-        *(
-            f"<tr><td>{esc(code)}</td><td>{esc(names.get(code, code))}</td>"
-            f"<td class='n'>{n}</td></tr>"
-            for code, n in audit["counts"].items()
-        ),
-        "</table><h2>Duplicate groups</h2>",
-        "<p>The same cell found more than once: identical pixels, or a re-crop at a shifted "
-        "centre, resized or re-encoded. <code>split</code> keeps each group on one side of every "
-        "split. A group with conflicting labels is one cell filed under two classes: a "
-        "hematologist should decide which label is right (or drop the cell).</p>",
-    ]
-    for number, group in enumerate(audit["duplicate_groups"], start=1):
-        conflict = group["conflicting_labels"]
-        members = "".join(
-            f"<figure><img alt='' width='{thumb}' height='{thumb}' "
-            f"src='{jpeg_data_uri(images[m['path']], thumb)}'><figcaption>"
-            f"<b>{esc(names.get(m['label'], m['label']))}</b><br>{esc(m['path'])}"
-            "</figcaption></figure>"
-            for m in group["members"]
-        )
-        kind = "conflicting labels" if conflict else "same label"
-        parts.append(
-            f"<div class='group{' conflict' if conflict else ''}'><h3>#{number}: {kind}, "
-            f"similarity {group['similarity']:.3f}</h3>{members}</div>"
-        )
-    if not audit["duplicate_groups"]:
-        parts.append("<p>None found.</p>")
-    parts.append("<h2>Skipped entries</h2>")
-    if audit["skipped"]:
-        parts.append(
-            "<ul>"
-            + "".join(
-                f"<li>{esc(reason)}: {n}</li>" for reason, n in audit["skipped_by_reason"].items()
-            )
-            + "</ul><table><tr><th>path</th><th>reason</th></tr>"
-        )
-        parts += [
-            f"<tr><td>{esc(s['path'])}</td><td>{esc(s['reason'])}</td></tr>"
-            for s in audit["skipped"][:1000]
-        ]
-        parts.append("</table>")
-        if len(audit["skipped"]) > 1000:
-            parts.append(f"<p>... {len(audit['skipped']) - 1000} more in audit.json</p>")
-    else:
-        parts.append("<p>None.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-AUDIT_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;
-text-align:left}td.n{text-align:right}.group{margin:.8em 0;padding:.3em .6em;
-border-left:4px solid #bbb}.group.conflict{border-left-color:#c0392b}.group.conflict h3{
-color:#c0392b}h3{margin:.2em 0;font-size:14px}figure{display:inline-block;margin:0 6px 6px 0;
-vertical-align:top;max-width:160px}figcaption{font-size:11px;word-break:break-all}
-"""
-
-
-def contact_sheet(
-    groups: list[dict],
-    images: dict[str, np.ndarray],
-    thumb: int = 112,
-    first_index: int = 1,
-    max_width: int = 1000,
-) -> Image.Image:
-    """Duplicate groups side by side, wrapped into lines; conflicts headed in red."""
-    pad, head, caption = 10, 18, 30
-    font = ImageFont.load_default(size=11)
-    boxes, x, y = [], pad, pad  # flow layout: (x, y) of each group's box
-    for group in groups:
-        width = len(group["members"]) * (thumb + 4) + pad
-        if x > pad and x + width > max_width:
-            x, y = pad, y + head + thumb + caption + pad
-        boxes.append((x, y))
-        x += width + pad
-    line_height = head + thumb + caption + pad
-    sheet = Image.new("RGB", (max(max_width, x), y + line_height), "white")
-    draw = ImageDraw.Draw(sheet)
-    for number, (group, (x, y)) in enumerate(zip(groups, boxes, strict=True), start=first_index):
-        conflict = group["conflicting_labels"]
-        title = f"#{number} {'CONFLICT' if conflict else 'same label'} {group['similarity']:.3f}"
-        draw.text((x, y), title, fill=(200, 0, 0) if conflict else (70, 70, 70), font=font)
-        for k, member in enumerate(group["members"]):
-            left = x + k * (thumb + 4)
-            tile = Image.fromarray(images[member["path"]]).resize((thumb, thumb), Image.BILINEAR)
-            sheet.paste(tile, (left, y + head))
-            if conflict:
-                draw.rectangle(
-                    (left - 1, y + head - 1, left + thumb, y + head + thumb), outline=(200, 0, 0)
-                )
-            draw.text((left, y + head + thumb + 2), member["path"][-20:], fill="black", font=font)
-            draw.text(
-                (left, y + head + thumb + 15), member["label"][:19], fill=(0, 0, 160), font=font
-            )
-    return sheet
-
-
-def audit_markdown(audit: dict, sheets: list[str], names: dict[str, str]) -> str:
-    """A readable summary of an audit for the person who curates the data."""
-    lines = [
-        f"# Audit of `{audit['source']}`",
-        "",
-        f"- {audit['n_images']} readable images of {audit['n_listed']} listed "
-        f"({audit['kind']}, vocabulary `{audit['vocabulary']}`)",
-        f"- {len(audit['skipped'])} entries skipped, "
-        f"{audit['n_unreadable']} of them unreadable images",
-        f"- {audit['n_duplicate_groups']} duplicate groups "
-        f"({audit['n_images_in_duplicate_groups']} images), "
-        f"**{audit['n_conflicting_groups']} with conflicting labels**",
-        f"- image sizes: {', '.join(f'{k} ({v})' for k, v in audit['image_sizes'].items())}",
-        f"- fingerprint: `{audit['fingerprint'][:16]}`",
-        "",
-        "## Images per class",
-        "",
-        "| class | name | images |",
-        "|---|---|---:|",
-        *(f"| `{code}` | {names.get(code, code)} | {n} |" for code, n in audit["counts"].items()),
-        "",
-        "## Duplicate groups",
-        "",
-        "The same cell found more than once: identical pixels, or a re-crop at a shifted centre, "
-        "resized or re-encoded. `split` keeps each group on one side of every split. Groups with "
-        "conflicting labels show one cell filed under two classes: a hematologist should decide "
-        "which label is right (or drop the cell).",
-        "",
-    ]
-    if audit["duplicate_groups"]:
-        lines += [
-            f"Contact sheet: {', '.join(f'[{s}]({s})' for s in sheets)}",
-            "",
-            "| # | conflict | similarity | members (path: label) |",
-            "|---:|---|---:|---|",
-        ]
-        for i, group in enumerate(audit["duplicate_groups"], start=1):
-            members = "; ".join(f"`{m['path']}`: {m['label']}" for m in group["members"])
-            lines.append(
-                f"| {i} | {'**yes**' if group['conflicting_labels'] else 'no'} | "
-                f"{group['similarity']:.3f} | {members} |"
-            )
-    else:
-        lines.append("None found.")
-    lines += ["", "## Skipped entries", ""]
-    if audit["skipped"]:
-        lines += [f"- {reason}: {n}" for reason, n in audit["skipped_by_reason"].items()]
-        lines += ["", "| path | reason |", "|---|---|"]
-        lines += [f"| `{s['path']}` | {s['reason']} |" for s in audit["skipped"][:200]]
-        if len(audit["skipped"]) > 200:
-            lines.append(f"| ... | {len(audit['skipped']) - 200} more in audit.json |")
-    else:
-        lines.append("None.")
-    detector = audit["detector"]
-    lines += [
-        "",
-        "## Detector",
-        "",
-        f"Candidates: grey NCC >= {detector['coarse_threshold']} at {detector['coarse_size']} px "
-        f"over shifts; verified: band-pass NCC >= {detector['threshold']} at {detector['size']} px "
-        "(see docs/data.md for how it was validated).",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def _reason_kind(reason: str) -> str:

@@ -227,12 +227,6 @@ def make_splits(
         folds.append(
             {"train": [paths[i] for i in np.setdiff1d(pool, val)], "val": [paths[i] for i in val]}
         )
-
-    def count(idx) -> dict[str, int]:
-        found = Counter(labels[list(idx)].tolist())
-        return {c: found.get(c, 0) for c in classes}
-
-    index = {p: i for i, p in enumerate(paths)}
     multi = defaultdict(list)
     for p, g in zip(paths, groups, strict=True):
         multi[g].append(p)
@@ -248,17 +242,25 @@ def make_splits(
         "groups": [members for members in multi.values() if len(members) > 1],
         "test": [paths[i] for i in test],
         "folds": folds,
-        "counts": {
-            "test": count(test),
-            "folds": [
-                {
-                    "train": count(index[p] for p in f["train"]),
-                    "val": count(index[p] for p in f["val"]),
-                }
-                for f in folds
-            ],
-        },
+        "counts": _counts(paths, labels, classes, test, folds),
         "warnings": warn,
+    }
+
+
+def _counts(paths, labels: np.ndarray, classes: list[str], test, folds: list[dict]) -> dict:
+    """Images per class in the test set and in each fold's train and val sides."""
+    index = {p: i for i, p in enumerate(paths)}
+
+    def count(idx) -> dict[str, int]:
+        found = Counter(labels[list(idx)].tolist())
+        return {c: found.get(c, 0) for c in classes}
+
+    return {
+        "test": count(test),
+        "folds": [
+            {"train": count(index[p] for p in f["train"]), "val": count(index[p] for p in f["val"])}
+            for f in folds
+        ],
     }
 
 

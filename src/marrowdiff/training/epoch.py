@@ -62,14 +62,7 @@ def train_one_epoch(
     model.train()
     sets = torch.from_numpy(data.space.sets).to(runtime.device)
     total, correct, loss_sum = 0, 0, 0.0
-    plan = []
-    for where in plan_batches(len(items), config.batch_size, smallest=2 * runtime.world):
-        batch = items[where]
-        # Jitter is drawn for the whole global batch on every rank, so each item gets the same
-        # gain whichever rank takes it: the run does not depend on the number of processes.
-        gains = jitter_gains(len(batch), config.colour_jitter, generator)
-        mine = shard(batch, runtime)
-        plan.append((batch, mine, None if gains is None else gains[mine]))
+    plan = epoch_plan(items, config, generator, runtime)
     cuda = runtime.device.type == "cuda"
     views = banks.batches(data.bank, [batch[mine] for batch, mine, _ in plan], workers, cuda)
     steps = tqdm(
@@ -89,15 +82,7 @@ def train_one_epoch(
         # over the global batch.
         loss = set_loss(logits.float(), sets[y], config.label_smoothing)
         loss = loss * (runtime.world / len(batch))
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():  # fp16: scaled against underflow
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
+        _step(loss, optimizer, scheduler, scaler)
         if after_step is not None:
             after_step()
         total += len(y)
@@ -105,6 +90,34 @@ def train_one_epoch(
         loss_sum += loss.item() * len(batch) / runtime.world
     loss_sum, correct, total = all_sum([loss_sum, correct, total], runtime)
     return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
+
+
+def epoch_plan(
+    items: np.ndarray, config: TrainConfig, generator: torch.Generator, runtime: Runtime
+) -> list[tuple[np.ndarray, slice, torch.Tensor | None]]:
+    """(global batch, this rank's share of it, its colour gains) for every step of the epoch.
+    Jitter is drawn for the whole global batch on every rank, so each item gets the same gain
+    whichever rank takes it: the run does not depend on the number of processes."""
+    plan = []
+    for where in plan_batches(len(items), config.batch_size, smallest=2 * runtime.world):
+        batch = items[where]
+        gains = jitter_gains(len(batch), config.colour_jitter, generator)
+        mine = shard(batch, runtime)
+        plan.append((batch, mine, None if gains is None else gains[mine]))
+    return plan
+
+
+def _step(loss: torch.Tensor, optimizer, scheduler, scaler: torch.amp.GradScaler | None) -> None:
+    """One optimiser step on `loss`, and the schedule's."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():  # fp16: scaled against underflow
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
 
 
 def val_metrics(logits: np.ndarray, labels: np.ndarray, space: LabelSpace | None = None) -> dict:

@@ -29,14 +29,8 @@ from marrowdiff.counting.count import (
     thumbnail,
 )
 from marrowdiff.counting.detect import MIN_STAIN, crop, stain_at
-from marrowdiff.counting.report import (
-    About,
-    Cell,
-    FieldImage,
-    ReportConfig,
-    summarise,
-    write_report,
-)
+from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig, summarise
+from marrowdiff.counting.report_files import write_report
 from marrowdiff.errors import UserError
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
