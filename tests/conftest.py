@@ -149,3 +149,27 @@ def onnx_file(tiny_run, tmp_path_factory):
     from marrowdiff.inference.export import export_onnx
 
     return export_onnx(tiny_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture
+def easy_data(tmp_path):
+    """Three classes that differ in cell size, 18 cells each: learnable in a few epochs."""
+    rng = np.random.default_rng(7)
+    root = tmp_path / "easy"
+    for label, radius in (("7", 7), ("8", 11), ("9", 15)):
+        for k in range(18):
+            write_image(root / label / f"{k}.png", synthetic_cell(rng, 40, radius=radius))
+    return root
+
+
+@pytest.fixture
+def pbc_like(tmp_path):
+    """A second data set in PBC's layout: the label is the file-name prefix, some coarse."""
+    rng = np.random.default_rng(8)
+    root = tmp_path / "pbc"
+    for folder, prefix, radius in (("ig", "MMY", 7), ("ig", "IG", 9), ("neutrophil", "BNE", 11)):
+        for k in range(12):
+            write_image(root / folder / f"{prefix}_{k}.png", synthetic_cell(rng, 40, radius=radius))
+    vocab = tmp_path / "pbc-like.toml"
+    vocab.write_text('base = "marrow14"\nlabel_from = "filename-prefix"\n')
+    return root, vocab

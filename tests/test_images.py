@@ -63,12 +63,18 @@ def test_cmyk_jpeg():
     assert out.shape == (8, 8, 3) and out[0, 0, 0] > 200 and out[0, 0, 1] < 60
 
 
-def test_exif_orientation_is_applied():
-    image = Image.new("RGB", (6, 3), "red")
+def test_exif_orientation_is_applied_clockwise():
+    pixels = np.zeros((16, 32, 3), np.uint8)  # 32 wide, 16 high: red left half, blue right
+    pixels[:, :16, 0] = 255
+    pixels[:, 16:, 2] = 255
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees on display
-    out = decode_rgb(_save(image, "JPEG", exif=exif))
-    assert out.shape == (6, 3, 3)
+    exif[0x0112] = 6  # the camera was turned: rotate 90 degrees clockwise to display
+    out = decode_rgb(_save(Image.fromarray(pixels), "JPEG", exif=exif, quality=95))
+    assert out.shape == (32, 16, 3)
+    # clockwise, the left edge becomes the top: red above, blue below (counter-clockwise: the
+    # reverse; no rotation: the wrong shape)
+    top, bottom = out[4, 8].astype(int), out[-4, 8].astype(int)
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]
 
 
 @pytest.mark.parametrize(

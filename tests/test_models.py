@@ -34,11 +34,26 @@ def test_vgg16_is_the_papers_network():
     assert abs(w.std().item() - (2 / (w.shape[1] * 9)) ** 0.5) < 0.01
 
 
-def test_width_multiplier_shrinks_vgg():
-    full = build_model(ModelConfig(name="vgg16", pretrained=False))
+def test_width_multiplier_scales_every_layer_of_vgg():
     narrow = build_model(ModelConfig(name="vgg16", width=0.25, pretrained=False))
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(narrow) < count(full) / 10
+
+    def conv(cin: int, cout: int) -> int:  # 3x3 weights, no bias; batch norm's scale and shift
+        return 9 * cin * cout + 2 * cout
+
+    # 64, 128, 256, 512, 512 channels at a quarter: 16, 32, 64, 128, 128
+    convs = (
+        conv(3, 16)
+        + conv(16, 16)
+        + conv(16, 32)
+        + conv(32, 32)
+        + conv(32, 64)
+        + 2 * conv(64, 64)
+        + conv(64, 128)
+        + 5 * conv(128, 128)
+    )
+    # 96 px / 2^5 = 3: 128 x 3 x 3 features; FC layers of 512 / 4 units; 10 classes
+    fcs = (1152 * 128 + 128) + (128 * 128 + 128) + (128 * 10 + 10)
+    assert sum(p.numel() for p in narrow.parameters()) == convs + fcs == 1_087_226
 
 
 def test_effnet_lite0_loads_the_packaged_imagenet_weights():

@@ -7,7 +7,7 @@
     RUN/history.csv   one row per epoch; curves.png draws it
     RUN/audit/        when the run audited and split its data set itself
 
-A checkpoint (format `marrowdiff.checkpoint/1`) is one `torch.save`d dict that describes itself:
+A checkpoint (format `marrowdiff.checkpoint/2`; /1 files still load) is one `torch.save`d dict that describes itself:
 the weights of the unwrapped model (`state_dict`), the resolved config, the class codes in output
 order, the vocabulary, the input normalisation, the data it was trained on (source, fingerprint,
 fold, sizes), the calibration and metrics; loading needs nothing else.

@@ -19,7 +19,7 @@ from marrowdiff.run import MODEL
 from marrowdiff.synthetic.cells import synthetic_cell
 from marrowdiff.synthetic.fields import FieldConfig, make_field
 
-from .conftest import TINY_CLASSES, write_image
+from ..conftest import TINY_CLASSES, write_image
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]

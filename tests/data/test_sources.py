@@ -8,7 +8,7 @@ import pytest
 from marrowdiff.data.sources import list_inputs, read_inputs
 from marrowdiff.synthetic.cells import synthetic_cell
 
-from .conftest import encode, write_image
+from ..conftest import encode, write_image
 
 
 def test_files_folders_and_zips_in_a_stable_order(tmp_path):

@@ -10,7 +10,7 @@ from marrowdiff.cli import main
 from marrowdiff.synthetic.cells import synthetic_cell
 from marrowdiff.synthetic.fields import FieldConfig, make_field
 
-from .conftest import TINY_CLASSES, write_image
+from ..conftest import TINY_CLASSES, write_image
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from marrowdiff.data.datasets import DatasetError, open_dataset
 from marrowdiff.data.public import ChecksumError, PublicArchive, fetch
 
-from .conftest import encode
+from ..conftest import encode
 
 
 @pytest.fixture

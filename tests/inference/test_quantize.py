@@ -12,7 +12,7 @@ from marrowdiff.inference.predict import load_model
 from marrowdiff.run import load_checkpoint
 from marrowdiff.synthetic.cells import synthetic_cell
 
-from .conftest import write_image
+from ..conftest import write_image
 
 
 def test_int8_export_is_quantised_described_and_close_to_float(tiny_run, tmp_path):
@@ -65,3 +65,25 @@ def test_int8_export_of_a_local_model_uses_its_own_classes(tiny_local_run, tmp_p
     assert 0 < q["cells"] == len(val) and q["calibration_cells"] == len(train)
     splits = checkpoint.splits()
     assert {splits.labels[p] for p in train + val} == set(model.classes)
+
+
+def test_agreement_by_hand():
+    from marrowdiff.inference.quantize import agreement
+
+    p = np.array([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1], [0.1, 0.1, 0.8]])
+    q = np.array([[0.6, 0.3, 0.1], [0.55, 0.35, 0.1], [0.1, 0.2, 0.7]])
+    report = agreement(p, q, ["a", "b", "c"], ["a", "b", "b"])
+    # cell 2 changes class (b -> a); the largest move is 0.15; float right on a and b (2 of 3),
+    # int8 on a only (1 of 3)
+    assert report == {
+        "cells": 3,
+        "class_changes": 1,
+        "max_probability_change": 0.15,
+        "accuracy_float": round(2 / 3, 4),
+        "accuracy_int8": round(1 / 3, 4),
+    }
+    assert agreement(p[:0], q[:0], ["a", "b", "c"]) == {
+        "cells": 0,
+        "class_changes": 0,
+        "max_probability_change": 0.0,
+    }

@@ -6,7 +6,7 @@ from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
 from marrowdiff.evaluation.detection import score_detection
 from marrowdiff.synthetic.fields import make_field
 
-from .conftest import SMALL_FIELD
+from ..conftest import SMALL_FIELD
 
 
 def test_finds_the_cells_of_synthetic_fields_touching_ones_included(patches):

@@ -13,7 +13,7 @@ from marrowdiff.evaluation.detection import (
 )
 from marrowdiff.synthetic.fields import make_field
 
-from .conftest import SMALL_FIELD
+from ..conftest import SMALL_FIELD
 
 
 def test_scoring_leaves_border_cells_out_on_both_sides():
@@ -31,7 +31,7 @@ def test_scoring_leaves_border_cells_out_on_both_sides():
 
 def test_public_field_boxes_are_read_and_scored(patches, tmp_path):
 
-    from .conftest import write_image
+    from ..conftest import write_image
 
     field, truth = make_field(patches, ["x"] * 20, SMALL_FIELD, seed=2)
     write_image(tmp_path / "images" / "f1.png", field)

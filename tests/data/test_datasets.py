@@ -8,7 +8,7 @@ import pytest
 from marrowdiff.classes import VocabularyError
 from marrowdiff.data.datasets import DatasetError, open_dataset
 
-from .conftest import write_image
+from ..conftest import write_image
 
 
 def test_folder_layout_skips_and_counts_junk(class_tree):

@@ -9,7 +9,7 @@ from marrowdiff.inference.predict import Classifier, ModelError, load_classifier
 from marrowdiff.run import load_checkpoint
 from marrowdiff.synthetic.cells import synthetic_cell
 
-from .conftest import TINY_CLASSES
+from ..conftest import TINY_CLASSES
 
 
 def test_the_run_is_calibrated_on_its_validation_cells(tiny_run):

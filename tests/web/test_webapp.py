@@ -17,7 +17,7 @@ from marrowdiff.web.app import LOOPBACK, create_app
 from marrowdiff.web.station import Limits, ReviewStation
 from marrowdiff.web.store import SignedError
 
-from .conftest import TINY_CLASSES, encode
+from ..conftest import TINY_CLASSES, encode
 
 ANA = {"X-User": "ana", "X-Requested-With": "marrowdiff"}  # who, and "from the page"
 

@@ -1,0 +1,44 @@
+"""The main job, end to end on tiny data: PBC pre-training, the joint model, its tests,
+export and a counted report."""
+
+import json
+
+import pytest
+
+from marrowdiff.cli import main
+from marrowdiff.run import load_checkpoint
+
+
+@pytest.mark.slow
+def test_demo_trains_on_both_sets_tests_on_both_exports_and_counts(
+    easy_data, pbc_like, tmp_path, capsys
+):
+    demo = tmp_path / "demo"
+    argv = [
+        "demo",
+        "--data",
+        str(easy_data),
+        "--out",
+        str(demo),
+        "--config",
+        "quick",
+        "--epochs",
+        "1",
+    ]
+    assert main([*argv, "--pbc", str(tmp_path / "nowhere.zip")]) == 2  # says how to get it
+    assert "marrowdiff data fetch pbc" in capsys.readouterr().err
+    assert main([*argv, "--pbc", str(pbc_like[0])]) == 0
+    model = load_checkpoint(demo / "model")
+    assert model.vocabulary.name == "marrow14"
+    assert model.state["init"]["run"] == str(demo / "pbc" / "model")  # pre-trained on PBC
+    assert model.state["also"][0]["weight"] == 0.5
+    metrics = json.loads((demo / "model" / "metrics.json").read_text())
+    assert metrics["tta"] and metrics["n"] == len(
+        json.loads((demo / "splits.json").read_text())["test"]
+    )
+    on_pbc = json.loads((demo / "model" / "pbc-test" / "metrics.json").read_text())
+    assert on_pbc["data"] == str(pbc_like[0])  # the cross-data-set figure
+    report = json.loads((demo / "count" / "report.json").read_text())
+    assert report["n_fields"] == 4 and report["about"]["model"] == str(demo / "model.onnx")
+    assert (demo / "model-int8.onnx").is_file()
+    assert "differential report of synthetic fields" in capsys.readouterr().out
