@@ -81,8 +81,95 @@ def test_guessing_a_password_is_stopped_after_five_tries(accounts, monkeypatch):
     accounts.add("ana", "signer", PASSWORD)
     for _ in range(accounts_module.MAX_FAILURES):
         with pytest.raises(LoginError):
-            accounts.log_in("ana", "guess-guess-guess")
+            accounts.log_in("ana", "guess-guess-guess", "10.0.0.9")
     with pytest.raises(LockedOut, match="try again in"):
-        accounts.log_in("ana", PASSWORD)  # even the right password, until the window passes
+        accounts.log_in("ana", PASSWORD, "10.0.0.9")  # from there, not even the right one
     monkeypatch.setattr(accounts_module, "LOCKOUT_SECONDS", 0)
-    assert accounts.log_in("ana", PASSWORD)[0].name == "ana"
+    assert accounts.log_in("ana", PASSWORD, "10.0.0.9")[0].name == "ana"
+
+
+def _counting_checks(accounts, monkeypatch) -> list:
+    """Every password the accounts hash from now on (the slow step a lock must come before)."""
+    checked = []
+
+    class Counting:
+        def __init__(self, hasher):
+            self.hasher = hasher
+
+        def verify(self, stored, password):
+            checked.append(password)
+            return self.hasher.verify(stored, password)
+
+        def hash(self, password):
+            return self.hasher.hash(password)
+
+    monkeypatch.setattr(accounts, "hasher", Counting(accounts.hasher))
+    return checked
+
+
+@pytest.mark.parametrize("servers", [1, 2])  # one server's threads; two processes' connections
+def test_parallel_guesses_are_checked_no_more_than_the_limit(tmp_path, monkeypatch, servers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    Accounts(tmp_path).add("ana", "signer", PASSWORD)
+    each = [Accounts(tmp_path) for _ in range(servers)]
+    checked = [_counting_checks(accounts, monkeypatch) for accounts in each]
+
+    def guess(k: int) -> str:
+        try:
+            each[k % servers].log_in("ana", f"guess number {k}", "10.0.0.9")
+        except LockedOut:
+            return "locked"
+        except LoginError:
+            return "wrong"
+        return "in"
+
+    with ThreadPoolExecutor(40) as pool:
+        outcomes = list(pool.map(guess, range(40)))
+    assert outcomes.count("wrong") == accounts_module.PER_SOURCE
+    assert outcomes.count("locked") == 40 - accounts_module.PER_SOURCE
+    assert sum(len(c) for c in checked) == accounts_module.PER_SOURCE  # hashed: 5, not 40
+
+
+def test_a_guesser_elsewhere_cannot_lock_the_owner_out(accounts, monkeypatch):
+    accounts.add("ana", "signer", PASSWORD)
+    accounts.log_in("ana", PASSWORD, "10.0.0.1")  # her desk: a known address from now on
+    # a guesser behind one address: locked out there only
+    for _ in range(accounts_module.PER_SOURCE):
+        with pytest.raises(LoginError):
+            accounts.log_in("ana", "guess-guess-guess", "203.0.113.7")
+    with pytest.raises(LockedOut, match="of this name from here"):
+        accounts.log_in("ana", PASSWORD, "203.0.113.7")
+    assert accounts.log_in("ana", PASSWORD, "10.0.0.1")[0].name == "ana"
+    # guessers behind many addresses: the name is closed to new addresses, not to hers
+    for k in range(accounts_module.PER_NAME - accounts_module.PER_SOURCE):
+        with pytest.raises(LoginError):
+            accounts.log_in("ana", "guess-guess-guess", f"198.51.100.{k}")
+    with pytest.raises(LockedOut, match="of this name from elsewhere"):
+        accounts.log_in("ana", PASSWORD, "192.0.2.1")
+    assert accounts.log_in("ana", PASSWORD, "10.0.0.1")[0].name == "ana"
+    # an administrator lifts every limit on the name
+    assert accounts.unlock("ana") == accounts_module.PER_NAME
+    assert accounts.log_in("ana", PASSWORD, "192.0.2.1")[0].name == "ana"
+
+
+def test_one_address_spraying_many_names_is_stopped(accounts):
+    for k in range(accounts_module.PER_ADDRESS):
+        with pytest.raises(LoginError):
+            accounts.log_in(f"user{k}", "guess-guess-guess", "203.0.113.7")
+    with pytest.raises(LockedOut, match="failed logins from here"):
+        accounts.log_in("someone-else", "guess-guess-guess", "203.0.113.7")
+
+
+def test_users_unlock_from_the_command_line(tmp_path, capsys):
+    from marrowdiff.cli import main
+
+    accounts = Accounts(tmp_path)
+    accounts.add("ana", "signer", PASSWORD)
+    for _ in range(accounts_module.PER_SOURCE):
+        with pytest.raises(LoginError):
+            accounts.log_in("ana", "guess-guess-guess", "10.0.0.9")
+    assert main(["users", "unlock", "ana", "--data-dir", str(tmp_path)]) == 0
+    assert "5 failed login(s) forgotten" in capsys.readouterr().out
+    assert accounts.log_in("ana", PASSWORD, "10.0.0.9")[0].name == "ana"  # the server sees it
+    assert main(["users", "unlock", "bob", "--data-dir", str(tmp_path)]) == 2

@@ -1,6 +1,9 @@
 """The review station through its HTTP API (FastAPI's test client)."""
 
+import contextlib
+import json
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -402,6 +405,8 @@ def test_with_accounts_nothing_is_served_before_logging_in(with_accounts):
     client = with_accounts
     assert client.get("/").status_code == 200  # the page and its login form
     assert client.get("/api/me").json() == {"accounts": True, "detail": "log in first"}
+    for path in ("/openapi.json", "/docs", "/redoc"):  # no schema of the API, to anyone
+        assert client.get(path).status_code == 404, path
     for path in ("/api/info", "/api/cases", "/api/cases/1", "/api/cells/1/image.jpg",
                  "/api/images/1/field.jpg", "/api/cases/1/log", "/api/detection"):  # fmt: skip
         assert client.get(path).status_code == 401, path
@@ -529,3 +534,83 @@ def test_an_added_cell_marked_not_a_cell_was_a_slip_not_a_missed_cell(client, tm
     assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
     detection = client.get(f"/api/cases/{case}/report/report.json").json()["about"]["detection"]
     assert detection["added"] == 0 and detection["recall"] == 1.0
+
+
+@contextlib.contextmanager
+def serving(app):
+    """The app behind a real uvicorn server on a free port of 127.0.0.1, in a thread."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_forty_parallel_guesses_over_http_get_five_checks(tiny_run, tmp_path):
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from marrowdiff.web import accounts as accounts_module
+
+    accounts = Accounts(tmp_path / "review")
+    accounts.add("Sam", "signer", PASSWORD)
+    app = create_app(station(tiny_run, tmp_path / "review"), accounts)
+
+    def guess(url: str, k: int) -> int:
+        body = json.dumps({"name": "Sam", "password": f"guess number {k}"}).encode()
+        request = urllib.request.Request(
+            url + "/api/login", body, PAGE | {"Content-Type": "application/json"}
+        )
+        try:
+            return urllib.request.urlopen(request, timeout=60).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    with serving(app) as url, ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(lambda k: guess(url, k), range(40)))
+    assert codes.count(401) == accounts_module.PER_SOURCE  # checked, wrong
+    assert codes.count(429) == 40 - accounts_module.PER_SOURCE  # refused before any check
+
+
+LONE = '"\\ud800"'  # JSON for a lone surrogate: valid JSON, no valid text
+
+
+def _raw(client, path: str, body: str, headers=ANA):
+    return client.post(path, content=body, headers=headers | {"Content-Type": "application/json"})
+
+
+def test_a_lone_surrogate_anywhere_in_json_is_a_422_sentence(tiny_run, tmp_path):
+    accounts = Accounts(tmp_path / "review-a")
+    accounts.add("Sam", "signer", PASSWORD)
+    logins = local(station(tiny_run, tmp_path / "review-a"), accounts=accounts)
+    for body in (f'{{"name": {LONE}, "password": "x"}}', f'{{"name": "Sam", "password": {LONE}}}'):
+        response = _raw(logins, "/api/login", body, PAGE)
+        assert response.status_code == 422 and "lone surrogate" in response.json()["detail"]
+
+    client = local(station(tiny_run, tmp_path / "review"))
+    for body in (f'{{"name": {LONE}}}', f'{{"name": "c", "patient": {LONE}}}'):
+        response = _raw(client, "/api/cases", body)
+        assert response.status_code == 422 and "lone surrogate" in response.json()["detail"]
+    case = new_case(client)
+    assert upload(client, case, ("field.png", synthetic_field())).status_code == 200
+    view = client.get(f"/api/cases/{case}").json()
+    image, cell = view["images"][0]["id"], view["cells"][0]["id"]
+    for body in (f'{{"status": {LONE}}}', f'{{"status": "corrected", "label": {LONE}}}'):
+        response = _raw(client, f"/api/cells/{cell}", body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith(("status:", "unknown class"))
+    added = _raw(client, f"/api/cases/{case}/images/{image}/cells", f'{{"x": {LONE}, "y": 3}}')
+    assert added.status_code == 422 and added.json()["detail"].startswith("x:")

@@ -8,6 +8,13 @@ never over the web: whoever can write the data folder administers the station. P
 hashed with argon2id (`argon2-cffi`); a session is a random token the browser holds in an
 HttpOnly cookie, and the database keeps only its sha256, so a copy of the database logs no one
 in. Removing a user or changing a password ends that user's sessions.
+
+Guessing is throttled (`log_in`): every attempt takes a slot in the database before its
+password is hashed, in one transaction, so parallel guesses cannot all pass. A name may be tried
+PER_SOURCE times from one address, and PER_NAME times in all from addresses its owner has never
+logged in from, per LOCKOUT_SECONDS; an address may try PER_ADDRESS names. A guesser elsewhere
+therefore cannot lock the owner out of the places they work from; `marrowdiff users unlock NAME`
+lifts every limit on a name at once.
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ FILE = "accounts.sqlite3"
 ROLES = ("reviewer", "signer")
 MIN_PASSWORD = 10  # characters (NIST SP 800-63B asks for at least 8)
 SESSION_HOURS = 10.0  # a working day; then log in again
-MAX_FAILURES = 5  # failed logins of one name within LOCKOUT_SECONDS: refused until it passes
-LOCKOUT_SECONDS = 600
+LOCKOUT_SECONDS = 600  # the throttle's window
+PER_SOURCE = 5  # tries of one name from one address in the window
+PER_NAME = 20  # tries of one name from addresses its owner never logged in from
+PER_ADDRESS = 30  # tries of any names from one address
+MAX_FAILURES = PER_SOURCE  # the limit a guesser at one address meets first
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -48,6 +58,17 @@ CREATE TABLE IF NOT EXISTS sessions (
     user TEXT NOT NULL REFERENCES users(name),
     expires_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS attempts (  -- failed (or running) logins, for the throttle
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,              -- the client's address
+    at REAL NOT NULL                   -- unix time
+);
+CREATE INDEX IF NOT EXISTS attempts_by_name ON attempts(name, at);
+CREATE TABLE IF NOT EXISTS known_sources (  -- where each user has logged in from
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (name, source)
+);
 """
 
 
@@ -60,7 +81,8 @@ class LoginError(AccountError):
 
 
 class LockedOut(LoginError):
-    """Too many failed logins of one name lately: refused until the window passes."""
+    """Too many tries of one name (or from one address) lately: refused until the window
+    passes, or until `marrowdiff users unlock` lifts it."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +125,6 @@ class Accounts:
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
         self.hasher = PasswordHasher()
-        self._failures: dict[str, list[float]] = {}
 
     @functools.cached_property
     def _dummy(self) -> str:
@@ -169,15 +190,12 @@ class Accounts:
 
     # logging in (from the web) ----------------------------------------------------------------
 
-    def log_in(self, name: str, password: str) -> tuple[User, str]:
-        """Check a name and password; returns the user and a new session token (for the
-        cookie). Wrong either way is one `LoginError`; a name with MAX_FAILURES failed
-        attempts in LOCKOUT_SECONDS is refused until the window passes."""
+    def log_in(self, name: str, password: str, source: str = "local") -> tuple[User, str]:
+        """Check a name and password from a client address; returns the user and a new
+        session token (for the cookie). Wrong either way is one `LoginError`; a throttled try
+        is `LockedOut` before any password is checked (`_take_slot`)."""
         name = unicodedata.normalize("NFC", name or "").strip()
-        recent = self._recent_failures(name)
-        if len(recent) >= MAX_FAILURES:
-            wait = int(LOCKOUT_SECONDS - (time.monotonic() - recent[0])) + 1
-            raise LockedOut(f"too many failed logins for this name: try again in {wait} s")
+        attempt = self._take_slot(name, source)
         rows = self._execute("SELECT * FROM users WHERE name = ? AND active = 1", (name,))
         stored = rows[0]["password"] if rows else self._dummy
         try:
@@ -185,11 +203,12 @@ class Accounts:
             if not rows:
                 raise VerificationError()
         except (VerificationError, InvalidHashError):
-            with self.lock:
-                self._failures.setdefault(name, []).append(time.monotonic())
-            raise LoginError("wrong user name or password") from None
-        with self.lock:
-            self._failures.pop(name, None)
+            raise LoginError("wrong user name or password") from None  # the slot stays taken
+        self._execute(
+            "DELETE FROM attempts WHERE rowid = ? OR (name = ? AND source = ?)",
+            (attempt, name, source),
+        )
+        self._execute("INSERT OR IGNORE INTO known_sources VALUES (?, ?)", (name, source))
         token = secrets.token_urlsafe(32)
         expires = _now() + timedelta(hours=SESSION_HOURS)
         self._execute("DELETE FROM sessions WHERE expires_at < ?", (_now().isoformat(),))
@@ -199,12 +218,61 @@ class Accounts:
         )
         return User(name, rows[0]["role"]), token
 
-    def _recent_failures(self, name: str) -> list[float]:
+    def _take_slot(self, name: str, source: str) -> int:
+        """Count the recent tries against the limits and record this one, atomically (one
+        write transaction: threads and processes alike wait their turn); returns its row."""
+        now = time.time()
+        since = now - LOCKOUT_SECONDS
         with self.lock:
-            cutoff = time.monotonic() - LOCKOUT_SECONDS
-            recent = [t for t in self._failures.get(name, []) if t > cutoff]
-            self._failures[name] = recent
-            return recent
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM attempts WHERE at < ?", (since,))
+                full = self._throttled(name, source)
+                if full is None:
+                    cursor = self.db.execute(
+                        "INSERT INTO attempts VALUES (?, ?, ?)", (name, source, now)
+                    )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        if full is not None:
+            raise LockedOut(f"too many {full} lately: try again in {LOCKOUT_SECONDS // 60} min")
+        return cursor.lastrowid
+
+    def _throttled(self, name: str, source: str) -> str | None:
+        """Which limit a new try of `name` from `source` would break (inside the transaction)."""
+
+        def count(sql: str, *params) -> int:
+            return self.db.execute(f"SELECT COUNT(*) FROM attempts WHERE {sql}", params).fetchone()[
+                0
+            ]
+
+        if count("name = ? AND source = ?", name, source) >= PER_SOURCE:
+            return "failed logins of this name from here"
+        if count("source = ?", source) >= PER_ADDRESS:
+            return "failed logins from here"
+        known = self.db.execute(
+            "SELECT 1 FROM known_sources WHERE name = ? AND source = ?", (name, source)
+        ).fetchone()
+        if (
+            not known
+            and count(
+                "name = ? AND source NOT IN (SELECT source FROM known_sources WHERE name = ?)",
+                name,
+                name,
+            )
+            >= PER_NAME
+        ):
+            return "failed logins of this name from elsewhere"
+        return None
+
+    def unlock(self, name: str) -> int:
+        """Lift every limit on a name (its failed tries are forgotten); how many there were."""
+        name = unicodedata.normalize("NFC", name or "").strip()
+        self._known(name)
+        with self.lock:
+            return self.db.execute("DELETE FROM attempts WHERE name = ?", (name,)).rowcount
 
     def session(self, token: str | None) -> User | None:
         """The user a session cookie belongs to, or None (no, unknown or expired token, or

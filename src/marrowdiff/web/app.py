@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -48,6 +49,8 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "marrowdiff_session"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CHANGE_HEADER = ("x-requested-with", "marrowdiff")
+# Pydantic's words for a JSON string no file, database or response can hold ("\\ud800").
+UNICODE = "not valid Unicode text (it holds a lone surrogate)"
 REVIEW_KEYS = "1234567890qwertyiop"  # one key per class, in order (u, x, f, a are taken)
 
 
@@ -185,10 +188,24 @@ def create_app(
 ) -> FastAPI:
     """The station's app. `accounts`: log-in required (None: one desk, names typed);
     `allowed_hosts`: the host names clients reach it by (the `Host` header), nothing else."""
-    app = FastAPI(title="marrowdiff review station", docs_url=None, redoc_url=None)
+    # No schema, no docs pages: only the page, its files and the login are open (docs/review.md)
+    app = FastAPI(
+        title="marrowdiff review station", docs_url=None, redoc_url=None, openapi_url=None
+    )
     limits = station.limits
 
     app.state.accounts = accounts
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError):
+        """A 422 sentence that names each field and its problem, never echoing what was sent
+        (it may not even be encodable)."""
+        problems = [
+            f"{'.'.join(_printable(part) for part in e['loc'][1:]) or 'the body'}: "
+            + (UNICODE if e["type"] == "string_unicode" else _printable(e["msg"]))
+            for e in error.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError):
@@ -222,7 +239,8 @@ def create_app(
             raise HTTPException(404, "this station has no accounts: type your name on the page")
         try:
             # argon2 takes a while: off the event loop, so other requests go on
-            user, token = await run_in_threadpool(accounts.log_in, body.name, body.password)
+            source = request.client.host if request.client else "unknown"
+            user, token = await run_in_threadpool(accounts.log_in, body.name, body.password, source)
         except LoginError as error:
             raise HTTPException(429 if isinstance(error, LockedOut) else 401, str(error)) from None
         response = JSONResponse({"accounts": True, "name": user.name, "role": user.role})
@@ -385,3 +403,7 @@ def serving_hosts(host: str, allowed: list[str], accounts: bool) -> tuple[str, .
         )
     named = [] if host in ("0.0.0.0", "::") else [host]
     return tuple(dict.fromkeys([*LOOPBACK, *allowed, *named]))
+
+
+def _printable(part) -> str:
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -28,6 +28,7 @@ def register(sub) -> None:
         ("list", "list the accounts and their roles"),
         ("passwd", "set an account's password (ends its sessions)"),
         ("remove", "remove an account (ends its sessions; its name stays in the log)"),
+        ("unlock", "lift the login throttle on an account (its failed logins are forgotten)"),
     ):
         p = users.add_parser(action, help=text)
         if action != "list":
@@ -107,6 +108,10 @@ def cmd_users(args) -> int:
     if args.action == "remove":
         accounts.remove(args.name)
         print(f"{args.name}: removed; their sessions are ended")
+        return 0
+    if args.action == "unlock":
+        n = accounts.unlock(args.name)
+        print(f"{args.name}: unlocked ({n} failed login(s) forgotten)")
         return 0
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
