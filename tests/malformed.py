@@ -12,6 +12,7 @@ Three kinds, each a list of `Case`s with what a user must see:
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import zipfile
@@ -315,6 +316,56 @@ def _overwrite_middle(data: bytes) -> bytes:
     return data[:middle] + bytes(4096) + data[middle + 4096 :]
 
 
+def _checkpoint_edited(run: Path, folder: Path, edit: Callable[[dict], None]) -> Path:
+    """A copy of the run whose model.pt says something else about itself (weights intact)."""
+    import shutil
+
+    import torch
+
+    target = folder / "run"
+    shutil.copytree(run, target)
+    state = torch.load(target / "model.pt", weights_only=True)
+    edit(state)
+    torch.save(state, target / "model.pt")
+    return target
+
+
+def _onnx_edited(onnx: Path, edit, rehash: bool = True, graph=None) -> bytes:
+    """The ONNX file with its marrowdiff metadata edited (`edit(meta)` changes it in place, or
+    returns the new text), its checksums recomputed unless `rehash` is off; `graph()` gives
+    another model's graph to carry the metadata."""
+    import onnx as onnxlib
+
+    from marrowdiff.inference.predict import ONNX_METADATA_KEY, graph_sha256, metadata_sha256
+
+    proto = onnxlib.load(str(onnx))
+    if graph is not None:
+        proto.graph.CopyFrom(graph())
+    entry = next(e for e in proto.metadata_props if e.key == ONNX_METADATA_KEY)
+    meta = json.loads(entry.value)
+    text = edit(meta)
+    if text is None:
+        if rehash:
+            meta["graph_sha256"] = graph_sha256(proto)
+            meta["metadata_sha256"] = metadata_sha256(meta)
+        text = json.dumps(meta)
+    entry.value = text
+    return proto.SerializeToString()
+
+
+def _foreign_graph():
+    """A graph of someone else's: float (1, 4) in, the same out."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    return helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "foreign", [x], [y])
+
+
+def _onnx_case(name: str, onnx: Path, edit, **kw) -> Case:
+    return Case(name, file_with("model.onnx", lambda: _onnx_edited(onnx, edit, **kw)))
+
+
 def model_cases(run: Path, onnx: Path) -> list[Case]:
     """Damaged and foreign model files, made from a good run and its ONNX export."""
 
@@ -339,4 +390,38 @@ def model_cases(run: Path, onnx: Path) -> list[Case]:
             lambda folder: (folder / "empty-run").mkdir() or folder / "empty-run",
         ),
         Case("missing-model", lambda folder: folder / "no-such-run"),
+        Case("onnx-a-folder", lambda folder: (folder / "x.onnx").mkdir() or folder / "x.onnx"),
+        _onnx_case("onnx-metadata-not-json", onnx, lambda meta: "{not json"),
+        _onnx_case("onnx-metadata-a-list", onnx, lambda meta: "[1, 2]"),
+        _onnx_case(
+            "onnx-metadata-without-classes", onnx, lambda meta: meta.pop("classes") and None
+        ),
+        _onnx_case(
+            "onnx-metadata-without-geometry",
+            onnx,
+            lambda meta: meta["config"].pop("geometry") and None,
+        ),
+        _onnx_case("onnx-classes-not-a-list", onnx, lambda meta: meta.update(classes="abc")),
+        _onnx_case(
+            "onnx-fewer-classes-than-outputs",
+            onnx,
+            lambda meta: meta.update(classes=meta["classes"][:2]),
+        ),
+        _onnx_case(
+            "onnx-metadata-edited-checksum-kept",
+            onnx,
+            lambda meta: meta.update(classes=meta["classes"][::-1]),
+            rehash=False,
+        ),
+        _onnx_case("onnx-foreign-graph", onnx, lambda meta: None, graph=_foreign_graph),
+        Case(
+            "pt-normalisation-none",
+            lambda folder: _checkpoint_edited(
+                run, folder, lambda state: state.update(normalisation=None)
+            ),
+        ),
+        Case(
+            "pt-classes-not-a-list",
+            lambda folder: _checkpoint_edited(run, folder, lambda state: state.update(classes=7)),
+        ),
     ]

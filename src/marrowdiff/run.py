@@ -7,10 +7,11 @@
     RUN/history.csv   one row per epoch; curves.png draws it
     RUN/audit/        when the run audited and split its data set itself
 
-A checkpoint (format `marrowdiff.checkpoint/2`; /1 files still load) is one `torch.save`d dict that describes itself:
-the weights of the unwrapped model (`state_dict`), the resolved config, the class codes in output
-order, the vocabulary, the input normalisation, the data it was trained on (source, fingerprint,
-fold, sizes), the calibration and metrics; loading needs nothing else.
+A checkpoint (format `marrowdiff.checkpoint/2`; /1 files still load) is one `torch.save`d dict
+that describes itself: the weights of the unwrapped model (`state_dict`), the resolved config,
+the class codes in output order, the vocabulary, the input normalisation, the data it was
+trained on (source, fingerprint, fold, sizes), the calibration and metrics; loading needs
+nothing else.
 """
 
 from __future__ import annotations
@@ -200,4 +201,28 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise CheckpointError(f"{path}: a damaged checkpoint, without {', '.join(missing)}")
-    return Checkpoint(path, state)
+    checkpoint = Checkpoint(path, state)
+    _check_description(checkpoint)
+    return checkpoint
+
+
+def _check_description(checkpoint: Checkpoint) -> None:
+    """Every piece a model is built from reads as what it must be (the weights' checksum does
+    not cover them): a CheckpointError naming the file, never a TypeError later."""
+    try:
+        config, classes = checkpoint.config, checkpoint.classes
+        if not classes or not all(isinstance(c, str) for c in classes):
+            raise TypeError("`classes` is not a list of class codes")
+        checkpoint.vocabulary, checkpoint.normalisation, checkpoint.calibrations  # noqa: B018
+        int(checkpoint.state["data"]["fold"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        what = f"no {error}" if isinstance(error, KeyError) else _first_line(error)
+        raise CheckpointError(
+            f"{checkpoint.path}: a damaged checkpoint: its description does not read ({what}); "
+            "restore the file from a copy or train again"
+        ) from None
+    if len(classes) != config.model.num_classes:
+        raise CheckpointError(
+            f"{checkpoint.path}: {len(classes)} class names for {config.model.num_classes} "
+            "outputs; the file is damaged: train again"
+        )

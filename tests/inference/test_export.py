@@ -1,5 +1,7 @@
 """Export to ONNX: the file alone classifies cells as the PyTorch model does."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,3 +39,16 @@ def test_a_damaged_onnx_file_is_refused(onnx_file, tmp_path):
     (tmp_path / "cut.onnx").write_bytes(onnx_file.read_bytes()[:100_000])
     with pytest.raises(ModelError, match="not a readable ONNX model"):
         load_model(tmp_path / "cut.onnx")
+
+
+def test_an_exported_file_names_no_path_of_the_machine_that_trained_it(tiny_run, onnx_file):
+    from marrowdiff.run import load_checkpoint
+
+    raw = onnx_file.read_bytes()
+    checkpoint = load_checkpoint(tiny_run)
+    for path in (str(tiny_run), str(tiny_run.parent), checkpoint.state["data"]["source"]):
+        assert path.encode() not in raw, path
+    meta = load_model(onnx_file).metadata
+    assert meta["data"]["source"] == Path(checkpoint.state["data"]["source"]).name
+    assert meta["data"]["fingerprint"] == checkpoint.state["data"]["fingerprint"]
+    assert meta["exported_from"] == {"weights_sha256": checkpoint.state["weights_sha256"]}

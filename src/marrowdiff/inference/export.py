@@ -26,6 +26,7 @@ from marrowdiff.inference.predict import (
     graph_sha256,
     in_chunks,
     load_model,
+    metadata_sha256,
 )
 from marrowdiff.inference.quantize import agreement, quantize_int8
 from marrowdiff.normalisation import Normalisation, to_colour
@@ -51,11 +52,17 @@ class Deployable(nn.Module):
 
 
 def onnx_metadata(checkpoint: Checkpoint) -> dict:
+    """What an exported file says about its model. A file is shared with other laboratories:
+    it names its training data by file name and fingerprint and its checkpoint by the sha256
+    of its weights, never by a path on the machine that trained it."""
     keep = ("format", "marrowdiff_version", "config", "classes", "vocabulary", "normalisation")
     meta = {k: checkpoint.state[k] for k in keep if k in checkpoint.state}
     meta["calibration"] = checkpoint.state.get("calibration") or {}
-    meta["data"] = checkpoint.state.get("data", {})
-    meta["exported_from"] = str(checkpoint.path)
+    data = dict(checkpoint.state.get("data", {}))
+    if "source" in data:
+        data["source"] = Path(data["source"]).name
+    meta["data"] = data
+    meta["exported_from"] = {"weights_sha256": checkpoint.state.get("weights_sha256")}
     return meta
 
 
@@ -122,11 +129,10 @@ def _described(proto, meta: dict, doc: str):
     kept = [e for e in proto.metadata_props if e.key != ONNX_METADATA_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
+    meta = meta | {"graph_sha256": graph_sha256(proto)}
     entry = proto.metadata_props.add()
-    entry.key, entry.value = (
-        ONNX_METADATA_KEY,
-        json.dumps(meta | {"graph_sha256": graph_sha256(proto)}),
-    )
+    entry.key = ONNX_METADATA_KEY
+    entry.value = json.dumps(meta | {"metadata_sha256": metadata_sha256(meta)})
     proto.doc_string = doc
     onnx.checker.check_model(proto)
     return proto

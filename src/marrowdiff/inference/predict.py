@@ -38,6 +38,15 @@ def graph_sha256(proto) -> str:
     return hashlib.sha256(proto.graph.SerializeToString()).hexdigest()
 
 
+def metadata_sha256(meta: dict) -> str:
+    """sha256 of marrowdiff's ONNX metadata (every key but this checksum), graph checksum
+    included: so an edited description is caught as surely as an edited graph."""
+    import hashlib
+
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 class Model:
     """What every backend provides; a backend implements `forward` on (B, 3, S, S) uint8."""
 
@@ -170,6 +179,9 @@ class TorchModel(Model):
 
 
 class OnnxModel(Model):
+    """An exported file: the graph (normalisation inside it) and marrowdiff's metadata, every
+    piece of which is checked against the graph and against its checksums when it loads."""
+
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnx
         import onnxruntime as ort
@@ -177,35 +189,110 @@ class OnnxModel(Model):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: not a file; give an .onnx file from `marrowdiff export`")
         data = Path(path).read_bytes()
         try:
             proto = onnx.load_from_string(data)
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnx and onnxruntime raise their own, undocumented, types
             raise ModelError(f"{path}: not a readable ONNX model ({error})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
-        if meta is None:
-            raise ModelError(
-                f"{path}: an ONNX model without marrowdiff metadata; "
-                "export it with `marrowdiff export RUN --onnx FILE`"
-            )
-        meta = json.loads(meta)
-        if "graph_sha256" in meta and meta["graph_sha256"] != graph_sha256(proto):
-            raise ModelError(
-                f"{path}: damaged: its graph does not match the checksum written with it; "
-                "export it again with `marrowdiff export`"
-            )
+        meta = read_onnx_metadata(path, self.session, proto)
         self.metadata = meta
-        self.checksum = meta.get("graph_sha256", "")
+        self.checksum = meta["graph_sha256"]
         self.source = str(path)
         self.classes = list(meta["classes"])
         self.vocabulary = Vocabulary.from_dict(meta["vocabulary"])
         self.geometry = Geometry(**meta["config"]["geometry"])
         self.calibrations = calibrations_from_dict(meta.get("calibration"))
         self.input_name = self.session.get_inputs()[0].name
+        self._check_graph(path)
+
+    def _check_graph(self, path) -> None:
+        """The graph takes (N, 3, S, S) uint8 at the metadata's input size and gives one output
+        per class the metadata names (one test window: a foreign graph fails here)."""
+        size = self.geometry.input_size
+        try:
+            out = self.forward(np.zeros((1, 3, size, size), np.uint8))
+        except Exception as error:  # onnxruntime's own types: shapes or types that do not fit
+            first = str(error).strip().splitlines()[0][:200]
+            raise ModelError(
+                f"{path}: its graph does not take the {size} px uint8 windows its metadata "
+                f"describes ({first}); export it again with `marrowdiff export`"
+            ) from None
+        if out.shape != (1, len(self.classes)):
+            raise ModelError(
+                f"{path}: its metadata names {len(self.classes)} classes but the graph gives "
+                f"{out.shape[-1]} outputs; the file was edited or damaged: export it again"
+            )
 
     def forward(self, windows: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: windows})[0].astype(np.float64)
+
+
+def read_onnx_metadata(path, session, proto) -> dict:
+    """marrowdiff's metadata of an ONNX file, checked: JSON of the right shape, its checksums
+    matching the graph and the metadata itself. Every failure is a ModelError naming the file."""
+    raw = session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
+    if raw is None:
+        raise ModelError(
+            f"{path}: an ONNX model without marrowdiff metadata; "
+            "export it with `marrowdiff export RUN --onnx FILE`"
+        )
+    again = "; export it again with `marrowdiff export`"
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: its marrowdiff metadata is not JSON{again}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: its marrowdiff metadata is not a JSON object{again}")
+    if meta.get("graph_sha256") != graph_sha256(proto):
+        raise ModelError(f"{path}: damaged: its graph does not match its checksum{again}")
+    if meta.get("metadata_sha256") != metadata_sha256(meta):
+        raise ModelError(
+            f"{path}: its metadata was edited or damaged (or exported by an earlier "
+            f"marrowdiff, which did not checksum it){again}"
+        )
+    _check_description(path, meta)
+    return meta
+
+
+def _check_description(path, meta: dict) -> None:
+    """The pieces a model is built from: a class list, a vocabulary that names them, an input
+    geometry, a normalisation and calibrations of the right types."""
+    from marrowdiff.classes import VocabularyError
+
+    classes = meta.get("classes")
+    try:
+        if not (
+            isinstance(classes, list)
+            and classes
+            and all(isinstance(c, str) for c in classes)
+            and len(set(classes)) == len(classes)
+        ):
+            raise TypeError("`classes` is not a list of distinct class codes")
+        vocabulary = Vocabulary.from_dict(meta["vocabulary"])
+        missing = set(classes) - set(vocabulary.codes)
+        if missing:
+            raise TypeError(f"classes {sorted(missing)} are not in its vocabulary")
+        Geometry(**meta["config"]["geometry"])
+        norm = meta["normalisation"]
+        if (
+            norm["colour"] not in ("rgb", "yuv")
+            or not all(
+                len(norm[k]) == 3 and all(isinstance(v, int | float) for v in norm[k])
+                for k in ("mean", "std")
+            )
+            or min(norm["std"]) <= 0
+        ):
+            raise TypeError("`normalisation` is not a colour space with 3 means and 3 stds")
+        calibrations_from_dict(meta.get("calibration"))
+    except (KeyError, TypeError, ValueError, AttributeError, VocabularyError) as error:
+        what = f"no {error}" if isinstance(error, KeyError) else str(error)
+        raise ModelError(
+            f"{path}: its marrowdiff metadata is incomplete ({what}); export it "
+            "again with `marrowdiff export`"
+        ) from None
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Model:
