@@ -99,3 +99,12 @@ def test_huge_images_are_refused_before_decoding():
     data = _save(Image.new("L", (2000, 2000)), "PNG")
     with pytest.raises(ImageReadError, match="over the limit"):
         decode_rgb(data, max_pixels=1_000_000)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF"])
+def test_an_animated_or_multi_page_image_is_refused_not_cut_to_its_first_frame(fmt):
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue", "green")]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError, match="3 frames"):
+        decode_rgb(buf.getvalue())

@@ -14,6 +14,10 @@ from marrowdiff.errors import UserError
 # A 1080x1330 field is 1.4 MP and a whole-slide tile rarely exceeds 50 MP; anything larger is
 # refused before decoding so that a decompression bomb cannot exhaust memory.
 MAX_PIXELS = 100_000_000
+# Every command's limit on one image file: a cell patch is kilobytes and a camera's field a few
+# megabytes (a 20-megapixel uncompressed TIFF is 60 MB); whole slides are not read as images.
+# A zip member declaring more is not inflated, so a small zip cannot fill memory.
+MAX_FILE_BYTES = 64 * 2**20
 
 IMAGE_SUFFIXES = (
     ".jpg",
@@ -61,6 +65,12 @@ def decode_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 raise ImageReadError(
                     f"{image.width}x{image.height} pixels is over the limit of {max_pixels:,}; "
                     "tile the image first"
+                )
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise ImageReadError(
+                    f"{frames} frames (an animated or multi-page image): one image per file is "
+                    "read; save the frame to use as a file of its own"
                 )
             image.load()
             image = ImageOps.exif_transpose(image)

@@ -47,7 +47,7 @@ def test_classify_writes_one_row_per_readable_patch(tiny_run, tmp_path, capsys):
         1, abs=1e-3
     )
     out = capsys.readouterr().out
-    assert "skipped" in out and "broken.png" in out and "2 of 3 patches classified" in out
+    assert "skipped" in out and "broken.png" in out and "2 of 3 entries classified" in out
 
 
 def test_the_classify_csv_is_streamed_in_the_format_of_the_cells_it_held_before(tiny_run, tmp_path):
@@ -60,7 +60,7 @@ def test_the_classify_csv_is_streamed_in_the_format_of_the_cells_it_held_before(
     for k in range(7):
         write_image(tmp_path / "in" / f"c{k}.png", synthetic_cell(rng, 48, radius=6 + 2 * k))
     classifier = load_classifier([tiny_run])
-    inputs = list_inputs([tmp_path / "in"])
+    inputs, _ = list_inputs([tmp_path / "in"])
     found = classify_to_csv(classifier, inputs, tmp_path / "new.csv", log=lambda m: None)
     cells = classify_patches(classifier, inputs, thumbnails=False, log=lambda m: None)
     rows = [{"path": r.pop("field")} | r for r in cell_rows(cells, classifier.classes)]
@@ -129,8 +129,13 @@ def test_count_fails_when_no_input_was_readable(tiny_run, tmp_path, capsys):
     (tmp_path / "in" / "a.png").write_bytes(b"not an image")
     (tmp_path / "in" / "b.jpg").write_bytes(b"")
     argv = ["count", str(tiny_run), str(tmp_path / "in"), "--out", str(tmp_path / "out")]
-    assert main(argv) == 1
-    assert "none of the 2 inputs was readable" in capsys.readouterr().err
+    assert main(argv) == 2
+    said = capsys.readouterr()
+    assert "none of the 2 inputs was readable" in said.err and "no report was written" in said.err
+    assert f"skipped {tmp_path / 'in' / 'a.png'}" in said.out
+    assert not (tmp_path / "out").exists()  # no empty report that looks like a result
+    argv = ["classify", str(tiny_run), str(tmp_path / "in"), "--out", str(tmp_path / "c.csv")]
+    assert main(argv) == 2 and not (tmp_path / "c.csv").exists()
 
 
 def test_a_report_names_the_exact_model_that_made_it(tiny_run, onnx_file, tmp_path):

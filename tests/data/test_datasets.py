@@ -150,7 +150,7 @@ def test_a_latin1_manifest_is_refused_with_the_fix(class_tree):
 def test_a_zip_member_too_large_for_a_cell_is_skipped_unread(class_tree, tmp_path):
     import resource
 
-    from marrowdiff.data.datasets import MAX_FILE_BYTES
+    from marrowdiff.images import MAX_FILE_BYTES
 
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:

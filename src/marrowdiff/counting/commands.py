@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from marrowdiff.arguments import log, model_args, progress
 from marrowdiff.counting.count import CountConfig, classify_to_csv, count_to_report
 from marrowdiff.counting.detect import DetectConfig
 from marrowdiff.counting.report import ReportConfig, check_config
+from marrowdiff.data.datasets import Skipped
 from marrowdiff.data.sources import Input, list_inputs
 from marrowdiff.inference.predict import Classifier, load_classifier
 
@@ -84,15 +84,26 @@ def count_configs(args) -> tuple[CountConfig, ReportConfig]:
 
 def cmd_classify(args) -> int:
     classifier = load_classifier(args.model.split(","), args.device)
-    inputs = list_inputs(args.inputs)
+    inputs, passed = listed(args.inputs)
     found = classify_to_csv(
         classifier, inputs, args.out, tta=args.tta, log=log, progress=progress()
     )
     if found is None:  # another rank of a torchrun job: rank 0 writes
         return 0
-    unsure = int(found.unsure.sum())
-    print(f"{len(found)} of {len(inputs)} patches classified ({unsure} unsure): {args.out}")
-    return 0 if len(found) or not inputs else 1
+    entries = len(inputs) + len(passed)
+    print(
+        f"{len(found)} of {entries} entries classified ({int(found.unsure.sum())} unsure, "
+        f"{entries - len(found)} skipped: named above): {args.out}"
+    )
+    return 0
+
+
+def listed(paths: list[str]) -> tuple[list[Input], list[Skipped]]:
+    """The inputs of `classify` or `count`, saying which entries are passed over and why."""
+    inputs, passed = list_inputs(paths)
+    for entry in passed:
+        log(f"skipped {entry.path}: {entry.reason}")
+    return inputs, passed
 
 
 def cmd_count(args) -> int:
@@ -100,7 +111,7 @@ def cmd_count(args) -> int:
     config, report_config = count_configs(args)
     check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
     case = {k: getattr(args, k) for k in CASE_OPTIONS if getattr(args, k)}
-    inputs = list_inputs(args.inputs)
+    inputs, _ = listed(args.inputs)
     return count_and_say(classifier, inputs, config, report_config, args.out, args.model, case)
 
 
@@ -128,7 +139,4 @@ def count_and_say(
         print(f"alert: {alert}")
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
-    if inputs and not summary["n_fields"]:
-        print(f"marrowdiff: error: none of the {len(inputs)} inputs was readable", file=sys.stderr)
-        return 1
     return 0

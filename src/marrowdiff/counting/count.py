@@ -15,6 +15,7 @@ from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig
 from marrowdiff.counting.report_files import write_patch_csv, write_report
 from marrowdiff.data.sources import Input, read_inputs
 from marrowdiff.distributed.shards import on_every_rank
+from marrowdiff.errors import UserError
 from marrowdiff.inference.predict import Classifier
 
 THUMBNAIL = 80  # px, gallery crops
@@ -57,6 +58,17 @@ def classify_images(
             )  # fmt: skip
         )
     return cells
+
+
+class NothingRead(UserError):
+    """No input of a count or classify could be read: nothing is written, rather than an empty
+    report that looks like a result."""
+
+
+def _why(inputs: list[Input]) -> str:
+    if not inputs:
+        return "no image among the inputs"
+    return f"none of the {len(inputs)} inputs was readable; each is named above with why"
 
 
 def classify_patches(
@@ -179,6 +191,8 @@ def classify_to_csv(
     parts = on_every_rank(work, inputs)
     if parts is None:
         return None
+    if not any(part.names for part in parts):
+        raise NothingRead(f"{out}: no patch could be read ({_why(inputs)}): nothing was written")
     order = {item.name: i for i, item in enumerate(inputs)}
     names = [name for part in parts for name in part.names]
     rank = np.argsort([order[name] for name in names], kind="stable")  # back to input order
@@ -207,6 +221,8 @@ def count_to_report(
     parts = on_every_rank(lambda mine: count_fields(classifier, mine, config, log), inputs)
     if parts is None:
         return None
+    if not any(fields for _, fields in parts):
+        raise NothingRead(f"{out}: no field could be read ({_why(inputs)}): no report was written")
     cells = _in_input_order([cells for cells, _ in parts], inputs, lambda c: c.field)
     fields = _in_input_order([fields for _, fields in parts], inputs, lambda f: f.name)
     about = About(

@@ -232,9 +232,13 @@ def run_audit(
     audit, _ = audit_dataset(dataset, config, progress, Path(out) / WORK_DIR, log)
     names = {c.code: c.name for c in dataset.vocabulary.classes}
     write_audit(audit, dataset, out, names, config)
-    for skipped in audit["skipped"]:
-        if log and skipped["stage"] == "decode":
-            log(f"skipped unreadable {skipped['path']}: {skipped['reason']}")
+    if log:
+        for skipped in dataset.skipped:
+            if skipped.notable:  # a link out of the folder, a name that leaves the zip
+                log(f"skipped {skipped.path}: {skipped.reason}")
+        for skipped in audit["skipped"]:
+            if skipped["stage"] == "decode":
+                log(f"skipped unreadable {skipped['path']}: {skipped['reason']}")
     return audit
 
 

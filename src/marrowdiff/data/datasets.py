@@ -26,7 +26,13 @@ from tqdm import tqdm
 
 from marrowdiff.classes import Vocabulary, infer_vocabulary, load_vocabulary
 from marrowdiff.errors import UserError
-from marrowdiff.images import ImageReadError, decode_rgb, looks_like_image, read_capped
+from marrowdiff.images import (
+    MAX_FILE_BYTES,
+    ImageReadError,
+    decode_rgb,
+    looks_like_image,
+    read_capped,
+)
 from marrowdiff.preprocess import centre_crop
 
 JUNK_DIRS = {"__macosx", ".git", ".svn", ".thumbnails", "@eadir", ".ipynb_checkpoints"}
@@ -36,7 +42,6 @@ JUNK_FILES = {"thumbs.db", "desktop.ini", ".ds_store"}
 # A manifest's paths are relative to its folder. A path that is absolute or climbs out of it
 # ("../") is refused unless this is set to 1: a manifest from elsewhere must not read any file.
 ALLOW_OUTSIDE = "MARROWDIFF_ALLOW_OUTSIDE_PATHS"
-MAX_FILE_BYTES = 64 * 2**20  # a cell patch is kilobytes; a file this large is not one
 
 
 class DatasetError(UserError, ValueError):
@@ -54,6 +59,7 @@ class Record:
 class Skipped:
     path: str
     reason: str
+    notable: bool = False  # worth a line to the user (a link out, a name that escapes), not junk
 
 
 @dataclass
@@ -248,8 +254,9 @@ def _name_prefix(path: str) -> str:
     return PurePosixPath(path).stem.split("_", 1)[0]
 
 
-def junk_reason(parts: tuple[str, ...]) -> str | None:
-    """Why a path is not a data file, or None if it may be one."""
+def junk_reason(parts: tuple[str, ...], keep: tuple[str, ...] = ()) -> str | None:
+    """Why a path is not a data file, or None if it may be one (an image, or a file ending in
+    one of `keep`)."""
     for part in parts[:-1]:
         if part.lower() in JUNK_DIRS or part.startswith("."):
             return f"inside {part}/ (not data)"
@@ -258,7 +265,7 @@ def junk_reason(parts: tuple[str, ...]) -> str | None:
         return "system or thumbnail file"
     if name.startswith("."):
         return "hidden file"
-    if not looks_like_image(name):
+    if not looks_like_image(name) and not name.lower().endswith(keep):
         return "not an image file (by suffix)"
     return None
 
@@ -278,46 +285,90 @@ def _split_class_paths(paths: list[tuple[str, ...]]) -> tuple[list[tuple[str, st
     return labelled, skipped
 
 
-def _scan_folder(root: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
-    candidates, skipped = [], []
+def folder_files(
+    root: Path, keep: tuple[str, ...] = ()
+) -> tuple[list[tuple[str, ...]], list[Skipped]]:
+    """The files under `root` that may be images, as path parts, in a stable order, and the
+    rest with why: junk, and links that lead out of the folder (a folder, like a manifest,
+    reads nothing outside itself) or to a folder (not followed). Every command lists folders
+    this way."""
+    files, skipped = [], []
+    inside = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        for name in list(dirnames):
+            if Path(dirpath, name).is_symlink():
+                dirnames.remove(name)
+                where = Path(dirpath, name).relative_to(root).as_posix()
+                skipped.append(Skipped(where, "a link to a folder: not followed", notable=True))
         for name in sorted(filenames):
-            parts = PurePosixPath(Path(dirpath, name).relative_to(root).as_posix()).parts
-            reason = junk_reason(parts)
-            if reason:
-                skipped.append(Skipped("/".join(parts), reason))
+            path = Path(dirpath, name)
+            parts = PurePosixPath(path.relative_to(root).as_posix()).parts
+            where = "/".join(parts)
+            if junk_reason(parts, keep):
+                skipped.append(Skipped(where, junk_reason(parts, keep)))
+            elif path.is_symlink() and not _inside(path, inside):
+                outside = "a link to a file outside the folder: not read"
+                skipped.append(Skipped(where, outside, notable=True))
             else:
-                candidates.append(parts)
-    labelled, outside = _split_class_paths(candidates)
-    return [(p, lab, None) for p, lab in labelled], skipped + outside
+                files.append(parts)
+    return files, skipped
 
 
-def _scan_zip(path: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
-    candidates, skipped = [], []
+def _inside(link: Path, folder: Path) -> bool:
+    """Whether a link's target lies in `folder` (a loop or a broken link is judged by where it
+    points; reading it then names the fault)."""
+    return Path(os.path.realpath(link)).is_relative_to(folder)
+
+
+def zip_members(path: Path) -> tuple[list[str], list[Skipped]]:
+    """The members of a zip that may be images, in archive order, and the rest with why: junk,
+    and names that lead out of the archive (absolute, "../", backslashes). A zip that holds a
+    name twice is refused whole (a reader would see one of the two). Every command lists zips
+    this way."""
     try:
-        infos = zipfile.ZipFile(path).infolist()
+        with zipfile.ZipFile(path) as archive:
+            infos = [info for info in archive.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, OSError) as exc:
         raise DatasetError(
             f"{path}: unreadable zip archive ({exc}); re-download or re-pack it"
         ) from None
-    names = Counter(info.filename for info in infos if not info.is_dir())
+    names = Counter(info.filename for info in infos)
     twice = sorted(name for name, n in names.items() if n > 1)
     if twice:
         raise DatasetError(
             f"{path}: {len(twice)} member name(s) appear more than once, e.g. {twice[:3]}; only "
             "one of each could be read: re-pack the archive with each image once"
         )
+    members, skipped = [], []
     for info in infos:
-        if info.is_dir():
-            continue
-        parts = PurePosixPath(info.filename).parts
-        reason = junk_reason(parts)
-        if reason:
-            skipped.append(Skipped(info.filename, reason))
+        name = info.filename
+        if _escape_reason(name):
+            skipped.append(Skipped(name, _escape_reason(name), notable=True))
+        elif junk_reason(PurePosixPath(name).parts):
+            skipped.append(Skipped(name, junk_reason(PurePosixPath(name).parts)))
         else:
-            candidates.append(parts)
-    labelled, outside = _split_class_paths(candidates)
+            members.append(name)
+    return members, skipped
+
+
+def _escape_reason(name: str) -> str | None:
+    """Why a zip member's name would lead out of its archive if extracted, or None."""
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or "\\" in name or ".." in parts or (":" in parts[0]):
+        return "a name that leads out of the archive (absolute, ../ or \\): not read"
+    return None
+
+
+def _scan_folder(root: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
+    files, skipped = folder_files(root)
+    labelled, outside = _split_class_paths(files)
+    return [(p, lab, None) for p, lab in labelled], skipped + outside
+
+
+def _scan_zip(path: Path) -> tuple[list[tuple[str, str, None]], list[Skipped]]:
+    members, skipped = zip_members(path)
+    labelled, outside = _split_class_paths([PurePosixPath(m).parts for m in members])
     return [(p, lab, None) for p, lab in labelled], skipped + outside
 
 

@@ -71,7 +71,7 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
     fields = write_fields(dataset, held.splits.test, d.out / "fields")
     code = count_and_say(
         load_classifier([onnx]),
-        list_inputs([fields]),
+        list_inputs([fields])[0],
         CountConfig(),
         ReportConfig(target=300),
         d.out / "count",
