@@ -9,6 +9,8 @@ import itertools
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +23,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success fsync it and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    owner = f".{path.name}.h{HOST}p{os.getpid()}."  # who writes it: judged after a kill
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=owner, suffix=".part")
     try:
         # Text is UTF-8; a file name that is not (a Latin-1 name on Linux) keeps its own bytes.
         text = {"encoding": "utf-8", "errors": "surrogateescape"}
@@ -31,23 +34,49 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-        _remove_stale_parts(path)
+        remove_stale_parts(path.parent, path.name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
-STALE_PART_SECONDS = 3600  # a temporary file this old beside its target was left by a crash
+# A temporary file this old beside its target was left by a crash (for one whose writer this
+# machine cannot ask about: another host's on shared storage, or an older marrowdiff's).
+STALE_PART_SECONDS = 3600
+HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+_OWNER = re.compile(r"\.h([A-Za-z0-9]*)p(\d+)\.[^.]*\.part$")
 
 
-def _remove_stale_parts(path: Path) -> None:
-    """Temporaries of `path` that a killed writer left behind (a live writer's are newer)."""
-    now = time.time()
-    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+def remove_stale_parts(folder: str | Path, name: str = "*") -> int:
+    """Remove the temporaries a killed writer left in `folder` (of the file `name`, or of any):
+    this machine's whose process is gone, and any older than STALE_PART_SECONDS. A live
+    writer's are kept. Returns how many were removed."""
+    pattern = f".{glob.escape(name) if name != '*' else '*'}.*.part"
+    removed = 0
+    for part in Path(folder).glob(pattern):
         with contextlib.suppress(OSError):
-            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+            if _abandoned(part):
                 part.unlink()
+                removed += 1
+    return removed
+
+
+def _abandoned(part: Path) -> bool:
+    owner = _OWNER.search(part.name)
+    if owner and owner.group(1) == HOST:
+        return not _alive(int(owner.group(2)))
+    return time.time() - part.stat().st_mtime > STALE_PART_SECONDS
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from marrowdiff.inference.predict import load_classifier
 from marrowdiff.synthetic.cells import synthetic_cell
 from marrowdiff.synthetic.fields import FieldConfig, make_field
 from marrowdiff.web.accounts import AccountError, Accounts
-from marrowdiff.web.app import LOOPBACK, create_app
+from marrowdiff.web.app import LOOPBACK, create_app, serving_hosts
 from marrowdiff.web.station import Limits, ReviewStation
 from marrowdiff.web.store import SignedError
 
@@ -241,16 +241,21 @@ def test_a_missed_cell_is_added_on_its_field_and_reviewed_like_any_other(client,
     assert again.status_code == 400 and f"cell {cell['id']} is already there" in again.text
     outside = client.post(at, headers=ANA, json={"x": -1, "y": y})
     assert outside.status_code == 400 and "outside" in outside.text
-    on_patch = client.post(f"/api/cases/{case}/images/{patch['id']}/cells", headers=ANA,
-                           json={"x": 10, "y": 10})  # fmt: skip
+    on_patch = client.post(
+        f"/api/cases/{case}/images/{patch['id']}/cells", headers=ANA, json={"x": 10, "y": 10}
+    )
     assert on_patch.status_code == 400 and "patch" in on_patch.text
     nameless = {"X-Requested-With": "marrowdiff"}
     assert client.post(at, headers=nameless, json={"x": x, "y": y}).status_code == 400
     other = new_case(client, "smear-2")
     elsewhere = f"/api/cases/{other}/images/{field['id']}/cells"
     assert client.post(elsewhere, headers=ANA, json={"x": x, "y": y}).status_code == 404
-    assert client.post(f"/api/cases/{case}/images/999/cells", headers=ANA,
-                       json={"x": x, "y": y}).status_code == 404  # fmt: skip
+    assert (
+        client.post(
+            f"/api/cases/{case}/images/999/cells", headers=ANA, json={"x": x, "y": y}
+        ).status_code
+        == 404
+    )
 
     for c in client.get(f"/api/cases/{case}").json()["cells"]:
         client.post(f"/api/cells/{c['id']}", headers=ANA, json={"status": "confirmed"})
@@ -317,8 +322,12 @@ def test_a_field_at_another_magnification_gets_a_warning(tiny_run, tmp_path):
     assert any(w.startswith("field.png: the cells found") for w in warnings)
 
 
-ID_ROUTES = ["/api/cases/{big}", "/api/images/{big}/field.jpg", "/api/cells/{big}/image.jpg",
-             "/api/cases/{big}/log"]  # fmt: skip
+ID_ROUTES = [
+    "/api/cases/{big}",
+    "/api/images/{big}/field.jpg",
+    "/api/cells/{big}/image.jpg",
+    "/api/cases/{big}/log",
+]
 
 
 @pytest.mark.parametrize("path", ID_ROUTES)
@@ -407,8 +416,15 @@ def test_with_accounts_nothing_is_served_before_logging_in(with_accounts):
     assert client.get("/api/me").json() == {"accounts": True, "detail": "log in first"}
     for path in ("/openapi.json", "/docs", "/redoc"):  # no schema of the API, to anyone
         assert client.get(path).status_code == 404, path
-    for path in ("/api/info", "/api/cases", "/api/cases/1", "/api/cells/1/image.jpg",
-                 "/api/images/1/field.jpg", "/api/cases/1/log", "/api/detection"):  # fmt: skip
+    for path in (
+        "/api/info",
+        "/api/cases",
+        "/api/cases/1",
+        "/api/cells/1/image.jpg",
+        "/api/images/1/field.jpg",
+        "/api/cases/1/log",
+        "/api/detection",
+    ):
         assert client.get(path).status_code == 401, path
     typed = client.post("/api/cases", headers=ANA | {"X-User": "Sam"}, json={"name": "c"})
     assert typed.status_code == 401  # a typed name is no login
@@ -477,7 +493,6 @@ def test_a_user_name_outside_latin_1_is_kept_as_typed(client):
 
 
 def test_serving_beyond_this_machine_needs_accounts_and_host_names(tmp_path):
-    from marrowdiff.web.app import serving_hosts
 
     with pytest.raises(AccountError, match="without accounts"):
         serving_hosts("192.168.1.5", [], accounts=False)
@@ -502,8 +517,9 @@ def test_the_signed_report_follows_count_and_the_reviews(tiny_run, tmp_path):
         db.execute("UPDATE cells SET model_flag = 'border' WHERE id = ?", (border["id"],))
     classes = load_classifier([tiny_run]).classes
     other = next(c for c in classes if c != corrected["model_class"])
-    client.post(f"/api/cells/{corrected['id']}", headers=ANA,
-                json={"status": "corrected", "label": other})  # fmt: skip
+    client.post(
+        f"/api/cells/{corrected['id']}", headers=ANA, json={"status": "corrected", "label": other}
+    )
     for c in cells:
         if c["id"] != corrected["id"]:
             client.post(f"/api/cells/{c['id']}", headers=ANA, json={"status": "confirmed"})
@@ -614,3 +630,19 @@ def test_a_lone_surrogate_anywhere_in_json_is_a_422_sentence(tiny_run, tmp_path)
         assert response.json()["detail"].startswith(("status:", "unknown class"))
     added = _raw(client, f"/api/cases/{case}/images/{image}/cells", f'{{"x": {LONE}, "y": 3}}')
     assert added.status_code == 422 and added.json()["detail"].startswith("x:")
+
+
+def test_a_station_served_on_ipv6_loopback_answers_and_still_refuses_strangers(tiny_run, tmp_path):
+    from marrowdiff.web.app import host_name
+
+    hosts = serving_hosts("::1", [], accounts=False)
+    app = create_app(station(tiny_run, tmp_path / "review"), allowed_hosts=hosts)
+    client = TestClient(app, base_url="http://[::1]:8000")  # Host: [::1]:8000
+    assert client.get("/api/cases", headers={"X-User": "ana"}).status_code == 200
+    made = client.post(
+        "/api/cases", headers=ANA | {"Origin": "http://[::1]:8000"}, json={"name": "c"}
+    )
+    assert made.status_code == 201
+    assert client.get("/api/cases", headers={"Host": "[::2]:8000"}).status_code == 400
+    assert client.get("/api/cases", headers={"Host": "[::1"}).status_code == 400
+    assert host_name("[::1]:8000") == "::1" and host_name("Marrow.Lab:80") == "marrow.lab"

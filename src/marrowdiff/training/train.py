@@ -24,7 +24,7 @@ from marrowdiff.distributed.runtime import (
     Runtime,
     barrier,
 )
-from marrowdiff.fileio import write_json
+from marrowdiff.fileio import remove_stale_parts, write_json
 from marrowdiff.inference.predict import TorchModel
 from marrowdiff.normalisation import Normalisation, fit_normalisation
 from marrowdiff.training import banks
@@ -98,6 +98,7 @@ def fit(
     history, start_epoch = _resume(p.learner, out, options.resume, p.meta, log)
     if runtime.main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(out)  # what a killed run left half-written
         write_json(out / run.CONFIG, p.config.to_dict())
         splits.write(out)
 

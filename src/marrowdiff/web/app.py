@@ -31,7 +31,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from marrowdiff.web.accounts import (
     SESSION_HOURS,
@@ -131,6 +130,31 @@ class ChangeGuard:
             if reason:
                 return await JSONResponse({"detail": reason}, status_code=403)(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+class AllowedHosts:
+    """ASGI middleware: the `Host` header must name this server (no DNS rebinding). An IPv6
+    literal ("[::1]:8000") is read as the address it is, which Starlette's TrustedHost
+    middleware does not (it would refuse every request to `serve --host ::1`)."""
+
+    def __init__(self, app, hosts: tuple[str, ...]):
+        self.app, self.hosts = app, {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(header) not in self.hosts:
+                refusal = JSONResponse({"detail": "Invalid host header"}, status_code=400)
+                return await refusal(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def host_name(header: str) -> str:
+    """The host a `Host` header names, without its port: "[::1]:8000" -> "::1"."""
+    try:
+        return (urlsplit("//" + header).hostname or "").lower()
+    except ValueError:  # "[::1" and other malformed hosts
+        return ""
 
 
 def typed_user(header: str | None) -> str:
@@ -383,7 +407,7 @@ def create_app(
 
     app.add_middleware(LimitBody, limit=limits.max_files * limits.max_file_bytes + 2**20)
     app.add_middleware(ChangeGuard)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(AllowedHosts, hosts=allowed_hosts)
     return app
 
 
