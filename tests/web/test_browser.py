@@ -5,9 +5,6 @@ and read the exported report."""
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 import urllib.request
 
 import pytest
@@ -19,6 +16,7 @@ from marrowdiff.web.accounts import Accounts
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import ReviewStation
 
+from .servers import serving
 from .test_webapp import empty_spot, miss_one, synthetic_field
 
 CHROMIUM = os.environ.get("MARROWDIFF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -32,35 +30,20 @@ pytestmark = [
 ]
 
 
-def serve(tiny_run, tmp_path, accounts=None):
-    import uvicorn
-
+def station_app(tiny_run, tmp_path, accounts=None):
     station = ReviewStation(
         tmp_path / "review",
         load_classifier([tiny_run]),
         CountConfig(detect=DetectConfig(cell_diameter=90)),
         model_name="tiny",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(station, accounts)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    return create_app(station, accounts)
 
 
 @pytest.fixture
 def server(tiny_run, tmp_path):
-    server, thread, url = serve(tiny_run, tmp_path)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(station_app(tiny_run, tmp_path)) as url:
+        yield url
 
 
 def chromium(p):
@@ -188,56 +171,54 @@ def test_review_a_case_in_the_browser(server, tmp_path):
 def test_a_station_with_accounts_asks_who_you_are_and_only_a_signer_signs(tiny_run, tmp_path):
     accounts = Accounts(tmp_path / "review")
     accounts.add("Łukasz", "reviewer", "correct horse battery")
-    server, thread, url = serve(tiny_run, tmp_path, accounts)
     errors = []
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = chromium(p)
-            page = browser.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(url)
-            page.wait_for_selector("#login-view:not([hidden])")
-            assert page.is_hidden("#cases-view") and page.is_hidden("#typed-user")
-            page.fill("#login-name", "Łukasz")
-            page.fill("#login-password", "wrong password!")
-            page.click("#login button")
-            page.wait_for_function("document.querySelector('#status').textContent.length > 0")
-            assert "wrong user name or password" in page.inner_text("#status")
-            page.fill("#login-password", "correct horse battery")
-            page.click("#login button")
-            page.wait_for_selector("#cases-view:not([hidden])")
-            assert page.inner_text("#account-name") == "Łukasz (reviewer)"
-            page.fill("#case-name", "smear-8")
-            page.click("#new-case button")
-            page.wait_for_selector("#case-view:not([hidden])")
-            assert page.is_disabled("#sign")  # a reviewer does not sign
-            # Two fields: `]` and the arrow button move to the next field, whichever cell is
-            # selected (the selection used to pull the view back to its own field).
-            for k in (1, 2):
-                (tmp_path / f"field{k}.png").write_bytes(synthetic_field(k))
-            page.set_input_files("#files", [str(tmp_path / f"field{k}.png") for k in (1, 2)])
-            page.click("#upload")
-            page.wait_for_selector(".cell")
-            page.click("#tab-fields")
-            page.wait_for_selector("#field-svg circle")
-            assert page.inner_text("#field-name").startswith("field 1 of 2")
-            page.keyboard.press("]")
-            page.wait_for_function("document.querySelector('#field-name').textContent"
-                                   ".startsWith('field 2 of 2')")  # fmt: skip
-            page.click("#prev-field")
-            page.wait_for_function("document.querySelector('#field-name').textContent"
-                                   ".startsWith('field 1 of 2')")  # fmt: skip
-            page.click("#next-field")
-            page.wait_for_function("document.querySelector('#field-name').textContent"
-                                   ".startsWith('field 2 of 2')")  # fmt: skip
-            page.reload()  # the session cookie outlives a reload
-            page.wait_for_selector("#case-view:not([hidden])")
-            page.click("#logout")
-            page.wait_for_selector("#login-view:not([hidden])")
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(station_app(tiny_run, tmp_path, accounts)) as url, sync_api.sync_playwright() as p:
+        browser = chromium(p)
+        page = browser.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        page.wait_for_selector("#login-view:not([hidden])")
+        assert page.is_hidden("#cases-view") and page.is_hidden("#typed-user")
+        page.fill("#login-name", "Łukasz")
+        page.fill("#login-password", "wrong password!")
+        page.click("#login button")
+        page.wait_for_function("document.querySelector('#status').textContent.length > 0")
+        assert "wrong user name or password" in page.inner_text("#status")
+        page.fill("#login-password", "correct horse battery")
+        page.click("#login button")
+        page.wait_for_selector("#cases-view:not([hidden])")
+        assert page.inner_text("#account-name") == "Łukasz (reviewer)"
+        page.fill("#case-name", "smear-8")
+        page.click("#new-case button")
+        page.wait_for_selector("#case-view:not([hidden])")
+        assert page.is_disabled("#sign")  # a reviewer does not sign
+        # Two fields: `]` and the arrow button move to the next field, whichever cell is
+        # selected (the selection used to pull the view back to its own field).
+        for k in (1, 2):
+            (tmp_path / f"field{k}.png").write_bytes(synthetic_field(k))
+        page.set_input_files("#files", [str(tmp_path / f"field{k}.png") for k in (1, 2)])
+        page.click("#upload")
+        page.wait_for_selector(".cell")
+        page.click("#tab-fields")
+        page.wait_for_selector("#field-svg circle")
+        assert page.inner_text("#field-name").startswith("field 1 of 2")
+        page.keyboard.press("]")
+        page.wait_for_function(
+            "document.querySelector('#field-name').textContent.startsWith('field 2 of 2')"
+        )
+        page.click("#prev-field")
+        page.wait_for_function(
+            "document.querySelector('#field-name').textContent.startsWith('field 1 of 2')"
+        )
+        page.click("#next-field")
+        page.wait_for_function(
+            "document.querySelector('#field-name').textContent.startsWith('field 2 of 2')"
+        )
+        page.reload()  # the session cookie outlives a reload
+        page.wait_for_selector("#case-view:not([hidden])")
+        page.click("#logout")
+        page.wait_for_selector("#login-view:not([hidden])")
+        browser.close()
     log = accounts_log(tmp_path / "review")
     assert [(e["user"], e["action"]) for e in log] == [("Łukasz", "create case")] + [
         ("Łukasz", "upload")

@@ -1,9 +1,7 @@
 """The review station through its HTTP API (FastAPI's test client)."""
 
-import contextlib
 import json
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from marrowdiff.web.station import Limits, ReviewStation
 from marrowdiff.web.store import SignedError
 
 from ..conftest import TINY_CLASSES, encode
+from .servers import serving
 
 ANA = {"X-User": "ana", "X-Requested-With": "marrowdiff"}  # who, and "from the page"
 
@@ -550,28 +549,6 @@ def test_an_added_cell_marked_not_a_cell_was_a_slip_not_a_missed_cell(client, tm
     assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 200
     detection = client.get(f"/api/cases/{case}/report/report.json").json()["about"]["detection"]
     assert detection["added"] == 0 and detection["recall"] == 1.0
-
-
-@contextlib.contextmanager
-def serving(app):
-    """The app behind a real uvicorn server on a free port of 127.0.0.1, in a thread."""
-    import threading
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_forty_parallel_guesses_over_http_get_five_checks(tiny_run, tmp_path):
