@@ -45,6 +45,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     colour: str = "rgb"  # input colour space: "rgb" or "yuv" (the paper's)
     colour_jitter: float = 0.1  # per-channel gain jitter, for stain and white-balance variation
+    stain_jitter: float = 0.0  # HED stain scale and shift, U[-s, s] (training.augment); 0: off
+    light_jitter: float = 0.0  # brightness, contrast, saturation, gamma, x U[1-a, 1+a]; 0: off
     ema: float = 0.0  # per-step decay of a moving average of the weights, kept as the model; 0: off
     seed: int = 0
     fold: int = 0  # train on this CV fold's train part, validate on its val part; -1: all, no val

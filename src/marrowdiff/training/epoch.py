@@ -4,6 +4,7 @@ validation figures logged after it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from marrowdiff.distributed.runtime import (
 from marrowdiff.labels import LabelSpace, set_loss
 from marrowdiff.normalisation import Normalisation, normalise
 from marrowdiff.training import banks
+from marrowdiff.training.augment import light_draws, light_jitter, stain_draws, stain_jitter
 from marrowdiff.training.cells import SplitData
 
 
@@ -72,8 +74,8 @@ def train_one_epoch(
         leave=False,
         unit="batch",
     )
-    for (batch, mine, gains), x in steps:
-        x = normalise(apply_gains(x, gains), norm)
+    for (batch, mine, jitter), x in steps:
+        x = normalise(jitter(x), norm)
         x = x.to(runtime.device, memory_format=torch.channels_last, non_blocking=cuda)
         y = torch.from_numpy(data.labels[batch[mine, 0]]).to(runtime.device)
         with runtime.autocast():
@@ -92,18 +94,36 @@ def train_one_epoch(
     return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """One step's photometric draws for this rank's views (each None when off)."""
+
+    gains: torch.Tensor | None = None  # (b, 3, 1, 1) per-channel gains
+    stain: torch.Tensor | None = None  # (b, 6) HED factors and shifts
+    light: torch.Tensor | None = None  # (b, 4) brightness, contrast, saturation, gamma
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, H, W) uint8 views, jittered: stain, then light, then channel gains."""
+        return apply_gains(light_jitter(stain_jitter(x, self.stain), self.light), self.gains)
+
+
 def epoch_plan(
     items: np.ndarray, config: TrainConfig, generator: torch.Generator, runtime: Runtime
-) -> list[tuple[np.ndarray, slice, torch.Tensor | None]]:
-    """(global batch, this rank's share of it, its colour gains) for every step of the epoch.
-    Jitter is drawn for the whole global batch on every rank, so each item gets the same gain
+) -> list[tuple[np.ndarray, slice, Jitter]]:
+    """(global batch, this rank's share of it, its jitter) for every step of the epoch.
+    Jitter is drawn for the whole global batch on every rank, so each item gets the same draw
     whichever rank takes it: the run does not depend on the number of processes."""
     plan = []
     for where in plan_batches(len(items), config.batch_size, smallest=2 * runtime.world):
         batch = items[where]
-        gains = jitter_gains(len(batch), config.colour_jitter, generator)
+        n = len(batch)
+        draws = (
+            jitter_gains(n, config.colour_jitter, generator),
+            stain_draws(n, config.stain_jitter, generator),
+            light_draws(n, config.light_jitter, generator),
+        )
         mine = shard(batch, runtime)
-        plan.append((batch, mine, None if gains is None else gains[mine]))
+        plan.append((batch, mine, Jitter(*(None if d is None else d[mine] for d in draws))))
     return plan
 
 

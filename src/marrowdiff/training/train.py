@@ -250,8 +250,11 @@ def _started(meta: dict) -> dict:
     """What a run's weights depend on: its config, classes, data listing and fold (not where
     the data lies)."""
     data = meta.get("data") or {}
+    config = meta.get("config")
+    if isinstance(config, dict):  # with the defaults of options added since it was written
+        config = RunConfig.from_dict(config).to_dict()
     return {
-        "config": meta.get("config"),
+        "config": config,
         "classes": meta.get("classes"),
         "data": {"fingerprint": data.get("fingerprint"), "fold": data.get("fold")},
         "also": [(s["fingerprint"], s["weight"]) for s in meta.get("also") or []],
