@@ -89,5 +89,9 @@ def test_a_checkpoint_whose_classes_do_not_fit_its_outputs_is_refused(tiny_run, 
         load_model(tmp_path)
     config = state["config"] | {"model": state["config"]["model"] | {"num_classes": 5}}
     run.save_checkpoint(tmp_path / run.MODEL, state | {"config": config})
+    with pytest.raises(CheckpointError, match="3 class names for 5 outputs"):
+        load_model(tmp_path)
+    config = state["config"] | {"model": state["config"]["model"] | {"width": 0.5}}
+    run.save_checkpoint(tmp_path / run.MODEL, state | {"config": config})
     with pytest.raises(CheckpointError, match="do not fit its own model description"):
         load_model(tmp_path)

@@ -1,5 +1,6 @@
 """Inputs shared among the ranks of a torchrun job, the results gathered on rank 0."""
 
+import json
 import subprocess
 import sys
 
@@ -9,10 +10,11 @@ from marrowdiff.distributed import launched
 from marrowdiff.distributed.shards import on_every_rank
 
 SCRIPT = """
-import json, os
+import json, os, sys
+from pathlib import Path
 from marrowdiff.distributed.shards import on_every_rank
 parts = on_every_rank(lambda mine: [(os.environ["RANK"], x * x) for x in mine], list(range(7)))
-print("RESULT", json.dumps(parts))
+Path(sys.argv[1], "rank" + os.environ["RANK"] + ".json").write_text(json.dumps(parts))
 """
 
 
@@ -36,20 +38,9 @@ def test_launched_reads_the_world_size(monkeypatch):
 def test_two_ranks_take_every_other_item_and_rank_0_gets_both_in_rank_order(tmp_path):
     script = tmp_path / "shards.py"
     script.write_text(SCRIPT)
-    run = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(script),
-    ]
-    out = subprocess.run(run, capture_output=True, text=True, timeout=120, check=True).stdout
-    results = [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("RESULT")]
-    assert sorted(results) == sorted(
-        [
-            '[[["0", 0], ["0", 4], ["0", 16], ["0", 36]], [["1", 1], ["1", 9], ["1", 25]]]',
-            "null",  # rank 1 gets nothing back
-        ]
-    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    run = [*torchrun, "--nproc_per_node", "2", str(script), str(tmp_path)]
+    subprocess.run(run, capture_output=True, text=True, timeout=120, check=True)
+    gathered = json.loads((tmp_path / "rank0.json").read_text())
+    assert gathered == [[["0", 0], ["0", 4], ["0", 16], ["0", 36]], [["1", 1], ["1", 9], ["1", 25]]]
+    assert json.loads((tmp_path / "rank1.json").read_text()) is None  # rank 1 gets nothing back

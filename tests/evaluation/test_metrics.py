@@ -102,3 +102,24 @@ def test_the_misclassified_page_of_a_large_split_shows_the_most_confident_mistak
     page = misclassified_html(paths, images, y_true, proba, ["X", "Y"], "t", limit=2)
     assert page.count('class="card"') == 2
     assert "4 of 6 cells misclassified; the 2 most confident are shown" in page
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_the_bootstraps_figures_are_scikit_learns():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from marrowdiff.evaluation.metrics import _headline_of
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):  # classes missing from truth, from predictions, or from both
+        t, p = rng.integers(0, 6, 40), rng.integers(0, 8, 40)
+        t[t == 3] = 4
+        present = np.unique(t)
+        expected = (
+            np.mean(t == p),
+            f1_score(t, p, average="weighted", zero_division=0),
+            f1_score(t, p, labels=present, average="macro", zero_division=0),
+            np.mean([np.mean(p[t == c] == c) for c in present]),
+        )
+        np.testing.assert_allclose(_headline_of(t, p, 10), expected, rtol=1e-12)
+    assert np.isclose(balanced_accuracy_score(t, p), _headline_of(t, p, 10)[3])

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from marrowdiff.data.datasets import open_dataset
 from marrowdiff.data.splits import SplitConfig, Splits
 from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
@@ -15,7 +13,6 @@ from ..conftest import tiny_config
 PAIR = ("8", "9")  # two of easy_data's classes, as a local pair
 
 
-@pytest.mark.slow
 def test_split_fit_evaluate_scores_each_mode_and_trains_only_once(easy_data, tmp_path):
     said = []
     dataset = open_dataset(easy_data, "infer")

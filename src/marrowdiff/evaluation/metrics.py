@@ -82,21 +82,38 @@ def bootstrap_ci(
     adjacent = np.array(
         [vocabulary.adjacent(classes[t], classes[p]) for t, p in zip(y_true, y_pred, strict=True)]
     )
+    seen = np.concatenate([y_true, y_pred]).astype(np.int64)
+    n_classes = max(len(classes), int(seen.max(initial=-1)) + 1)
     draws = {k: [] for k in HEADLINE}
     for _ in range(n):
         idx = rng.integers(0, len(y_true), len(y_true))
-        t, p = y_true[idx], y_pred[idx]
-        present = np.unique(t)
-        draws["accuracy"].append(np.mean(t == p))
-        draws["f1_weighted"].append(f1_score(t, p, average="weighted", zero_division=0))
-        draws["f1_macro"].append(f1_score(t, p, labels=present, average="macro", zero_division=0))
-        draws["balanced_accuracy"].append(np.mean([np.mean(p[t == c] == c) for c in present]))
-        draws["adjacent_stage_accuracy"].append(adjacent[idx].mean())
+        figures = _headline_of(y_true[idx], y_pred[idx], n_classes)
+        for key, value in zip(HEADLINE, (*figures, adjacent[idx].mean()), strict=True):
+            draws[key].append(value)
     tail = (1 - level) / 2 * 100
     return {
         k: [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
         for k, v in draws.items()
     }
+
+
+def _headline_of(t: np.ndarray, p: np.ndarray, n_classes: int) -> tuple[float, ...]:
+    """Accuracy, weighted F1, macro-F1 (over the classes present) and balanced accuracy from
+    one confusion matrix: what scikit-learn's functions give (zero_division=0), in one pass
+    instead of three, for the bootstrap's thousand resamples."""
+    cm = np.bincount(t * n_classes + p, minlength=n_classes**2).reshape(n_classes, n_classes)
+    hits, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    f1 = np.divide(
+        2 * hits, support + predicted, out=np.zeros(n_classes), where=support + predicted > 0
+    )
+    present = support > 0
+    recall = hits[present] / support[present]
+    return (
+        hits.sum() / len(t),
+        (f1 * support).sum() / support.sum(),
+        f1[present].mean(),
+        recall.mean(),
+    )
 
 
 def confusion_figure(matrix: np.ndarray, names: list[str], title: str = ""):

@@ -146,11 +146,6 @@ class TorchModel(Model):
                 f"{checkpoint.path}: its weights do not fit its own model description ({first}); "
                 "the file is damaged or was not written by marrowdiff: train again"
             ) from None
-        if len(checkpoint.classes) != config.model.num_classes:
-            raise CheckpointError(
-                f"{checkpoint.path}: {len(checkpoint.classes)} class names for "
-                f"{config.model.num_classes} outputs; the file is damaged: train again"
-            )
         module.eval().to(memory_format=torch.channels_last)
         module.to(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
         return cls(
