@@ -213,8 +213,8 @@ def _check_description(checkpoint: Checkpoint) -> None:
         config, classes = checkpoint.config, checkpoint.classes
         if not classes or not all(isinstance(c, str) for c in classes):
             raise TypeError("`classes` is not a list of class codes")
-        checkpoint.vocabulary, checkpoint.normalisation, checkpoint.calibrations  # noqa: B018
-        int(checkpoint.state["data"]["fold"])
+        for piece in ("vocabulary", "normalisation", "calibrations", "fold"):
+            getattr(checkpoint, piece)  # each property parses its part of the state
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         what = f"no {error}" if isinstance(error, KeyError) else _first_line(error)
         raise CheckpointError(
