@@ -95,6 +95,10 @@ PRESETS: dict[str, RunConfig] = {
         model=replace(_DEFAULT.model, input_size=96),
         geometry=replace(_DEFAULT.geometry, input_size=96),
     ),
+    # A laboratory's own verified cells (the review station's export), from a trained model
+    # (`--init`): a quarter of the learning rate, half the epochs (docs/training.md, "Your own
+    # cells").
+    "adapt": replace(_DEFAULT, train=replace(_DEFAULT.train, lr=0.005, epochs=10)),
     # Choi et al. 2017: VGG-16 with batch norm from scratch, YUV, 96 px, AG+OS 600, SGD with
     # learning-rate decay, 150 epochs, batch 40.
     "paper": RunConfig(
