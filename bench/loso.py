@@ -9,7 +9,11 @@ wrong. Prints accuracy, macro-F1 and per-group recall with bootstrap 95% interva
 them as JSON.
 
     python bench/loso.py --archive ARCHIVE --pbc PBC --archive-run RUN --pbc-run RUN \\
-        [--joint-run RUN --pbc-splits FILE] [--tta] [--out loso.json]
+        [--joint-run RUN --pbc-splits FILE] [--on all|val|test] [--tta] [--out loso.json]
+
+`--on val` scores the archive model on PBC's validation cells of fold 0 only (with
+--pbc-splits): where a training choice for the other laboratory is made; `--on test` on PBC's
+test cells, where it is then measured once.
 
 The runs of `marrowdiff demo` serve: runs/demo/pbc/model (PBC only; its splits are
 runs/demo/pbc/splits.json) and runs/demo/model (both); the archive-only run is
@@ -111,14 +115,24 @@ def main() -> None:
     parser.add_argument("--pbc-run", type=Path, required=True, help="trained on PBC only")
     parser.add_argument("--joint-run", type=Path, help="trained on both (the demo's model)")
     parser.add_argument("--pbc-splits", type=Path, help="PBC's splits.json (with --joint-run)")
+    parser.add_argument(
+        "--on",
+        choices=["all", "val", "test"],
+        default="all",
+        help="which PBC cells the archive model is scored on (val, test: of --pbc-splits)",
+    )
     parser.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
     parser.add_argument("--out", type=Path, default=Path("loso.json"))
     args = parser.parse_args()
     archive = open_dataset(args.archive, "marrow14")
     pbc = open_dataset(args.pbc, "pbc")
     every = lambda d: [r.path for r in d.records]  # noqa: E731
+    pbc_cells = every(pbc)
+    if args.on != "all":
+        pbc_splits = Splits.read(args.pbc_splits)
+        pbc_cells = pbc_splits.test if args.on == "test" else pbc_splits.fold(0)[1]
     rows = {
-        "archive -> PBC (every PBC cell)": score(args.archive_run, pbc, every(pbc), args.tta),
+        f"archive -> PBC ({args.on} PBC cells)": score(args.archive_run, pbc, pbc_cells, args.tta),
         "PBC -> archive (every archive cell)": score(
             args.pbc_run, archive, every(archive), args.tta
         ),
