@@ -167,3 +167,18 @@ def test_the_page_heads_with_the_case_and_a_signed_one_says_what_review_changed(
         assert text in page, text
     assert "Patient" not in page  # none given: no empty line for it
     assert "Pre-classified by the model" not in page  # signed
+
+
+def test_a_differential_of_mostly_unsure_cells_says_so_first():
+    mostly = cells_of(
+        ("myeloblast", "unsure"),
+        ("myeloblast", "unsure"),
+        ("pronormoblast", "unsure"),
+        ("pronormoblast", ""),
+        ("band_neutrophil", ""),
+        ("band_neutrophil", "border"),  # not in the differential: 3 of 5 unsure
+    )
+    warnings = summarise(mostly, VOCAB, ReportConfig())["warnings"]
+    assert warnings[0].startswith("the model is unsure of most cells (3 of 5, 60%)")
+    half = cells_of(("myeloblast", "unsure"), ("pronormoblast", ""))  # 1 of 2: not most
+    assert not any("most cells" in w for w in summarise(half, VOCAB, ReportConfig())["warnings"])

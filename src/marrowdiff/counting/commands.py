@@ -9,7 +9,7 @@ from pathlib import Path
 from marrowdiff.arguments import log, model_args, progress
 from marrowdiff.counting.count import CountConfig, classify_to_csv, count_to_report
 from marrowdiff.counting.detect import DetectConfig
-from marrowdiff.counting.report import ReportConfig, check_config
+from marrowdiff.counting.report import MOSTLY_UNSURE, ReportConfig, check_config
 from marrowdiff.data.datasets import Skipped
 from marrowdiff.data.sources import Input, list_inputs
 from marrowdiff.inference.predict import Classifier, load_classifier
@@ -91,6 +91,12 @@ def cmd_classify(args) -> int:
     if found is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     entries = len(inputs) + len(passed)
+    if len(found) and found.unsure.mean() > MOSTLY_UNSURE:
+        log(
+            f"warning: the model is unsure of most patches ({int(found.unsure.sum())} of "
+            f"{len(found)}): they may differ from the images it learned from; review every "
+            'one, or train with your own verified cells (docs/training.md, "Your own cells")'
+        )
     print(
         f"{len(found)} of {entries} entries classified ({int(found.unsure.sum())} unsure, "
         f"{entries - len(found)} skipped: named above): {args.out}"

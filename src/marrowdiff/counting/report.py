@@ -152,6 +152,8 @@ def lineage_sets(vocabulary: Vocabulary, config: ReportConfig) -> tuple[list[str
     return pick(config.myeloid, "myeloid"), pick(config.erythroid, "erythroid")
 
 
+# A differential with more unsure cells than this share is said to be untrustworthy, first.
+MOSTLY_UNSURE = 0.5
 # Flags of cells that are in the estimate: sure ones, and those the model is unsure of.
 ESTIMATED_FLAGS = ("", "unsure")
 
@@ -297,6 +299,14 @@ def _warnings(
     n: float, named: Counter, flagged: dict, vocabulary: Vocabulary, config: ReportConfig
 ) -> list[str]:
     warnings = []
+    if n and flagged.get("unsure", 0) > MOSTLY_UNSURE * n:  # first: it heads the report
+        warnings.append(
+            f"the model is unsure of most cells ({flagged['unsure']} of {n:.0f}, "
+            f"{flagged['unsure'] / n:.0%}): these images may differ from the ones it learned "
+            "from (stain, scale, camera), and its estimate is not to be trusted unreviewed. "
+            "Review every cell, or train with your own verified cells (docs/training.md, "
+            '"Your own cells")'
+        )
     if n < config.target:  # the cells of the differential, the headline
         warnings.append(
             f"only {n:.0f} cells in the differential, below the target of {config.target}: "
