@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from marrowdiff.calibration import MODES  # how a split is scored: name -> 8-view TTA
 from marrowdiff.config import RunConfig
 from marrowdiff.data.datasets import Dataset
 from marrowdiff.data.splits import SplitConfig, Splits, splits_for_run
 from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
 from marrowdiff.run import MODEL
 from marrowdiff.training.train import FitOptions, fit
-
-MODES = {"plain": False, "tta": True}  # how a held-out split is scored: name -> 8-view TTA
 
 
 @dataclass
@@ -57,8 +56,9 @@ def split_fit_evaluate(
     """Split `dataset` into OUT/splits.json (reused when it is this split of this listing),
     train OUT/NAME on it and score it on the held-out test cells in each of `modes` (the first
     writes into the run folder, the others into OUT/NAME-MODE). With `local_pair`, a local
-    model of those two classes (OUT/local-A-B) refines the run: the dual-stage set is scored in
-    the last mode, into OUT/NAME-dual."""
+    model of those two classes (OUT/local-A-B, trained on this data set alone, from the
+    config's own start) refines the run: the dual-stage set is scored in the last mode, into
+    OUT/NAME-dual."""
     splits = splits_for_run(dataset, out, config=split, log=log)
     run = train_once(config, dataset, splits, out / name, options, log)
     metrics = {}
