@@ -109,7 +109,7 @@ def audit_dataset(
     and the folder is removed when the audit is done."""
     with tempfile.TemporaryDirectory(prefix="marrowdiff-audit-") as tmp:
         folder = Path(work) if work is not None else Path(tmp)
-        found = read_images(dataset, config, folder, progress, log)
+        found = read_images(dataset, config, folder, progress, log, resumable=work is not None)
         if work is not None:
             shutil.rmtree(folder, ignore_errors=True)
     groups = duplicate_groups(found.records, found.pairs)
@@ -117,10 +117,16 @@ def audit_dataset(
 
 
 def read_images(
-    dataset: Dataset, config: AuditConfig, folder: Path, progress: bool = False, log=None
+    dataset: Dataset,
+    config: AuditConfig,
+    folder: Path,
+    progress: bool = False,
+    log=None,
+    resumable: bool = True,
 ) -> Pass:
     """Decode every image once (after those a resumed `ReadLog` in `folder` already read),
-    keeping its size and thumbnail, then search the thumbnails for duplicates."""
+    keeping its size and thumbnail, then search the thumbnails for duplicates (keeping each
+    finished stage of the search in `folder` when `resumable`)."""
     found = Pass()
     read = ReadLog(folder, dataset, config)
     index = DuplicateIndex(
@@ -150,7 +156,8 @@ def read_images(
     finally:
         read.close()
     records = found.records
-    found.pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress, folder)
+    kept = folder if resumable else None
+    found.pairs = index.find(lambda i: dataset.load(records[i], whole=True), progress, kept)
     del index  # the thumbnails' file is closed before its folder goes
     return found
 

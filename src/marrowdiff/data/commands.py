@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import replace
@@ -56,11 +55,6 @@ def register(sub) -> None:
 
     p = sub.add_parser("split", help="group-aware stratified test split and k-fold CV")
     data_args(p)
-    split_args(p)
-    p.set_defaults(run=cmd_split)
-
-
-def split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for splits.json")
     p.add_argument(
         "--audit", type=Path, help="audit.json of this data set (default: audit it now, into --out)"
@@ -85,6 +79,7 @@ def split_args(p: argparse.ArgumentParser) -> None:
         help="1/N of the data is the test set (paper: 6, i.e. 5:1)",
     )
     p.add_argument("--folds", type=int, default=defaults.folds, help="cross-validation folds")
+    p.set_defaults(run=cmd_split)
 
 
 def cmd_fetch(args) -> int:
