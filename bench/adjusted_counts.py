@@ -47,7 +47,7 @@ def main() -> None:
                                       "adjusted expected": []}  # fmt: skip
     for fit_half, field_half in ((0, 1), (1, 0)):
         fit = [records[i] for i in halves[fit_half]]
-        proba, _ = classifier.classify([dataset.load(r) for r in fit], False)
+        proba = classifier.classify([dataset.load(r) for r in fit], False).proba
         proba = proba[:, counted]
         truth = np.array([codes.index(r.label) for r in fit])
         present = sorted(set(truth))

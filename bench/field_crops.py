@@ -26,10 +26,10 @@ def main() -> None:
     codes, size = classifier.classes, DetectConfig().patch_size
 
     def right(images, truth) -> list[bool]:
-        proba, _ = classifier.classify(images, False)
+        proba = classifier.classify(images, False).proba
         return [codes[k] == t for k, t in zip(proba.argmax(1), truth, strict=True)]
 
-    proba, _ = classifier.classify(patches, False)
+    proba = classifier.classify(patches, False).proba
     index = np.array([codes.index(t) for t in labels])
     true = 100 * np.bincount(index, minlength=len(codes)) / len(index)
     top = 100 * np.bincount(proba.argmax(1), minlength=len(codes)) / len(index)

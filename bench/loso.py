@@ -9,7 +9,8 @@ wrong. Prints accuracy, macro-F1 and per-group recall with bootstrap 95% interva
 them as JSON.
 
     python bench/loso.py --archive ARCHIVE --pbc PBC --archive-run RUN --pbc-run RUN \\
-        [--joint-run RUN --pbc-splits FILE] [--on all|val|test] [--tta] [--out loso.json]
+        [--joint-run RUN --pbc-splits FILE] [--on all|val|test] [--tta] [--stain reinhard]
+        [--out loso.json]
 
 `--on val` scores the archive model on PBC's validation cells of fold 0 only (with
 --pbc-splits): where a training choice for the other laboratory is made; `--on test` on PBC's
@@ -101,9 +102,9 @@ def figures(truth: np.ndarray, pred: np.ndarray, draws: int = 1000, seed: int = 
     }
 
 
-def score(run: Path, dataset: Dataset, paths: list[str], tta: bool) -> dict:
+def score(run: Path, dataset: Dataset, paths: list[str], tta: bool, stain: str = "none") -> dict:
     cells, truth = scored_cells(dataset, paths)
-    pred = predicted_groups(load_classifier([run]), dataset, cells, tta)
+    pred = predicted_groups(load_classifier([run], stain=stain), dataset, cells, tta)
     return figures(truth, pred)
 
 
@@ -122,6 +123,9 @@ def main() -> None:
         help="which PBC cells the archive model is scored on (val, test: of --pbc-splits)",
     )
     parser.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    parser.add_argument(
+        "--stain", choices=["none", "reinhard"], default="none", help="stain normalisation"
+    )
     parser.add_argument("--out", type=Path, default=Path("loso.json"))
     args = parser.parse_args()
     archive = open_dataset(args.archive, "marrow14")
@@ -132,18 +136,22 @@ def main() -> None:
         pbc_splits = Splits.read(args.pbc_splits)
         pbc_cells = pbc_splits.test if args.on == "test" else pbc_splits.fold(0)[1]
     rows = {
-        f"archive -> PBC ({args.on} PBC cells)": score(args.archive_run, pbc, pbc_cells, args.tta),
+        f"archive -> PBC ({args.on} PBC cells)": score(
+            args.archive_run, pbc, pbc_cells, args.tta, args.stain
+        ),
         "PBC -> archive (every archive cell)": score(
-            args.pbc_run, archive, every(archive), args.tta
+            args.pbc_run, archive, every(archive), args.tta, args.stain
         ),
     }
     if args.joint_run:
         own_test = Splits.read(args.joint_run / Splits.FILE).test
         rows["both -> archive (its test cells)"] = score(
-            args.joint_run, archive, own_test, args.tta
+            args.joint_run, archive, own_test, args.tta, args.stain
         )
         pbc_test = Splits.read(args.pbc_splits).test
-        rows["both -> PBC (its test cells)"] = score(args.joint_run, pbc, pbc_test, args.tta)
+        rows["both -> PBC (its test cells)"] = score(
+            args.joint_run, pbc, pbc_test, args.tta, args.stain
+        )
     args.out.write_text(json.dumps(rows, indent=2))
     for name, row in rows.items():
         recalls = " ".join(f"{g[:4]} {row[f'recall_{g}'][0]:.2f}" for g in GROUPS)

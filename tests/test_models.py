@@ -121,7 +121,8 @@ def test_frozen_lite0_exports_to_onnx_unchanged(tmp_path):
     export_graph(module, 64, tmp_path / "m.onnx")
     x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
-        expected = module(x).numpy()
+        logits, features = (t.numpy() for t in module(x))
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"patches": x.numpy()})[0]
-    assert abs(got - expected).max() < 1e-4
+    got, got_features = session.run(None, {"patches": x.numpy()})
+    assert abs(got - logits).max() < 1e-4
+    assert got_features.shape == (3, 1280) and abs(got_features - features).max() < 1e-4

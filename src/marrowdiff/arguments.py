@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from marrowdiff.classes import builtin_vocabularies
+from marrowdiff.stain import METHODS
 
 
 def data_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +43,14 @@ def model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
         "join global and local models with commas (global first)",
     )
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips")
+    p.add_argument(
+        "--normalise-stain",
+        choices=METHODS,
+        default="none",
+        help="stain normalisation of each cell's input window to the model's training images' "
+        "colours: reinhard (Reinhard et al. 2001, in CIELAB) or none (default; "
+        "docs/counting.md)",
+    )
     device_arg(p, "cpu", "where a PyTorch model runs; ONNX models run on the CPU")
 
 

@@ -47,6 +47,9 @@ class TrainConfig:
     colour_jitter: float = 0.1  # per-channel gain jitter, for stain and white-balance variation
     stain_jitter: float = 0.0  # HED stain scale and shift, U[-s, s] (training.augment); 0: off
     light_jitter: float = 0.0  # brightness, contrast, saturation, gamma, x U[1-a, 1+a]; 0: off
+    blur_jitter: float = 0.0  # Gaussian blur of standard deviation U[0, b] px; 0: off
+    jpeg_jitter: int = 0  # JPEG round trip at quality U{q..95}; 0: off
+    scale_jitter: float = 0.0  # zoom about the centre by 1 + U[-z, z]; 0: off
     ema: float = 0.0  # per-step decay of a moving average of the weights, kept as the model; 0: off
     seed: int = 0
     fold: int = 0  # train on this CV fold's train part, validate on its val part; -1: all, no val

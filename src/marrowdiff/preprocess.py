@@ -87,14 +87,18 @@ def resize_patch(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(square).resize((side, side), resample))
 
 
+def square(image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(C, C, 3) uint8: a patch resized to the canvas, white-balanced if the model is."""
+    out = resize_patch(image, geometry.canvas)
+    return white_balance(out) if geometry.white_balance else out
+
+
 def canvas(image: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """(C + 2P, C + 2P, 3) uint8: a patch resized to the canvas, white-balanced if the model
-    is, and reflect-padded by the largest shift, from which every training view is cut."""
-    square = resize_patch(image, geometry.canvas)
-    if geometry.white_balance:
-        square = white_balance(square)
+    """(C + 2P, C + 2P, 3) uint8: a patch's `square`, reflect-padded by the largest shift,
+    from which every training view is cut."""
+    square_ = square(image, geometry)
     p = geometry.pad
-    return np.pad(square, ((p, p), (p, p), (0, 0)), mode="reflect")
+    return np.pad(square_, ((p, p), (p, p), (0, 0)), mode="reflect")
 
 
 def shifted_views(images: list[np.ndarray], geometry: Geometry, dy: int, dx: int) -> np.ndarray:

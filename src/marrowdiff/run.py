@@ -10,8 +10,8 @@
 A checkpoint (format `marrowdiff.checkpoint/2`; /1 files still load) is one `torch.save`d dict
 that describes itself: the weights of the unwrapped model (`state_dict`), the resolved config,
 the class codes in output order, the vocabulary, the input normalisation, the data it was
-trained on (source, fingerprint, fold, sizes), the calibration and metrics; loading needs
-nothing else.
+trained on (source, fingerprint, fold, sizes), the calibration, the domain reference (what its
+training cells look like to it, `domain.py`) and metrics; loading needs nothing else.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marrowdiff.calibration import Calibration, calibrations_from_dict
+from marrowdiff.cellsize import SizeReference, size_from_dict
 from marrowdiff.classes import Vocabulary
 from marrowdiff.config import RunConfig
 from marrowdiff.data.datasets import Dataset, DatasetError, open_dataset
 from marrowdiff.data.splits import Splits
+from marrowdiff.domain import DomainReference, domain_from_dict
 from marrowdiff.errors import UserError
 from marrowdiff.fileio import write_bytes
+from marrowdiff.stain import StainReference, stain_from_dict
 
 MODEL = "model.pt"
 LAST = "last.pt"
@@ -152,6 +155,23 @@ class Checkpoint:
         return calibrations_from_dict(self.state.get("calibration"))
 
     @property
+    def domain(self) -> DomainReference | None:
+        """What its training cells look like to it (None: trained before marrowdiff kept one;
+        `marrowdiff calibrate RUN` adds it)."""
+        return domain_from_dict(self.state.get("domain"))
+
+    @property
+    def stain(self) -> StainReference | None:
+        """Its training windows' colours, for stain normalisation (None: trained before
+        marrowdiff kept them; `marrowdiff calibrate RUN` adds them)."""
+        return stain_from_dict(self.state.get("stain"))
+
+    @property
+    def size(self) -> SizeReference | None:
+        """Its training cells' median size (and microns per pixel, if given)."""
+        return size_from_dict(self.state.get("size"))
+
+    @property
     def metadata(self) -> dict:
         """Everything but the weights and the optimiser's state."""
         return {k: v for k, v in self.state.items() if k not in TRAINING_STATE}
@@ -213,7 +233,15 @@ def _check_description(checkpoint: Checkpoint) -> None:
         config, classes = checkpoint.config, checkpoint.classes
         if not classes or not all(isinstance(c, str) for c in classes):
             raise TypeError("`classes` is not a list of class codes")
-        for piece in ("vocabulary", "normalisation", "calibrations", "fold"):
+        for piece in (
+            "vocabulary",
+            "normalisation",
+            "calibrations",
+            "domain",
+            "stain",
+            "size",
+            "fold",
+        ):
             getattr(checkpoint, piece)  # each property parses its part of the state
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         what = f"no {error}" if isinstance(error, KeyError) else _first_line(error)

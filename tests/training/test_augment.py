@@ -1,10 +1,21 @@
-"""Stain and light jitter of training views, against known answers."""
+"""Stain, light, blur, JPEG and scale jitter of training views, against known answers."""
 
 import numpy as np
 import torch
 from skimage.color import rgb_from_hed
 
-from marrowdiff.training.augment import light_draws, light_jitter, stain_draws, stain_jitter
+from marrowdiff.training.augment import (
+    blur,
+    blur_draws,
+    jpeg,
+    jpeg_draws,
+    light_draws,
+    light_jitter,
+    scale_draws,
+    stain_draws,
+    stain_jitter,
+    zoom,
+)
 
 
 def views(seed: int = 0, n: int = 4) -> torch.Tensor:
@@ -16,9 +27,12 @@ def test_no_jitter_draws_nothing_and_changes_nothing():
     generator = torch.Generator().manual_seed(0)
     state = generator.get_state()
     assert stain_draws(8, 0.0, generator) is None and light_draws(8, 0.0, generator) is None
+    assert blur_draws(8, 0.0, generator) is None and jpeg_draws(8, 0, generator) is None
+    assert scale_draws(8, 0.0, generator) is None
     assert torch.equal(generator.get_state(), state)  # a run without jitter is the same run
     x = views()
     assert torch.equal(stain_jitter(x, None), x) and torch.equal(light_jitter(x, None), x)
+    assert all(torch.equal(f(x, None), x) for f in (blur, jpeg, zoom))
 
 
 def test_identity_draws_give_back_the_image_to_rounding():
@@ -26,6 +40,39 @@ def test_identity_draws_give_back_the_image_to_rounding():
     same_stain = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).repeat(4, 1)
     assert (stain_jitter(x, same_stain).int() - x.int()).abs().max() <= 1
     assert torch.equal(light_jitter(x, torch.ones(4, 4)), x)
+    assert torch.equal(zoom(x, torch.ones(4)), x)
+    assert (blur(x, torch.full((4,), 1e-3)).int() - x.int()).abs().max() == 0
+
+
+def test_blur_smooths_by_its_own_sigma_per_view():
+    x = views(n=2)
+    blurred = blur(x, torch.tensor([0.3, 2.0])).float()
+    spread = [float(v.std()) for v in blurred]
+    assert spread[1] < 0.5 * spread[0] < float(x[0].float().std())
+    flat = torch.full((1, 3, 16, 16), 120, dtype=torch.uint8)
+    assert torch.equal(blur(flat, torch.tensor([1.5])), flat)  # a flat image stays as it was
+
+
+def test_zoom_magnifies_about_the_centre():
+    disc = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
+    disc[..., 12:20, 12:20] = 255  # 64 px, centred
+    assert int((zoom(disc, torch.tensor([2.0]))[0, 0] > 127).sum()) == 256  # twice the side
+    smaller = zoom(disc, torch.tensor([0.5]))[0, 0]
+    assert int((smaller[8:24, 8:24] > 127).sum()) == 16  # half the side (reflected beyond)
+
+
+def test_jpeg_round_trips_lose_more_at_lower_quality():
+    rng = np.random.default_rng(1)
+    smooth = torch.from_numpy(
+        np.kron(rng.integers(40, 220, (2, 3, 4, 4)), np.ones((1, 1, 8, 8))).astype(np.uint8)
+    )
+    error = [
+        float((jpeg(smooth, torch.tensor([q, q])).int() - smooth.int()).abs().float().mean())
+        for q in (95, 20)
+    ]
+    assert error[0] < 0.5 * error[1]
+    draws = jpeg_draws(1000, 50, torch.Generator().manual_seed(0))
+    assert int(draws.min()) == 50 and int(draws.max()) == 95
 
 
 def test_doubling_haematoxylin_doubles_the_optical_density_of_a_pure_haematoxylin_pixel():

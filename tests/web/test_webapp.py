@@ -93,6 +93,9 @@ def test_a_case_from_upload_to_sign_off(client, tmp_path):
     view = client.get(f"/api/cases/{case}").json()
     cells = view["cells"]
     assert len(cells) == kinds["field"] + 1
+    # each cell keeps its distance from the training cells, and the case is checked by them
+    assert all(c["distance"] is not None for c in cells)
+    assert view["differential"]["domain"]["cells"] == len(cells)
 
     # Signing needs every cell reviewed.
     assert client.post(f"/api/cases/{case}/sign", headers=ANA).status_code == 400
@@ -109,6 +112,7 @@ def test_a_case_from_upload_to_sign_off(client, tmp_path):
 
     report = client.get(f"/api/cases/{case}/report/report.json").json()
     assert report["n_counted"] == len(cells) - 1  # the "not a cell" is not counted
+    assert report["domain"]["checked"] and report["domain"]["cells"] == len(cells)
     assert report["flagged"] == {"not a cell": 1}
     detection = report["about"]["detection"]  # cells[1] is on the field: a false detection
     assert detection["not_a_cell"] == 1 and detection["found"] == kinds["field"]

@@ -10,6 +10,7 @@ from marrowdiff.arguments import log, model_args, progress
 from marrowdiff.counting.count import CountConfig, classify_to_csv, count_to_report
 from marrowdiff.counting.detect import DetectConfig
 from marrowdiff.counting.report import MOSTLY_UNSURE, ReportConfig, check_config
+from marrowdiff.counting.scale import RESCALE, choose_scale, field_sample, patch_sample
 from marrowdiff.data.datasets import Skipped
 from marrowdiff.data.sources import Input, list_inputs
 from marrowdiff.inference.predict import Classifier, load_classifier
@@ -28,6 +29,7 @@ def register(sub) -> None:
     model_args(p)
     p.add_argument("inputs", nargs="+", help="image files, folders or zips of patches")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    scale_args(p)
     p.set_defaults(run=cmd_classify)
 
     p = sub.add_parser("count", help="find and classify the cells of fields; write the report")
@@ -35,9 +37,28 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="field images, folders or zips of them")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     count_args(p)
+    scale_args(p)
     for name, text in CASE_OPTIONS.items():
         p.add_argument(f"--{name}", help=f"{text} (default: none)")
     p.set_defaults(run=cmd_count)
+
+
+def scale_args(p: argparse.ArgumentParser) -> None:
+    """How `classify` and `count` set the scale they read cells at (`cellsize.py`)."""
+    p.add_argument(
+        "--rescale",
+        choices=RESCALE,
+        default="none",
+        help="auto: frame every cell so that it has the size of the model's training cells "
+        "(measured on the first 200 cells); none (default): read them as they are, and warn "
+        "when their size differs",
+    )
+    p.add_argument(
+        "--mpp",
+        type=float,
+        help="microns per pixel of these images: cells are framed to the model's own, when it "
+        "records it (`train --mpp`, `calibrate --mpp`)",
+    )
 
 
 def count_args(p: argparse.ArgumentParser) -> None:
@@ -83,14 +104,18 @@ def count_configs(args) -> tuple[CountConfig, ReportConfig]:
 
 
 def cmd_classify(args) -> int:
-    classifier = load_classifier(args.model.split(","), args.device)
+    classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
     inputs, passed = listed(args.inputs)
-    found = classify_to_csv(
-        classifier, inputs, args.out, tta=args.tta, log=log, progress=progress()
-    )
+    scale = choose_scale(classifier, patch_sample(inputs), args.rescale, args.mpp)
+    found = classify_to_csv(classifier, inputs, args.out, args.tta, log, progress(), scale.factor)
     if found is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     entries = len(inputs) + len(passed)
+    for said in (classifier.check(found.distance).sentence(), scale.warning()):
+        if said:  # first: the figures below are not to be trusted when it warns
+            log(f"warning: {said}")
+    if scale.source != "none":
+        log(f"cells framed x{scale.factor:.2f} from {scale.source} ({scale.to_dict()})")
     if len(found) and found.unsure.mean() > MOSTLY_UNSURE:
         log(
             f"warning: the model is unsure of most patches ({int(found.unsure.sum())} of "
@@ -113,11 +138,13 @@ def listed(paths: list[str]) -> tuple[list[Input], list[Skipped]]:
 
 
 def cmd_count(args) -> int:
-    classifier = load_classifier(args.model.split(","), args.device)
+    classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
     config, report_config = count_configs(args)
     check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
     case = {k: getattr(args, k) for k in CASE_OPTIONS if getattr(args, k)}
     inputs, _ = listed(args.inputs)
+    sample = field_sample(inputs, config.detect)
+    config = replace(config, scale=choose_scale(classifier, sample, args.rescale, args.mpp))
     return count_and_say(classifier, inputs, config, report_config, args.out, args.model, case)
 
 

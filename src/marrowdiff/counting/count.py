@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from marrowdiff.cellsize import Scale, reframed
 from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
 from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig
 from marrowdiff.counting.report_files import write_patch_csv, write_report
@@ -27,6 +28,12 @@ class CountConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     tta: bool = False  # average over the 8 rotations/flips
     include_border: bool = False  # count cells cut by the field border (a hematologist doesn't)
+    scale: Scale = field(default_factory=Scale)  # cells are cropped at patch_size / factor
+
+    @property
+    def crop_side(self) -> int:
+        """Field px cropped around each cell: the patch size, rescaled."""
+        return max(8, round(self.detect.patch_size / self.scale.factor))
 
 
 def thumbnail(patch: np.ndarray) -> np.ndarray:
@@ -40,9 +47,9 @@ def classify_images(
     thumbnails: bool = True,
 ) -> list[Cell]:
     """One Cell per (name, single-cell patch), x and y at the patch centre."""
-    proba, unsure = classifier.classify([image for _, image in named], tta)
+    proba, unsure, distance = classifier.classify([image for _, image in named], tta)
     cells = []
-    for (name, image), p, u in zip(named, proba, unsure, strict=True):
+    for (name, image), p, u, d in zip(named, proba, unsure, distance, strict=True):
         k = int(p.argmax())
         h, w = image.shape[:2]
         cells.append(
@@ -55,6 +62,7 @@ def classify_images(
                 "unsure" if u else "",
                 p,
                 thumbnail(image) if thumbnails else None,
+                distance=float(d),
             )  # fmt: skip
         )
     return cells
@@ -79,17 +87,19 @@ def classify_patches(
     log=print,
     thumbnails: bool = True,
     progress: bool = False,
+    factor: float = 1.0,
 ) -> list[Cell]:
-    """One Cell per readable single-cell patch, classified `batch` at a time."""
-    found = _classified_batches(classifier, inputs, tta, batch, log, thumbnails, progress)
+    """One Cell per readable single-cell patch, classified `batch` at a time, each framed so
+    that its cell looks `factor` times as large (`cellsize.reframed`)."""
+    found = _classified_batches(classifier, inputs, tta, batch, log, thumbnails, progress, factor)
     return [cell for cells in found for cell in cells]
 
 
-def _classified_batches(classifier, inputs, tta, batch, log, thumbnails, progress):
+def _classified_batches(classifier, inputs, tta, batch, log, thumbnails, progress, factor=1.0):
     """The Cells of each `batch` of readable patches, in input order."""
     pending: list[tuple[str, np.ndarray]] = []
     for item, image in read_inputs(inputs, log, progress):
-        pending.append((item.name, image))
+        pending.append((item.name, reframed(image, factor)))
         if len(pending) >= batch:
             yield classify_images(classifier, pending, tta, thumbnails)
             pending = []
@@ -105,18 +115,21 @@ class Classified:
     names: list[str]
     proba: np.ndarray  # (N, C) float64, calibrated, in the model's class order
     unsure: np.ndarray  # (N,) bool
+    distance: np.ndarray  # (N,) float64 from the training cells (NaN: not known)
 
     @classmethod
     def of(cls, batches, n_classes: int) -> Classified:
-        names, proba, unsure = [], [], []
+        names, proba, unsure, distance = [], [], [], []
         for cells in batches:
             names += [c.field for c in cells]
             proba.append(np.array([c.proba for c in cells], np.float64).reshape(-1, n_classes))
             unsure.append(np.array([c.flag == "unsure" for c in cells], bool))
+            distance.append(np.array([c.distance for c in cells], np.float64))
         return cls(
             names,
             np.concatenate(proba) if proba else np.zeros((0, n_classes)),
             np.concatenate(unsure) if unsure else np.zeros(0, bool),
+            np.concatenate(distance) if distance else np.zeros(0),
         )
 
     def __len__(self) -> int:
@@ -138,15 +151,14 @@ def count_field(
 ) -> tuple[list[Cell], FieldImage]:
     """Detect, crop and classify the nucleated cells of one field."""
     found = detect(image, config.detect)
-    patches = [crop(image, d.y, d.x, config.detect.patch_size) for d in found]
-    proba, unsure = classifier.classify(patches, config.tta)
+    patches = [crop(image, d.y, d.x, config.crop_side) for d in found]
+    proba, unsure, distance = classifier.classify(patches, config.tta)
     cells = []
-    for d, patch, p, u in zip(found, patches, proba, unsure, strict=True):
+    for d, patch, p, u, far in zip(found, patches, proba, unsure, distance, strict=True):
         k = int(p.argmax())
         flag = "border" if d.border and not config.include_border else "unsure" if u else ""
-        cells.append(
-            Cell(name, d.x, d.y, classifier.classes[k], float(p[k]), flag, p, thumbnail(patch))
-        )
+        label, sure = classifier.classes[k], float(p[k])
+        cells.append(Cell(name, d.x, d.y, label, sure, flag, p, thumbnail(patch), False, far))
     return cells, field_preview(name, image, size_warning(found, config.detect))
 
 
@@ -178,6 +190,7 @@ def classify_to_csv(
     tta: bool = False,
     log=print,
     progress: bool = False,
+    factor: float = 1.0,
 ) -> Classified | None:
     """Classify single-cell patches into a CSV (path, class, probability, flag, p_<class>...),
     written row by row; returns what was classified (None on a torchrun rank other than 0,
@@ -185,7 +198,7 @@ def classify_to_csv(
     classes = classifier.classes
 
     def work(mine: list[Input]) -> Classified:
-        batches = _classified_batches(classifier, mine, tta, 256, log, False, progress)
+        batches = _classified_batches(classifier, mine, tta, 256, log, False, progress, factor)
         return Classified.of(batches, len(classes))
 
     parts = on_every_rank(work, inputs)
@@ -200,8 +213,9 @@ def classify_to_csv(
         [names[i] for i in rank],
         np.concatenate([part.proba for part in parts])[rank],
         np.concatenate([part.unsure for part in parts])[rank],
+        np.concatenate([part.distance for part in parts])[rank],
     )
-    write_patch_csv(out, found.names, found.proba, found.unsure, classes)
+    write_patch_csv(out, found, classes)
     return found
 
 
@@ -232,8 +246,19 @@ def count_to_report(
         calibration=classifier.calibration(config.tta).to_dict(),
         detect=config.detect.to_dict(),
         model_sha256=classifier.checksum or None,
+        stain_normalisation=None if classifier.stain_method == "none" else classifier.stain_method,
+        scale=config.scale.to_dict() if classifier.global_.size else None,
         **(case or {}),
     )
+    domain = classifier.check(np.array([c.distance for c in cells]))
     return write_report(
-        out, cells, fields, classifier.vocabulary, classifier.classes, report, about
+        out,
+        cells,
+        fields,
+        classifier.vocabulary,
+        classifier.classes,
+        report,
+        about,
+        domain,
+        config.scale.warning(),
     )

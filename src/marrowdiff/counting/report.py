@@ -19,6 +19,7 @@ import numpy as np
 
 from marrowdiff import __version__
 from marrowdiff.classes import Vocabulary, VocabularyError
+from marrowdiff.domain import DomainCheck
 from marrowdiff.estimate import expected_counts
 
 REPORT_FORMAT = "marrowdiff.counting.report/1"
@@ -62,6 +63,8 @@ class About:
     reviewed_by: list[str] | None = None  # everyone who reviewed a cell of the case
     review: dict | None = None  # what review changed (`review_summary`)
     detection: dict | None = None  # detector precision and recall by the reviewers' verdicts
+    stain_normalisation: str | None = None  # of each cell's input window (`--normalise-stain`)
+    scale: dict | None = None  # the scale cells were read at (`cellsize.Scale`)
 
     CASE_FIELDS: ClassVar[tuple[str, ...]] = ("case", "patient", "stain", "operator")
 
@@ -80,6 +83,7 @@ class Cell:
     proba: np.ndarray | None = None  # calibrated, in the model's class order
     thumbnail: np.ndarray | None = field(default=None, repr=False)  # small RGB crop
     verified: bool = False  # a person confirmed or corrected `label`
+    distance: float = float("nan")  # from the model's training cells (domain.py); NaN: unknown
 
 
 @dataclass
@@ -185,12 +189,16 @@ def summarise(
     config: ReportConfig,
     fields: list[str] = (),
     interval_scale: float = 1.0,
+    domain: DomainCheck | None = None,
+    scale_warning: str = "",
 ) -> dict:
     """The numbers of the report, from the cells and the names of the fields examined (pure).
     A cell of a class the vocabulary does not count (a platelet) is named, not counted.
     `estimate` (the headline) counts every cell but those cut by the border or rejected, by its
     class, with 95% intervals (`interval_scale`: the model's); `classes` counts the sure cells
-    only."""
+    only. `domain`: the domain check of the cells (`domain.check_cells`), whose warning, when
+    the cells are unlike the model's training cells, heads all others; `scale_warning`: what
+    the scale check found (`cellsize.Scale.warning`), next."""
     unknown = {c.label for c in cells} - set(vocabulary.codes)
     if unknown:
         raise VocabularyError(
@@ -217,7 +225,10 @@ def summarise(
         | {
             "estimate": estimate_summary(guess, vocabulary, config),
             "alerts": raised_alerts(guess, vocabulary, config),
-            "warnings": _warnings(guess["n"], named, flagged, vocabulary, config),
+            "warnings": _domain_warnings(domain)
+            + ([scale_warning] if scale_warning else [])
+            + _warnings(guess["n"], named, flagged, vocabulary, config),
+            "domain": None if domain is None else domain.to_dict(),
         }
     )
 
@@ -293,6 +304,12 @@ def raised_alerts(guess: dict, vocabulary: Vocabulary, config: ReportConfig) -> 
         for alert in check_config(vocabulary, config)
         if np.isfinite(estimated[alert.code]) and alert.raised(estimated[alert.code])
     ]
+
+
+def _domain_warnings(domain: DomainCheck | None) -> list[str]:
+    """The domain check's warning, if it has one (None: no check asked for)."""
+    sentence = "" if domain is None else domain.sentence()
+    return [sentence] if sentence else []
 
 
 def _warnings(

@@ -12,6 +12,7 @@ import numpy as np
 from marrowdiff.classes import Vocabulary
 from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig, summarise
 from marrowdiff.counting.report_html import render_html
+from marrowdiff.domain import DomainCheck
 from marrowdiff.fileio import atomic_open, write_json, write_text
 
 
@@ -25,6 +26,7 @@ def cell_rows(cells: list[Cell], classes: list[str]) -> list[dict]:
             "class": c.label,
             "probability": round(float(c.probability), 4),
             "flag": c.flag,
+            "distance": _distance(c.distance),
         }
         if c.proba is not None:
             row |= {f"p_{k}": round(float(p), 4) for k, p in zip(classes, c.proba, strict=True)}
@@ -32,18 +34,25 @@ def cell_rows(cells: list[Cell], classes: list[str]) -> list[dict]:
     return rows
 
 
-def write_patch_csv(
-    path: Path, names: list[str], proba: np.ndarray, unsure: np.ndarray, classes: list[str]
-) -> None:
-    """`classify`'s CSV (path, class, probability, flag, p_<class>...: the columns and rounding
-    of `cell_rows` without x and y), written row by row, atomically."""
+def _distance(d: float) -> float | str:
+    """A cell's distance from the training cells as a CSV cell: "" when not known."""
+    return round(float(d), 4) if np.isfinite(d) else ""
+
+
+def write_patch_csv(path: Path, found, classes: list[str]) -> None:
+    """`classify`'s CSV (path, class, probability, flag, distance, p_<class>...: the columns and
+    rounding of `cell_rows` without x and y) of `count.Classified` patches, written row by
+    row, atomically."""
+    head = ["path", "class", "probability", "flag", "distance", *(f"p_{k}" for k in classes)]
     with atomic_open(path, "w") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["path", "class", "probability", "flag", *(f"p_{k}" for k in classes)])
-        for name, p, u in zip(names, proba, unsure, strict=True):
+        writer.writerow(head)
+        for name, p, u, d in zip(
+            found.names, found.proba, found.unsure, found.distance, strict=True
+        ):
             k = int(p.argmax())
             writer.writerow(
-                [name, classes[k], round(float(p[k]), 4), "unsure" if u else "",
+                [name, classes[k], round(float(p[k]), 4), "unsure" if u else "", _distance(d),
                  *(round(float(v), 4) for v in p)]
             )  # fmt: skip
 
@@ -65,11 +74,17 @@ def write_report(
     classes: list[str],
     config: ReportConfig,
     about: About,
+    domain: DomainCheck | None = None,
+    scale_warning: str = "",
 ) -> dict:
-    """report.json, cells.csv and report.html in `out`; returns the summary."""
+    """report.json, cells.csv and report.html in `out`; returns the summary. `domain`: the
+    domain check of the cells (`Classifier.check`), whose warning heads the report, then the
+    scale check's (`cellsize.Scale.warning`)."""
     out = Path(out)
     scale = (about.calibration or {}).get("interval_scale", 1.0)
-    summary = summarise(cells, vocabulary, config, [f.name for f in fields], scale)
+    summary = summarise(
+        cells, vocabulary, config, [f.name for f in fields], scale, domain, scale_warning
+    )
     summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
     summary |= {"about": about.to_dict(), "config": config.to_dict()}
     rows = cell_rows(cells, classes)

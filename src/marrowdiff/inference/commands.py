@@ -11,7 +11,9 @@ from marrowdiff.inference.export import export_onnx, quantisation_summary
 
 
 def register(sub) -> None:
-    p = sub.add_parser("calibrate", help="fit temperature and unsure threshold on validation")
+    p = sub.add_parser(
+        "calibrate", help="fit temperature, unsure threshold and domain reference on validation"
+    )
     p.add_argument("run_dir", metavar="RUN", type=Path, help="run folder (or its model.pt)")
     p.add_argument("--data", type=Path, help="the data set (default: where the run was trained)")
     p.add_argument(
@@ -19,6 +21,11 @@ def register(sub) -> None:
         type=float,
         default=TARGET_ACCURACY,
         help="unflagged validation cells must be right this often (default %(default)s)",
+    )
+    p.add_argument(
+        "--mpp",
+        type=float,
+        help="microns per pixel of the images the run was trained on (kept: --mpp of count)",
     )
     p.set_defaults(run=cmd_calibrate)
 
@@ -36,7 +43,14 @@ def register(sub) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    calibrate_run(args.run_dir, args.data, args.target_accuracy, log=log, progress=progress())
+    calibrate_run(
+        args.run_dir,
+        args.data,
+        args.target_accuracy,
+        log=log,
+        progress=progress(),
+        mpp=args.mpp,
+    )
     return 0
 
 

@@ -2,9 +2,10 @@
 vocabulary, geometry and calibration in its metadata, so the file alone classifies cells.
 
 The graph takes `patches`, (N, 3, S, S) uint8 RGB windows (`preprocess.centre_views`), and gives
-`logits`, (N, C). With `int8`, the graph is quantised (`quantize.quantize_int8`) on the run's
-training cells, and how far it moved from the float graph on the validation cells is measured
-and stored in the metadata under "quantisation".
+`logits`, (N, C), and `features`, (N, D), the penultimate layer the domain check compares with
+the training cells' (`domain.py`; the reference is in the metadata). With `int8`, the graph is
+quantised (`quantize.quantize_int8`) on the run's training cells, and how far it moved from the
+float graph on the validation cells is measured and stored in the metadata under "quantisation".
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from marrowdiff.inference.predict import (
     metadata_sha256,
 )
 from marrowdiff.inference.quantize import agreement, quantize_int8
+from marrowdiff.models import logits_and_features
 from marrowdiff.normalisation import Normalisation, to_colour
 from marrowdiff.preprocess import centre_views
 from marrowdiff.run import Checkpoint, load_checkpoint
@@ -37,7 +39,8 @@ OPSET = 17
 
 
 class Deployable(nn.Module):
-    """uint8 RGB patches -> logits, with the model's colour space and normalisation built in."""
+    """uint8 RGB patches -> logits and features, with the model's colour space and
+    normalisation built in."""
 
     def __init__(self, model: nn.Module, norm: Normalisation):
         super().__init__()
@@ -45,10 +48,10 @@ class Deployable(nn.Module):
         self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1))
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As `normalisation.normalise`, with the constants as buffers of the graph."""
         x = to_colour(patches.float() / 255.0, self.colour)
-        return self.model((x - self.mean) / self.std)
+        return logits_and_features(self.model, (x - self.mean) / self.std)
 
 
 def onnx_metadata(checkpoint: Checkpoint) -> dict:
@@ -58,6 +61,9 @@ def onnx_metadata(checkpoint: Checkpoint) -> dict:
     keep = ("format", "marrowdiff_version", "config", "classes", "vocabulary", "normalisation")
     meta = {k: checkpoint.state[k] for k in keep if k in checkpoint.state}
     meta["calibration"] = checkpoint.state.get("calibration") or {}
+    for reference in ("domain", "stain", "size"):
+        if checkpoint.state.get(reference):
+            meta[reference] = checkpoint.state[reference]
     data = dict(checkpoint.state.get("data", {}))
     if "source" in data:
         data["source"] = Path(data["source"]).name
@@ -67,8 +73,8 @@ def onnx_metadata(checkpoint: Checkpoint) -> dict:
 
 
 def export_graph(module: nn.Module, size: int, path: str | Path) -> None:
-    """Trace a (N, 3, size, size) uint8 -> logits module to an ONNX file at `path`, with a
-    dynamic batch dimension; no metadata (see `export_onnx`)."""
+    """Trace a (N, 3, size, size) uint8 -> (logits, features) module to an ONNX file at
+    `path`, with a dynamic batch dimension; no metadata (see `export_onnx`)."""
     example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export (which needs
@@ -81,8 +87,12 @@ def export_graph(module: nn.Module, size: int, path: str | Path) -> None:
             str(path),
             dynamo=False,  # the TorchScript exporter: no onnxscript needed
             input_names=["patches"],
-            output_names=["logits"],
-            dynamic_axes={"patches": {0: "cells"}, "logits": {0: "cells"}},
+            output_names=["logits", "features"],
+            dynamic_axes={
+                "patches": {0: "cells"},
+                "logits": {0: "cells"},
+                "features": {0: "cells"},
+            },
             opset_version=OPSET,
         )
 

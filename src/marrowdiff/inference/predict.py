@@ -6,6 +6,10 @@ test-time augmentation; a `Classifier` adds the dual-stage refinement and the "u
 Two backends: `TorchModel` (a run folder, a checkpoint, or a module being trained) and
 `OnnxModel` (an exported file). The ONNX path never imports PyTorch: a laboratory PC needs only
 onnxruntime, numpy, Pillow and scikit-image.
+
+A model that carries a domain reference (`domain.py`) also says, per cell, how far the cell is
+from its training cells (`Predictions.distance`); `Classifier.check` turns a set of distances
+into the domain check a report heads with.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import log_softmax
 from tqdm import tqdm
 
 from marrowdiff.calibration import Calibration, calibrations_from_dict
+from marrowdiff.cellsize import SizeReference, size_from_dict
 from marrowdiff.classes import Vocabulary
+from marrowdiff.domain import DomainCheck, DomainReference, check_cells, domain_from_dict
 from marrowdiff.errors import UserError
 from marrowdiff.inference.dualstage import check_locals, combine
 from marrowdiff.preprocess import Geometry, centre_views, d4_numpy
+from marrowdiff.stain import METHODS, StainReference, reinhard, stain_from_dict
 
 ONNX_METADATA_KEY = "marrowdiff"
 
@@ -57,26 +65,39 @@ class Model:
     calibrations: dict[str, Calibration]  # "plain" and "tta"
     metadata: dict
     checksum: str = ""  # sha256 of the weights (a checkpoint's) or graph (an ONNX file's)
+    domain: DomainReference | None = None  # what its training cells look like to it
+    stain: StainReference | None = None  # its training windows' colours (stain.py)
+    stain_method: str = "none"  # "reinhard": move each window's colours to `stain` first
+    size: SizeReference | None = None  # its training cells' median size (cellsize.py)
     batch_size = 64
+
+    def run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, 3, S, S) uint8 input windows -> (B, C) float64 logits and (B, D) penultimate
+        features (None from a model exported without them)."""
+        raise NotImplementedError
 
     def forward(self, windows: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) uint8 input windows -> (B, C) float64 logits."""
-        raise NotImplementedError
+        return self.run(windows)[0]
 
     def calibration(self, tta: bool) -> Calibration:
         return self.calibrations.get("tta" if tta else "plain", Calibration())
 
-    def window_logits(self, windows: np.ndarray, tta: bool = False) -> np.ndarray:
-        """(N, C) logits of input windows; with tta, the mean log-softmax over the 8
-        rotations/flips of each window."""
-        out = []
+    def window_outputs(
+        self, windows: np.ndarray, tta: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) logits of input windows (with tta, the mean log-softmax over the 8
+        rotations/flips of each window) and (N, D) features of the windows as they are."""
+        out, features = [], []
         for start in range(0, len(windows), self.batch_size):
             x = windows[start : start + self.batch_size]
+            logits, f = self.run(x)
             if tta:
-                views = [log_softmax(self.forward(d4_numpy(x, k)), axis=1) for k in range(8)]
-                out.append(np.mean(views, axis=0))
-            else:
-                out.append(self.forward(x))
+                views = [log_softmax(logits, axis=1)]
+                views += [log_softmax(self.forward(d4_numpy(x, k)), axis=1) for k in range(1, 8)]
+                logits = np.mean(views, axis=0)
+            out.append(logits)
+            features.append(f)
         logits = np.concatenate(out) if out else np.zeros((0, len(self.classes)))
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():
@@ -85,15 +106,55 @@ class Model:
                 f"{len(logits)} cells, so no probability can be trusted; the model file is "
                 "damaged (restore it, or export or train it again)"
             )
-        return logits
+        if not features or any(f is None for f in features):
+            return logits, None
+        return logits, np.concatenate(features)
+
+    def window_logits(self, windows: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N, C) logits of input windows (`window_outputs`)."""
+        return self.window_outputs(windows, tta)[0]
+
+    def outputs(self, images: list[np.ndarray], tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C) logits of (H, W, 3) uint8 RGB patches, preprocessed a batch at a time, and
+        (N,) each cell's distance from the training cells (NaN without a domain reference)."""
+        logits, distances = [], []
+        for i in range(0, len(images), self.batch_size):
+            windows = self.stain_normalised(
+                centre_views(images[i : i + self.batch_size], self.geometry)
+            )
+            batch, features = self.window_outputs(windows, tta)
+            logits.append(batch)
+            distances.append(self.distances(features, len(batch)))
+        if not logits:
+            return np.zeros((0, len(self.classes))), np.zeros(0)
+        return np.concatenate(logits), np.concatenate(distances)
+
+    def use_stain(self, method: str) -> None:
+        """Normalise each input window's stain by `method` ("none" or "reinhard") from now on."""
+        if method not in METHODS:
+            raise ModelError(f"unknown stain normalisation {method!r}; one of {', '.join(METHODS)}")
+        if method != "none" and self.stain is None:
+            raise ModelError(
+                f"{self.source}: the model holds no reference of its training images' colours "
+                "to normalise to: run `marrowdiff calibrate` on its run folder (and export again)"
+            )
+        self.stain_method = method
+
+    def stain_normalised(self, windows: np.ndarray) -> np.ndarray:
+        """The input windows, their colours moved to the training windows' if asked for."""
+        if self.stain_method == "reinhard":
+            return reinhard(windows, self.stain)
+        return windows
+
+    def distances(self, features: np.ndarray | None, n: int) -> np.ndarray:
+        """(n,) the distances of cells' features from the training cells (NaN: no reference)."""
+        if self.domain is None or features is None:
+            return np.full(n, np.nan)
+        return self.domain.distances(features)
 
     def logits(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
         """(N, C) logits of (H, W, 3) uint8 RGB patches, preprocessed a batch at a time."""
-        out = [
-            self.window_logits(centre_views(images[i : i + self.batch_size], self.geometry), tta)
-            for i in range(0, len(images), self.batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        return self.outputs(images, tta)[0]
 
     def proba(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
         """(N, C) calibrated probabilities."""
@@ -114,6 +175,9 @@ class TorchModel(Model):
         source: str = "<module>",
         metadata: dict | None = None,
         checksum: str = "",
+        domain: DomainReference | None = None,
+        stain: StainReference | None = None,
+        size: SizeReference | None = None,
     ):
         import torch
 
@@ -122,7 +186,7 @@ class TorchModel(Model):
         self.geometry, self.classes, self.vocabulary = geometry, list(classes), vocabulary
         self.calibrations = calibrations or {}
         self.source, self.metadata = source, metadata or {}
-        self.checksum = checksum
+        self.checksum, self.domain, self.stain, self.size = checksum, domain, stain, size
         self.device = next(module.parameters()).device
 
     @classmethod
@@ -158,9 +222,13 @@ class TorchModel(Model):
             str(checkpoint.path),
             checkpoint.metadata,
             checkpoint.state.get("weights_sha256", ""),
+            checkpoint.domain,
+            checkpoint.stain,
+            checkpoint.size,
         )
 
-    def forward(self, windows: np.ndarray) -> np.ndarray:
+    def run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from marrowdiff.models import logits_and_features
         from marrowdiff.normalisation import normalise
 
         torch = self._torch
@@ -169,8 +237,10 @@ class TorchModel(Model):
             x = normalise(
                 torch.from_numpy(np.ascontiguousarray(windows)).to(self.device), self.normalisation
             )
-            out = self.module(x.contiguous(memory_format=torch.channels_last))
-        return out.double().cpu().numpy()
+            logits, features = logits_and_features(
+                self.module, x.contiguous(memory_format=torch.channels_last)
+            )
+        return logits.double().cpu().numpy(), features.float().cpu().numpy()
 
 
 class OnnxModel(Model):
@@ -200,6 +270,9 @@ class OnnxModel(Model):
         self.vocabulary = Vocabulary.from_dict(meta["vocabulary"])
         self.geometry = Geometry(**meta["config"]["geometry"])
         self.calibrations = calibrations_from_dict(meta.get("calibration"))
+        self.domain = domain_from_dict(meta.get("domain"))
+        self.stain = stain_from_dict(meta.get("stain"))
+        self.size = size_from_dict(meta.get("size"))
         self.input_name = self.session.get_inputs()[0].name
         self._check_graph(path)
 
@@ -208,7 +281,7 @@ class OnnxModel(Model):
         per class the metadata names (one test window: a foreign graph fails here)."""
         size = self.geometry.input_size
         try:
-            out = self.forward(np.zeros((1, 3, size, size), np.uint8))
+            out, features = self.run(np.zeros((1, 3, size, size), np.uint8))
         except Exception as error:  # onnxruntime's own types: shapes or types that do not fit
             first = str(error).strip().splitlines()[0][:200]
             raise ModelError(
@@ -220,9 +293,16 @@ class OnnxModel(Model):
                 f"{path}: its metadata names {len(self.classes)} classes but the graph gives "
                 f"{out.shape[-1]} outputs; the file was edited or damaged: export it again"
             )
+        if self.domain is not None and (features is None or features.shape[1] != self.domain.dim):
+            raise ModelError(
+                f"{path}: its metadata holds a domain reference of {self.domain.dim} features "
+                "that its graph does not give; the file was edited or damaged: export it again"
+            )
 
-    def forward(self, windows: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: windows})[0].astype(np.float64)
+    def run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(None, {self.input_name: windows})
+        features = outputs[1].astype(np.float32) if len(outputs) > 1 else None
+        return outputs[0].astype(np.float64), features
 
 
 def read_onnx_metadata(path, session, proto) -> dict:
@@ -282,6 +362,9 @@ def _check_description(path, meta: dict) -> None:
         ):
             raise TypeError("`normalisation` is not a colour space with 3 means and 3 stds")
         calibrations_from_dict(meta.get("calibration"))
+        domain_from_dict(meta.get("domain"))
+        stain_from_dict(meta.get("stain"))
+        size_from_dict(meta.get("size"))
     except (KeyError, TypeError, ValueError, AttributeError, VocabularyError) as error:
         what = f"no {error}" if isinstance(error, KeyError) else str(error)
         raise ModelError(
@@ -306,6 +389,14 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     return TorchModel.from_checkpoint(load_checkpoint(path), device)
 
 
+class Predictions(NamedTuple):
+    """What a classifier says of N cells."""
+
+    proba: np.ndarray  # (N, C) calibrated probabilities
+    unsure: np.ndarray  # (N,) bool: below the calibrated threshold
+    distance: np.ndarray  # (N,) from the training cells (`domain.py`); NaN without a reference
+
+
 class Classifier:
     """A global model, optionally refined by local models of neighbouring stages (dual-stage)."""
 
@@ -322,6 +413,20 @@ class Classifier:
 
     def calibration(self, tta: bool) -> Calibration:
         return self.global_.calibration(tta)
+
+    @property
+    def stain_method(self) -> str:
+        """The stain normalisation of the input windows ("none", "reinhard")."""
+        return self.global_.stain_method
+
+    @property
+    def domain(self) -> DomainReference | None:
+        """The global model's domain reference (the local models see the same cells)."""
+        return self.global_.domain
+
+    def check(self, distances: np.ndarray) -> DomainCheck:
+        """The domain check of a set of cells (an unchecked one without a domain reference)."""
+        return check_cells(distances, self.domain)
 
     @property
     def checksum(self) -> str:
@@ -346,19 +451,23 @@ class Classifier:
         """(N,) bool: below the calibrated threshold, the cells to look at first."""
         return proba.max(1) < self.calibration(tta).threshold if len(proba) else np.zeros(0, bool)
 
-    def classify(
-        self, images: list[np.ndarray], tta: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(N, C) calibrated probabilities and (N,) bool "unsure" flags."""
-        proba = self.proba(images, tta)
-        return proba, self.unsure(proba, tta)
+    def classify(self, images: list[np.ndarray], tta: bool = False) -> Predictions:
+        """Calibrated probabilities, "unsure" flags and distances from the training cells."""
+        logits, distance = self.global_.outputs(images, tta)
+        proba = self.refine(self.calibration(tta).proba(logits), images, tta)
+        return Predictions(proba, self.unsure(proba, tta), distance)
 
 
-def load_classifier(paths: list[str | Path], device: str = "cpu") -> Classifier:
-    """One model, or a dual-stage set: the first global, the rest local models."""
+def load_classifier(
+    paths: list[str | Path], device: str = "cpu", stain: str = "none"
+) -> Classifier:
+    """One model, or a dual-stage set: the first global, the rest local models; `stain`:
+    the stain normalisation of their input windows ("none" or "reinhard", `stain.py`)."""
     if not paths:
         raise ValueError("no model given")
     models = [load_model(p, device) for p in paths]
+    for model in models:
+        model.use_stain(stain)
     return Classifier(models[0], models[1:])
 
 

@@ -1,4 +1,5 @@
-"""What another laboratory changes, simulated on training views: its stain and its light.
+"""What another laboratory changes, simulated on training views: its stain, its light, its
+optics and camera (blur, JPEG compression) and its magnification (scale).
 
 Stain jitter works in the haematoxylin-eosin-DAB space of colour deconvolution (Ruifrok and
 Johnston 2001; scikit-image's `hed_from_rgb`), as the HED augmentation of Tellez et al. 2019
@@ -6,17 +7,24 @@ Johnston 2001; scikit-image's `hed_from_rgb`), as the HED augmentation of Tellez
 neural networks for computational pathology"): each view's stain concentrations are scaled by
 a factor in [1 - s, 1 + s] and shifted by an amount in [-s, s], stain by stain, and turned back
 into RGB. Light jitter changes a view's brightness, contrast, saturation and gamma, each by a
-factor in [1 - a, 1 + a]. Every draw is made for the whole global batch on every rank (as the
-colour gains are), so a run does not depend on the number of processes; an amount of 0 draws
-nothing, so a run without jitter is the same run as before jitter existed.
+factor in [1 - a, 1 + a]. Blur is a Gaussian of standard deviation U[0, b] px, JPEG a round
+trip through Pillow's encoder at quality U[q, 95], scale a zoom about the view's centre by a
+factor in [1 - z, 1 + z] (reflected at the edges). Every draw is made for the whole global
+batch on every rank (as the colour gains are), so a run does not depend on the number of
+processes; an amount of 0 draws nothing, so a run without jitter is the same run as before
+jitter existed.
 """
 
 from __future__ import annotations
 
+import io
 import math
 
+import numpy as np
 import torch
+from PIL import Image
 from skimage.color import hed_from_rgb, rgb_from_hed
+from torch.nn import functional as F
 
 HED_FROM_RGB = torch.tensor(hed_from_rgb, dtype=torch.float32)  # (3, 3): od_row @ M = hed_row
 RGB_FROM_HED = torch.tensor(rgb_from_hed, dtype=torch.float32)
@@ -40,6 +48,69 @@ def light_draws(n: int, amount: float, generator: torch.Generator) -> torch.Tens
     if amount <= 0:
         return None
     return 1 + uniform(n, 4, amount, generator)
+
+
+def blur_draws(n: int, amount: float, generator: torch.Generator) -> torch.Tensor | None:
+    """(n,) per-view Gaussian standard deviations, U[0, b] px; None for b = 0."""
+    if amount <= 0:
+        return None
+    return amount * torch.rand(n, generator=generator)
+
+
+def jpeg_draws(n: int, lowest: int, generator: torch.Generator) -> torch.Tensor | None:
+    """(n,) per-view JPEG qualities, U{q..95}; None for q = 0."""
+    if lowest <= 0:
+        return None
+    return torch.randint(lowest, 96, (n,), generator=generator)
+
+
+def scale_draws(n: int, amount: float, generator: torch.Generator) -> torch.Tensor | None:
+    """(n,) per-view zoom factors, 1 + U[-z, z]; None for z = 0."""
+    if amount <= 0:
+        return None
+    return 1 + uniform(n, 1, amount, generator)[:, 0]
+
+
+def blur(x: torch.Tensor, sigmas: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, H, W) uint8 views, each blurred by a Gaussian of its own standard deviation."""
+    if sigmas is None:
+        return x
+    radius = max(1, math.ceil(3 * float(sigmas.max())))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernels = torch.exp(-(t[None] ** 2) / (2 * sigmas[:, None].clamp_min(1e-3) ** 2))
+    kernels = (kernels / kernels.sum(1, keepdim=True)).repeat_interleave(3, 0)  # (3B, K)
+    b, c, h, w = x.shape
+    f = F.pad(x.float().reshape(1, b * c, h, w), (radius,) * 4, mode="reflect")
+    f = F.conv2d(f, kernels[:, None, None, :], groups=b * c)  # along rows
+    f = F.conv2d(f, kernels[:, None, :, None], groups=b * c)  # along columns
+    return f.reshape(b, c, h, w).clamp(0, 255).round().to(torch.uint8)
+
+
+def jpeg(x: torch.Tensor, qualities: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, H, W) uint8 views, each through a JPEG encode and decode at its quality."""
+    if qualities is None:
+        return x
+    out = torch.empty_like(x)
+    for i, (view, quality) in enumerate(zip(x.numpy(), qualities.tolist(), strict=True)):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(view.transpose(1, 2, 0))).save(
+            buf, "JPEG", quality=int(quality)
+        )
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        out[i] = torch.from_numpy(decoded.transpose(2, 0, 1).copy())
+    return out
+
+
+def zoom(x: torch.Tensor, factors: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, H, W) uint8 views, each magnified about its centre by its factor (> 1: larger
+    cells), reflected where a smaller view leaves the frame."""
+    if factors is None:
+        return x
+    theta = torch.zeros((len(x), 2, 3))
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    f = F.grid_sample(x.float(), grid, "bilinear", "reflection", align_corners=False)
+    return f.clamp(0, 255).round().to(torch.uint8)
 
 
 def stain_jitter(x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:

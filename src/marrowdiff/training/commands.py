@@ -48,6 +48,12 @@ def register(sub) -> None:
         metavar="RUN",
         help="start from another run's weights (pre-training), e.g. one trained on PBC",
     )
+    p.add_argument(
+        "--mpp",
+        type=float,
+        help="microns per pixel of the training images, if known: the model records it, and "
+        "`count --mpp` then resizes other images to it",
+    )
     _also_args(p)
     p.add_argument(
         "--stream",
@@ -154,6 +160,7 @@ def cmd_train(args) -> int:
             workers=args.workers,
             resume=args.resume,
             progress=progress(),
+            mpp=args.mpp,
         )
         fit(config, dataset, splits, args.out, options, log=log, runtime=runtime)
     finally:

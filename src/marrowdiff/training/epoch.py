@@ -23,7 +23,18 @@ from marrowdiff.distributed.runtime import (
 from marrowdiff.labels import LabelSpace, set_loss
 from marrowdiff.normalisation import Normalisation, normalise
 from marrowdiff.training import banks
-from marrowdiff.training.augment import light_draws, light_jitter, stain_draws, stain_jitter
+from marrowdiff.training.augment import (
+    blur,
+    blur_draws,
+    jpeg,
+    jpeg_draws,
+    light_draws,
+    light_jitter,
+    scale_draws,
+    stain_draws,
+    stain_jitter,
+    zoom,
+)
 from marrowdiff.training.cells import SplitData
 
 
@@ -101,10 +112,16 @@ class Jitter:
     gains: torch.Tensor | None = None  # (b, 3, 1, 1) per-channel gains
     stain: torch.Tensor | None = None  # (b, 6) HED factors and shifts
     light: torch.Tensor | None = None  # (b, 4) brightness, contrast, saturation, gamma
+    blur: torch.Tensor | None = None  # (b,) Gaussian standard deviations, px
+    jpeg: torch.Tensor | None = None  # (b,) JPEG qualities
+    scale: torch.Tensor | None = None  # (b,) zoom factors
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(b, 3, H, W) uint8 views, jittered: stain, then light, then channel gains."""
-        return apply_gains(light_jitter(stain_jitter(x, self.stain), self.light), self.gains)
+        """(b, 3, H, W) uint8 views, jittered as a microscope and camera would change them:
+        scale, blur, stain, light, channel gains, then JPEG compression."""
+        x = blur(zoom(x, self.scale), self.blur)
+        x = apply_gains(light_jitter(stain_jitter(x, self.stain), self.light), self.gains)
+        return jpeg(x, self.jpeg)
 
 
 def epoch_plan(
@@ -121,6 +138,9 @@ def epoch_plan(
             jitter_gains(n, config.colour_jitter, generator),
             stain_draws(n, config.stain_jitter, generator),
             light_draws(n, config.light_jitter, generator),
+            blur_draws(n, config.blur_jitter, generator),
+            jpeg_draws(n, config.jpeg_jitter, generator),
+            scale_draws(n, config.scale_jitter, generator),
         )
         mine = shard(batch, runtime)
         plan.append((batch, mine, Jitter(*(None if d is None else d[mine] for d in draws))))

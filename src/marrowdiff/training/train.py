@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from marrowdiff import __version__, run
 from marrowdiff.calibration import MODES, calibrate_modes
+from marrowdiff.cellsize import spread
 from marrowdiff.config import RunConfig
 from marrowdiff.data.datasets import Dataset
 from marrowdiff.data.splits import Splits
@@ -24,8 +25,10 @@ from marrowdiff.distributed.runtime import (
     Runtime,
     barrier,
 )
+from marrowdiff.domain import bank_sample
 from marrowdiff.fileio import remove_stale_parts, write_json
 from marrowdiff.inference.predict import TorchModel
+from marrowdiff.inference.reference import fit_references
 from marrowdiff.normalisation import Normalisation, fit_normalisation
 from marrowdiff.training import banks
 from marrowdiff.training.cells import Source, SplitData, load_fold, training_classes
@@ -50,11 +53,18 @@ class FitOptions:
     workers: int | None = None  # processes decoding from disk (None: banks.default_workers)
     resume: bool = False  # continue the run from OUT/last.pt
     progress: bool = False  # progress bars (a terminal)
+    mpp: float | None = None  # microns per pixel of the training images, if known (`--mpp`)
 
     def to_dict(self) -> dict:
         also = [{"source": str(s.dataset.source), "weight": s.weight} for s in self.also]
         init = None if self.init is None else str(self.init)
-        return {"also": also, "init": init, "stream": self.stream, "workers": self.workers}
+        return {
+            "also": also,
+            "init": init,
+            "stream": self.stream,
+            "workers": self.workers,
+            "mpp": self.mpp,
+        }
 
 
 @dataclass
@@ -166,17 +176,41 @@ def prepare(
 
 def _finished(kept: TorchModel, p: Prepared, val_logits, history: list[dict], log) -> dict:
     """What model.pt adds to the metadata: the calibration (on the fine-labelled validation
-    cells), the kept weights, the history and the last validation figures."""
+    cells), the domain reference, the kept weights, the history and the last validation
+    figures."""
     fine = p.val.space.fine(p.val.labels)
     logits = {mode: val_logits(kept, tta)[fine] for mode, tta in MODES.items()}
     return {
         "calibration": calibrate_modes(logits, p.val.labels[fine], log=log),
+        **_references(kept, p),
         "state_dict": p.learner.kept.state_dict(),
         "epoch": p.config.train.epochs,
         "history": history,
         "metrics": {k: v for k, v in history[-1].items() if k.startswith("val_")}
         if history
         else {},
+    }
+
+
+def _references(kept: TorchModel, p: Prepared) -> dict:
+    """The domain and stain references: a sample of the training cells (every data set trained
+    on) and the validation cells, by their centre windows."""
+    pick = bank_sample(len(p.train.bank), p.config.train.seed)
+    chunks = (p.train.bank.centre(pick[i : i + 512]).numpy() for i in range(0, len(pick), 512))
+    held_out = banks.centre_chunks(p.val.bank) if len(p.val.bank) else None
+    g = p.config.geometry
+    squares = [  # the canvases without their pad: each patch as the model resized it
+        p.train.bank.canvas(int(i))[:, g.pad : g.pad + g.canvas, g.pad : g.pad + g.canvas]
+        .permute(1, 2, 0)
+        .numpy()
+        for i in spread(list(pick))
+    ]
+    mpp = p.meta["options"].get("mpp")
+    domain, stain, size = fit_references(kept, chunks, held_out, squares, mpp)
+    return {
+        "domain": domain.to_dict(),
+        "stain": stain.to_dict(),
+        "size": None if size is None else size.to_dict(),
     }
 
 

@@ -85,7 +85,7 @@ def cmd_serve(args) -> int:
     accounts = Accounts(args.data_dir) if Accounts.exist(args.data_dir) else None
     hosts = serving_hosts(args.host, args.allowed_host, accounts is not None)  # before the model
     count_config, report_config = count_configs(args)
-    classifier = load_classifier(args.model.split(","), args.device)
+    classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
     check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before serving
     station = ReviewStation(
         args.data_dir, classifier, count_config, report_config, model_name=args.model

@@ -209,6 +209,7 @@ class ReviewStation:
                     proba,
                     thumbnail(self._crop(c)) if thumbnails else None,
                     verified=verified,
+                    distance=np.nan if c["distance"] is None else c["distance"],
                 )
             )
         return out
@@ -217,7 +218,12 @@ class ReviewStation:
         rows = self.store.cells(case_id) if rows is None else rows
         cells = self._report_cells(rows)
         scale = self.classifier.calibration(self.count.tta).interval_scale
-        return summarise(cells, self.classifier.vocabulary, self.report, (), scale)
+        domain = self._domain(cells)
+        return summarise(cells, self.classifier.vocabulary, self.report, (), scale, domain)
+
+    def _domain(self, cells: list[Cell]):
+        """The domain check of a case's cells (those the detector and the model found)."""
+        return self.classifier.check(np.array([c.distance for c in cells]))
 
     def view(self, case_id: int) -> dict:
         """Everything the review page shows of a case."""
@@ -258,7 +264,16 @@ class ReviewStation:
                 detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
             )
             vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
-            write_report(folder / "report", cells, fields, vocabulary, classes, self.report, about)
+            write_report(
+                folder / "report",
+                cells,
+                fields,
+                vocabulary,
+                classes,
+                self.report,
+                about,
+                self._domain(cells),
+            )
             self._export(rows, signed["name"], folder / "export")
         except BaseException as error:
             self.store.reopen(case_id, user, f"{type(error).__name__}: {error}")
@@ -294,7 +309,9 @@ def review_summary(rows: list[dict]) -> dict:
 
 def _new_cell(c: Cell, origin: str = "detector") -> NewCell:
     """A classified cell as the records keep it."""
-    return NewCell(c.x, c.y, c.label, c.probability, c.flag, [float(p) for p in c.proba], origin)
+    proba = [float(p) for p in c.proba]
+    distance = float(c.distance) if np.isfinite(c.distance) else None
+    return NewCell(c.x, c.y, c.label, c.probability, c.flag, proba, origin, distance)
 
 
 def _display_name(filename: str) -> str:

@@ -103,6 +103,7 @@ ADDED_COLUMNS = (
     ("images", "warning", "TEXT NOT NULL DEFAULT ''"),
     ("cases", "patient", "TEXT NOT NULL DEFAULT ''"),
     ("cases", "stain", "TEXT NOT NULL DEFAULT ''"),
+    ("cells", "distance", "REAL"),  # from the model's training cells (domain.py); NULL: unknown
 )
 
 
@@ -137,6 +138,7 @@ class NewCell:
     model_flag: str
     proba: list[float]
     origin: str = "detector"
+    distance: float | None = None  # from the model's training cells; None: not known
 
 
 class Store:
@@ -243,7 +245,7 @@ class Store:
     def _insert_cell(db, case_id: int, image_id: int, c: NewCell) -> int:
         return db.execute(
             "INSERT INTO cells (case_id, image_id, x, y, model_class, probability,"
-            " model_flag, proba, label, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " model_flag, proba, label, origin, distance) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 case_id,
                 image_id,
@@ -255,6 +257,7 @@ class Store:
                 json.dumps(c.proba),
                 c.model_class,
                 c.origin,
+                c.distance,
             ),
         ).lastrowid
 
