@@ -39,7 +39,7 @@ def test_about_one_in_a_hundred_cells_like_the_training_ones_lie_beyond_and_most
     check = check_cells(other, reference)
     assert check.share > 0.5 and check.unlike
     assert "differ from the model's training images" in check.sentence()
-    assert f"{check.outside} of 300 cells" in check.sentence()
+    assert f"{check.outside} of 300 cells" in check.sentence() and "(p < 1e-12)" in check.sentence()
 
 
 def test_a_set_is_unlike_the_training_cells_by_a_binomial_test_with_a_floor_on_the_share():

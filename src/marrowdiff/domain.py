@@ -185,8 +185,12 @@ class DomainCheck:
             f"these images differ from the model's training images: {self.outside} of "
             f"{self.cells} cells ({self.share:.0%}) lie outside what the model saw in "
             f"training, where about {max(self.expected, 1 - QUANTILE):.0%} of cells like its "
-            f"training cells would (p = {self.p_value:.1g}); {ADVICE}"
+            f"training cells would ({_p(self.p_value)}); {ADVICE}"
         )
+
+
+def _p(p_value: float) -> str:
+    return "p < 1e-12" if p_value < 1e-12 else f"p = {p_value:.1g}"
 
 
 def check_cells(distances: np.ndarray, reference: DomainReference | None) -> DomainCheck:
