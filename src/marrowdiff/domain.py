@@ -171,8 +171,9 @@ class DomainCheck:
             "unlike": self.unlike,
         }
 
-    def sentence(self) -> str:
-        """The warning a report or a command heads with (or "" when the cells are alike)."""
+    def sentence(self, figures: str = "") -> str:
+        """The warning a report or a command heads with (or "" when the cells are alike);
+        `figures`: what else was measured of the cells (colour, size), to say what differs."""
         if not self.checked:
             return (
                 "the model holds no reference of its training cells, so whether these images "
@@ -185,7 +186,8 @@ class DomainCheck:
             f"these images differ from the model's training images: {self.outside} of "
             f"{self.cells} cells ({self.share:.0%}) lie outside what the model saw in "
             f"training, where about {max(self.expected, 1 - QUANTILE):.0%} of cells like its "
-            f"training cells would ({_p(self.p_value)}); {ADVICE}"
+            f"training cells would ({_p(self.p_value)}){'; ' + figures if figures else ''}; "
+            f"{ADVICE}"
         )
 
 

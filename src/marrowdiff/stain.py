@@ -59,6 +59,42 @@ def fit_stain(means: np.ndarray, stds: np.ndarray) -> StainReference:
     return StainReference(tuple(means.mean(0).tolist()), tuple(stds.mean(0).tolist()))
 
 
+@dataclass(frozen=True)
+class ColourShift:
+    """How far a set of cells' colours are from the training cells': the mean L*a*b* of their
+    input windows against the training windows', and the CIE76 colour difference between the
+    two means (about 2 is just noticeable; a change of stain batch or lamp is tens)."""
+
+    input_mean: tuple[float, float, float]
+    training_mean: tuple[float, float, float]
+
+    @property
+    def delta_e(self) -> float:
+        return float(np.linalg.norm(np.subtract(self.input_mean, self.training_mean)))
+
+    def to_dict(self) -> dict:
+        return {
+            "input_lab_mean": [round(v, 1) for v in self.input_mean],
+            "training_lab_mean": [round(v, 1) for v in self.training_mean],
+            "delta_e": round(self.delta_e, 1),
+        }
+
+    def phrase(self) -> str:
+        lab = lambda m: "/".join(f"{v:.0f}" for v in m)  # noqa: E731
+        return (
+            f"colour: mean L*a*b* {lab(self.input_mean)} against {lab(self.training_mean)} "
+            f"for the training cells (difference {self.delta_e:.0f})"
+        )
+
+
+def colour_shift(windows: np.ndarray, reference: StainReference) -> ColourShift | None:
+    """The colour shift of (N, 3, S, S) uint8 input windows (None for none)."""
+    if not len(windows):
+        return None
+    means, _ = lab_statistics(windows)
+    return ColourShift(tuple(means.mean(0).tolist()), reference.mean)
+
+
 def reinhard(windows: np.ndarray, reference: StainReference) -> np.ndarray:
     """(N, 3, S, S) uint8 RGB windows with their CIELAB statistics moved to the reference's."""
     if not len(windows):

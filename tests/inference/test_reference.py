@@ -85,6 +85,7 @@ def test_classify_warns_first_when_the_cells_lie_outside_the_training_cells(
     assert main(["classify", str(model), str(cell_folder(tmp_path / "in")), "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("warning: these images differ from the model's training images")
+    assert "colour: mean L*a*b*" in lines[0]
     assert "12 of 12 cells (100%)" in lines[0] and "review every cell" in lines[0]
 
 
@@ -113,6 +114,10 @@ def test_a_report_of_unlike_cells_heads_with_the_warning_and_its_figures(tiny_ru
         assert unlike == (name == "unlike")
         if unlike:
             assert report["warnings"][0].startswith("these images differ")
+            # with what was measured of them, to say what differs: colour and size
+            assert "colour: mean L*a*b*" in report["warnings"][0]
+            assert "cell size:" in report["warnings"][0]
+            assert report["about"]["colour"]["delta_e"] >= 0
             assert report["domain"]["outside"] == report["n_cells_found"] > 0
             assert "these images differ" in (out / "report.html").read_text()
         assert all(c["distance"] != "" for c in report["cells"])

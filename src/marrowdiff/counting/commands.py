@@ -10,10 +10,18 @@ from marrowdiff.arguments import log, model_args, progress
 from marrowdiff.counting.count import CountConfig, classify_to_csv, count_to_report
 from marrowdiff.counting.detect import DetectConfig
 from marrowdiff.counting.report import MOSTLY_UNSURE, ReportConfig, check_config
-from marrowdiff.counting.scale import RESCALE, choose_scale, field_sample, patch_sample
+from marrowdiff.counting.scale import (
+    RESCALE,
+    choose_scale,
+    colours,
+    field_sample,
+    figures,
+    patch_sample,
+)
 from marrowdiff.data.datasets import Skipped
 from marrowdiff.data.sources import Input, list_inputs
 from marrowdiff.inference.predict import Classifier, load_classifier
+from marrowdiff.stain import ColourShift
 
 # What a count's report heads with (report.About.CASE_FIELDS), as `count` options.
 CASE_OPTIONS = {
@@ -106,12 +114,14 @@ def count_configs(args) -> tuple[CountConfig, ReportConfig]:
 def cmd_classify(args) -> int:
     classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
     inputs, passed = listed(args.inputs)
-    scale = choose_scale(classifier, patch_sample(inputs), args.rescale, args.mpp)
+    sample = patch_sample(inputs)
+    scale = choose_scale(classifier, sample, args.rescale, args.mpp)
+    measured = figures(scale, colours(classifier, sample))
     found = classify_to_csv(classifier, inputs, args.out, args.tta, log, progress(), scale.factor)
     if found is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     entries = len(inputs) + len(passed)
-    for said in (classifier.check(found.distance).sentence(), scale.warning()):
+    for said in (classifier.check(found.distance).sentence(measured), scale.warning()):
         if said:  # first: the figures below are not to be trusted when it warns
             log(f"warning: {said}")
     if scale.source != "none":
@@ -145,7 +155,10 @@ def cmd_count(args) -> int:
     inputs, _ = listed(args.inputs)
     sample = field_sample(inputs, config.detect)
     config = replace(config, scale=choose_scale(classifier, sample, args.rescale, args.mpp))
-    return count_and_say(classifier, inputs, config, report_config, args.out, args.model, case)
+    colour = colours(classifier, sample)
+    return count_and_say(
+        classifier, inputs, config, report_config, args.out, args.model, case, colour
+    )
 
 
 def count_and_say(
@@ -156,9 +169,12 @@ def count_and_say(
     out: Path,
     model_name: str,
     case: dict | None = None,
+    colour: ColourShift | None = None,
 ) -> int:
     """Count the fields into OUT/report.html and say what it found; the exit code."""
-    summary = count_to_report(classifier, inputs, config, report_config, out, model_name, log, case)
+    summary = count_to_report(
+        classifier, inputs, config, report_config, out, model_name, log, case, colour
+    )
     if summary is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     guess = summary["estimate"]

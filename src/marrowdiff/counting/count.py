@@ -14,10 +14,12 @@ from marrowdiff.cellsize import Scale, reframed
 from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
 from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig
 from marrowdiff.counting.report_files import write_patch_csv, write_report
+from marrowdiff.counting.scale import figures
 from marrowdiff.data.sources import Input, read_inputs
 from marrowdiff.distributed.shards import on_every_rank
 from marrowdiff.errors import UserError
 from marrowdiff.inference.predict import Classifier
+from marrowdiff.stain import ColourShift
 
 THUMBNAIL = 80  # px, gallery crops
 PREVIEW_WIDTH = 1000  # px, field previews in the report
@@ -228,10 +230,12 @@ def count_to_report(
     model_name: str,
     log=print,
     case: dict | None = None,
+    colour: ColourShift | None = None,
 ) -> dict | None:
     """Count the cells of fields and write one report (report.html/.json, cells.csv) into
     `out`; returns its summary (None on a torchrun rank other than 0, which writes nothing).
-    `case`: the particulars the report heads with (`About.CASE_FIELDS`)."""
+    `case`: the particulars the report heads with (`About.CASE_FIELDS`); `colour`: the cells'
+    colours against the training cells' (`scale.colours`)."""
     parts = on_every_rank(lambda mine: count_fields(classifier, mine, config, log), inputs)
     if parts is None:
         return None
@@ -248,6 +252,7 @@ def count_to_report(
         model_sha256=classifier.checksum or None,
         stain_normalisation=None if classifier.stain_method == "none" else classifier.stain_method,
         scale=config.scale.to_dict() if classifier.global_.size else None,
+        colour=None if colour is None else colour.to_dict(),
         **(case or {}),
     )
     domain = classifier.check(np.array([c.distance for c in cells]))
@@ -261,4 +266,5 @@ def count_to_report(
         about,
         domain,
         config.scale.warning(),
+        figures(config.scale, colour),
     )

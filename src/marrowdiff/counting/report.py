@@ -65,6 +65,7 @@ class About:
     detection: dict | None = None  # detector precision and recall by the reviewers' verdicts
     stain_normalisation: str | None = None  # of each cell's input window (`--normalise-stain`)
     scale: dict | None = None  # the scale cells were read at (`cellsize.Scale`)
+    colour: dict | None = None  # their colours against the training cells' (`stain.ColourShift`)
 
     CASE_FIELDS: ClassVar[tuple[str, ...]] = ("case", "patient", "stain", "operator")
 
@@ -191,6 +192,7 @@ def summarise(
     interval_scale: float = 1.0,
     domain: DomainCheck | None = None,
     scale_warning: str = "",
+    figures: str = "",
 ) -> dict:
     """The numbers of the report, from the cells and the names of the fields examined (pure).
     A cell of a class the vocabulary does not count (a platelet) is named, not counted.
@@ -198,7 +200,8 @@ def summarise(
     class, with 95% intervals (`interval_scale`: the model's); `classes` counts the sure cells
     only. `domain`: the domain check of the cells (`domain.check_cells`), whose warning, when
     the cells are unlike the model's training cells, heads all others; `scale_warning`: what
-    the scale check found (`cellsize.Scale.warning`), next."""
+    the scale check found (`cellsize.Scale.warning`), next; `figures`: what was measured of
+    the cells' colour and size, quoted by the domain warning."""
     unknown = {c.label for c in cells} - set(vocabulary.codes)
     if unknown:
         raise VocabularyError(
@@ -225,7 +228,7 @@ def summarise(
         | {
             "estimate": estimate_summary(guess, vocabulary, config),
             "alerts": raised_alerts(guess, vocabulary, config),
-            "warnings": _domain_warnings(domain)
+            "warnings": _domain_warnings(domain, figures)
             + ([scale_warning] if scale_warning else [])
             + _warnings(guess["n"], named, flagged, vocabulary, config),
             "domain": None if domain is None else domain.to_dict(),
@@ -306,9 +309,9 @@ def raised_alerts(guess: dict, vocabulary: Vocabulary, config: ReportConfig) -> 
     ]
 
 
-def _domain_warnings(domain: DomainCheck | None) -> list[str]:
+def _domain_warnings(domain: DomainCheck | None, figures: str = "") -> list[str]:
     """The domain check's warning, if it has one (None: no check asked for)."""
-    sentence = "" if domain is None else domain.sentence()
+    sentence = "" if domain is None else domain.sentence(figures)
     return [sentence] if sentence else []
 
 

@@ -1,6 +1,7 @@
-"""The scale a count or classify reads its cells at (`cellsize.Scale`): measured on a sample of
-its cells against the model's training cells, and corrected when asked (`--rescale auto`, or
-`--mpp` with a model that records its own microns per pixel)."""
+"""How a count or classify reads its cells, against the model's training cells, from a sample
+of them: their scale (`cellsize.Scale`), corrected when asked (`--rescale auto`, or `--mpp`
+with a model that records its own microns per pixel), and their colours
+(`stain.ColourShift`), which the domain check's warning quotes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from marrowdiff.counting.detect import DetectConfig, crop, detect
 from marrowdiff.data.sources import Input, read_inputs
 from marrowdiff.errors import UserError
 from marrowdiff.inference.predict import Classifier
-from marrowdiff.preprocess import square
+from marrowdiff.preprocess import centre_views, square
+from marrowdiff.stain import ColourShift, colour_shift
 
 RESCALE = ("none", "auto")
 
@@ -57,6 +59,23 @@ def choose_scale(
     else:
         factor, source = 1.0, "none"
     return Scale(factor, source, given, reference.diameter)
+
+
+def colours(classifier: Classifier, cells: list[np.ndarray]) -> ColourShift | None:
+    """The sample's colours against the training cells' (None: the model keeps no colours)."""
+    reference = classifier.global_.stain
+    if reference is None:
+        return None
+    return colour_shift(centre_views(cells, classifier.geometry), reference)
+
+
+def figures(scale: Scale, colour: ColourShift | None) -> str:
+    """What was measured of the cells, for the domain check's warning: "colour: ...; cell
+    size: 1.02 times the training cells'"."""
+    parts = [] if colour is None else [colour.phrase()]
+    if scale.ratio is not None:
+        parts.append(f"cell size: {scale.ratio:.2f} times the training cells'")
+    return "; ".join(parts)
 
 
 def patch_sample(inputs: list[Input]) -> list[np.ndarray]:
