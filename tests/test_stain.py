@@ -45,3 +45,16 @@ def test_a_stain_reference_survives_its_dict_and_a_damaged_one_is_refused():
         stain_from_dict(reference.to_dict() | {"std": [20.0, 0.0, 6.0]})
     with pytest.raises(ValueError, match="unknown stain reference"):
         stain_from_dict({"method": "macenko"})
+
+
+def test_a_colour_shift_is_the_distance_between_mean_lab_colours():
+    from marrowdiff.stain import ColourShift, colour_shift
+
+    shift = ColourShift((70.0, 10.0, -5.0), (67.0, 6.0, -5.0))
+    assert shift.delta_e == pytest.approx(5.0)
+    assert "70/10/-5 against 67/6/-5" in shift.phrase() and "(difference 5)" in shift.phrase()
+    rng = np.random.default_rng(2)
+    x = windows(rng, 3)
+    reference = fit_stain(*lab_statistics(x))
+    assert colour_shift(x, reference).delta_e == pytest.approx(0.0, abs=1e-6)
+    assert colour_shift(x[:0], reference) is None
