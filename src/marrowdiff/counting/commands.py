@@ -58,8 +58,8 @@ def scale_args(p: argparse.ArgumentParser) -> None:
         choices=RESCALE,
         default="none",
         help="auto: frame every cell so that it has the size of the model's training cells "
-        "(measured on the first 200 cells); none (default): read them as they are, and warn "
-        "when their size differs",
+        "(measured on 200 cells spread over the inputs); none (default): read them as they "
+        "are, and warn when their size differs",
     )
     p.add_argument(
         "--mpp",
