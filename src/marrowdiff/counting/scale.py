@@ -30,8 +30,8 @@ def choose_scale(
 ) -> Scale:
     """The scale to read cells at, from a sample of them (single-cell patches, or crops around
     detected cells at the model's patch size; `patch_sample`, `field_sample`): always
-    measured, corrected by `rescale`
-    ("auto": to the training cells' median size) or `mpp` (this input's microns per pixel)."""
+    measured, corrected by `rescale` ("auto": to the training cells' median size) or by `mpp`
+    (this input's microns per pixel, against the model's)."""
     reference = classifier.global_.size
     if mpp is not None and rescale != "none":
         raise ScaleError("give --mpp or --rescale auto, not both")
