@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.stats import binom
@@ -52,6 +53,11 @@ class DomainReference:
     k: int = K
     held_out: str = "validation"  # which cells set it: "validation", or "training" (fold -1)
 
+    @cached_property
+    def bank32(self) -> np.ndarray:
+        """The bank as float32, converted once (a count calls `distances` per batch)."""
+        return self.bank.astype(np.float32)
+
     @property
     def dim(self) -> int:
         return int(self.bank.shape[1])
@@ -63,7 +69,7 @@ class DomainReference:
             raise ValueError(
                 f"features of shape {features.shape} do not fit a reference of {self.dim}"
             )
-        bank = self.bank.astype(np.float32)
+        bank = self.bank32
         k = min(self.k, len(bank))
         out = np.empty(len(features), np.float64)
         # One BLAS thread: its idle threads would spin against the network's (ONNX Runtime's)
