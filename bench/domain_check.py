@@ -86,7 +86,7 @@ def main() -> None:
         )
         own, own_splits = data[trained[0]]
         held_out = windows(model, own, own_splits.fold(0)[1])
-        reference, _ = fit_references(model, train_windows, held_out)
+        reference = fit_references(model, train_windows, held_out, []).domain
         row = {"bank": len(reference.bank), "expected": round(reference.expected, 4)}
         for source, (dataset, splits) in data.items():
             seen = source in trained

@@ -95,3 +95,21 @@ def test_a_checkpoint_whose_classes_do_not_fit_its_outputs_is_refused(tiny_run, 
     run.save_checkpoint(tmp_path / run.MODEL, state | {"config": config})
     with pytest.raises(CheckpointError, match="do not fit its own model description"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "key, damage",
+    [
+        ("domain", {"shape": [3, 7]}),  # a bank that is not the size it says
+        ("domain", {"bank": "not base64!"}),
+        ("stain", {"std": [1.0, 0.0, 1.0]}),
+        ("size", {"diameter": -4.0}),
+    ],
+)
+def test_a_damaged_reference_of_the_training_cells_is_refused_by_name(
+    tiny_run, tmp_path, key, damage
+):
+    state = load_checkpoint(tiny_run).state
+    run.save_checkpoint(tmp_path / run.MODEL, state | {key: state[key] | damage})
+    with pytest.raises(CheckpointError, match=f"{tmp_path / run.MODEL}: a damaged checkpoint"):
+        load_checkpoint(tmp_path)

@@ -20,19 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.color import rgb2hed
 from skimage.filters import threshold_otsu
+
+from marrowdiff.stain import haematoxylin
 
 ALIKE = (0.8, 1.25)  # size ratios (input / training) taken as the same scale
 LIMITS = (0.4, 2.5)  # the largest rescaling `--rescale auto` applies
 SAMPLE = 200  # cells a set's median is measured on
-_WHITE = float(rgb2hed(np.full((1, 1, 3), 255, np.uint8))[0, 0, 0])
 
 
 def cell_diameter(image: np.ndarray) -> float:
     """Equivalent diameter, px, of the stained blob nearest the centre of an (H, W, 3) uint8
     RGB image; NaN when nothing is stained."""
-    h = ndi.gaussian_filter(np.clip(rgb2hed(image)[..., 0] - _WHITE, 0, None), 1.0)
+    h = ndi.gaussian_filter(haematoxylin(image), 1.0)
     if float(h.max()) - float(h.min()) < 1e-3:
         return float("nan")
     mask = ndi.binary_fill_holes(ndi.binary_closing(h > threshold_otsu(h), iterations=2))

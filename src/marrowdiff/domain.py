@@ -195,7 +195,7 @@ class DomainCheck:
         return (
             f"these images differ from the model's training images: {self.outside} of "
             f"{self.cells} cells ({self.share:.0%}) lie outside what the model saw in "
-            f"training, where about {max(self.expected, 1 - QUANTILE):.0%} of cells like its "
+            f"training, where about {self.expected:.0%} of cells like its "
             f"training cells would ({_p(self.p_value)}){'; ' + figures if figures else ''}; "
             f"{ADVICE}"
         )

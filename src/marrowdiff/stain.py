@@ -1,5 +1,6 @@
-"""Stain normalisation at inference (an option): Reinhard et al. 2001, each input window's
-colours moved to the model's training windows' in CIELAB. Pure numpy and scikit-image.
+"""Stain: the haematoxylin density that detection and the size check threshold, and stain
+normalisation at inference (an option): Reinhard et al. 2001, each input window's colours moved
+to the model's training windows' in CIELAB. Pure numpy and scikit-image.
 
 A window's L*, a* and b* channels are standardised (its own mean and standard deviation) and
 given the training windows' mean and standard deviation (`StainReference`, the average of
@@ -13,9 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.color import lab2rgb, rgb2lab
+from skimage.color import lab2rgb, rgb2hed, rgb2lab
 
 METHODS = ("none", "reinhard")
+_WHITE = float(rgb2hed(np.full((1, 1, 3), 255, np.uint8))[0, 0, 0])  # a white pixel's
+
+
+def haematoxylin(image: np.ndarray) -> np.ndarray:
+    """(H, W) haematoxylin optical density of an RGB uint8 image (0 where there is none):
+    Ruifrok and Johnston's colour deconvolution (`skimage.color.rgb2hed`)."""
+    return np.clip(rgb2hed(image)[..., 0] - _WHITE, 0, None)
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,18 @@ def test_stain_normalisation_needs_the_models_colour_reference_and_is_recorded(t
     )
     about = json.loads((out / "report.json").read_text())["about"]
     assert about["stain_normalisation"] == "reinhard"
+
+
+def test_an_onnx_file_with_a_damaged_reference_is_refused_by_name(onnx_file, tmp_path):
+    import onnx
+
+    from marrowdiff.inference.export import _described
+
+    proto = onnx.load(str(onnx_file))
+    meta = json.loads(next(e.value for e in proto.metadata_props if e.key == "marrowdiff"))
+    meta = {k: v for k, v in meta.items() if k not in ("graph_sha256", "metadata_sha256")}
+    path = tmp_path / "damaged.onnx"
+    damaged = meta | {"domain": meta["domain"] | {"threshold": "nan"}}
+    path.write_bytes(_described(proto, damaged, "").SerializeToString())
+    with pytest.raises(ModelError, match=f"{path}: its marrowdiff metadata is incomplete"):
+        OnnxModel(path)

@@ -15,7 +15,7 @@ from marrowdiff.counting.scale import (
     choose_scale,
     colours,
     field_sample,
-    figures,
+    heading,
     patch_sample,
 )
 from marrowdiff.data.datasets import Skipped
@@ -116,14 +116,13 @@ def cmd_classify(args) -> int:
     inputs, passed = listed(args.inputs)
     sample = patch_sample(inputs)
     scale = choose_scale(classifier, sample, args.rescale, args.mpp)
-    measured = figures(scale, colours(classifier, sample))
+    colour = colours(classifier, sample)
     found = classify_to_csv(classifier, inputs, args.out, args.tta, log, progress(), scale.factor)
     if found is None:  # another rank of a torchrun job: rank 0 writes
         return 0
     entries = len(inputs) + len(passed)
-    for said in (classifier.check(found.distance).sentence(measured), scale.warning()):
-        if said:  # first: the figures below are not to be trusted when it warns
-            log(f"warning: {said}")
+    for said in heading(classifier.check(found.distance), scale, colour):
+        log(f"warning: {said}")  # first: the figures below are not to be trusted then
     if scale.source != "none":
         log(f"cells framed x{scale.factor:.2f} from {scale.source} ({scale.to_dict()})")
     if len(found) and found.unsure.mean() > MOSTLY_UNSURE:

@@ -14,7 +14,7 @@ from marrowdiff.cellsize import Scale, reframed
 from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
 from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig
 from marrowdiff.counting.report_files import write_patch_csv, write_report
-from marrowdiff.counting.scale import figures
+from marrowdiff.counting.scale import heading
 from marrowdiff.data.sources import Input, read_inputs
 from marrowdiff.distributed.shards import on_every_rank
 from marrowdiff.errors import UserError
@@ -265,6 +265,5 @@ def count_to_report(
         report,
         about,
         domain,
-        config.scale.warning(),
-        figures(config.scale, colour),
+        heading(domain, config.scale, colour),
     )

@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage.color import rgb2hed
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops
 from skimage.morphology import disk
 from skimage.segmentation import watershed
+
+from marrowdiff.stain import haematoxylin
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,6 @@ class Detection:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def haematoxylin(image: np.ndarray) -> np.ndarray:
-    """(H, W) haematoxylin optical density of an RGB uint8 image (0 where there is none)."""
-    white = rgb2hed(np.full((1, 1, 3), 255, np.uint8))[0, 0, 0]
-    return np.clip(rgb2hed(image)[..., 0] - white, 0, None)
 
 
 def cell_mask(image: np.ndarray, config: DetectConfig) -> np.ndarray:

@@ -191,17 +191,15 @@ def summarise(
     fields: list[str] = (),
     interval_scale: float = 1.0,
     domain: DomainCheck | None = None,
-    scale_warning: str = "",
-    figures: str = "",
+    heading: list[str] = (),
 ) -> dict:
     """The numbers of the report, from the cells and the names of the fields examined (pure).
     A cell of a class the vocabulary does not count (a platelet) is named, not counted.
     `estimate` (the headline) counts every cell but those cut by the border or rejected, by its
     class, with 95% intervals (`interval_scale`: the model's); `classes` counts the sure cells
-    only. `domain`: the domain check of the cells (`domain.check_cells`), whose warning, when
-    the cells are unlike the model's training cells, heads all others; `scale_warning`: what
-    the scale check found (`cellsize.Scale.warning`), next; `figures`: what was measured of
-    the cells' colour and size, quoted by the domain warning."""
+    only. `domain`: the domain check of the cells (`domain.check_cells`), recorded; `heading`:
+    the warnings that come before all others (`scale.heading`: the domain check's, the scale
+    check's)."""
     unknown = {c.label for c in cells} - set(vocabulary.codes)
     if unknown:
         raise VocabularyError(
@@ -228,9 +226,7 @@ def summarise(
         | {
             "estimate": estimate_summary(guess, vocabulary, config),
             "alerts": raised_alerts(guess, vocabulary, config),
-            "warnings": _domain_warnings(domain, figures)
-            + ([scale_warning] if scale_warning else [])
-            + _warnings(guess["n"], named, flagged, vocabulary, config),
+            "warnings": [*heading, *_warnings(guess["n"], named, flagged, vocabulary, config)],
             "domain": None if domain is None else domain.to_dict(),
         }
     )
@@ -307,12 +303,6 @@ def raised_alerts(guess: dict, vocabulary: Vocabulary, config: ReportConfig) -> 
         for alert in check_config(vocabulary, config)
         if np.isfinite(estimated[alert.code]) and alert.raised(estimated[alert.code])
     ]
-
-
-def _domain_warnings(domain: DomainCheck | None, figures: str = "") -> list[str]:
-    """The domain check's warning, if it has one (None: no check asked for)."""
-    sentence = "" if domain is None else domain.sentence(figures)
-    return [sentence] if sentence else []
 
 
 def _warnings(

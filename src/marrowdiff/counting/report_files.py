@@ -75,18 +75,14 @@ def write_report(
     config: ReportConfig,
     about: About,
     domain: DomainCheck | None = None,
-    scale_warning: str = "",
-    figures: str = "",
+    heading: list[str] = (),
 ) -> dict:
     """report.json, cells.csv and report.html in `out`; returns the summary. `domain`: the
-    domain check of the cells (`Classifier.check`), whose warning heads the report, then the
-    scale check's (`cellsize.Scale.warning`); `figures`: the cells' measured colour and size,
-    which the domain warning quotes."""
+    domain check of the cells (`Classifier.check`); `heading`: the warnings the report heads
+    with (`scale.heading`)."""
     out = Path(out)
     scale = (about.calibration or {}).get("interval_scale", 1.0)
-    summary = summarise(
-        cells, vocabulary, config, [f.name for f in fields], scale, domain, scale_warning, figures
-    )
+    summary = summarise(cells, vocabulary, config, [f.name for f in fields], scale, domain, heading)
     summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
     summary |= {"about": about.to_dict(), "config": config.to_dict()}
     rows = cell_rows(cells, classes)

@@ -10,6 +10,7 @@ import numpy as np
 from marrowdiff.cellsize import Scale, median_diameter, rescale_factor, spread
 from marrowdiff.counting.detect import DetectConfig, crop, detect
 from marrowdiff.data.sources import Input, read_inputs
+from marrowdiff.domain import DomainCheck
 from marrowdiff.errors import UserError
 from marrowdiff.inference.predict import Classifier
 from marrowdiff.preprocess import centre_views, square
@@ -69,13 +70,16 @@ def colours(classifier: Classifier, cells: list[np.ndarray]) -> ColourShift | No
     return colour_shift(centre_views(cells, classifier.geometry), reference)
 
 
-def figures(scale: Scale, colour: ColourShift | None) -> str:
-    """What was measured of the cells, for the domain check's warning: "colour: ...; cell
-    size: 1.02 times the training cells'"."""
-    parts = [] if colour is None else [colour.phrase()]
+def heading(
+    domain: DomainCheck, scale: Scale | None = None, colour: ColourShift | None = None
+) -> list[str]:
+    """The warnings a report and `classify` head with, in order: the domain check's (quoting
+    the cells' measured colour and size, to say what differs), then the scale check's."""
+    scale = scale or Scale()
+    figures = [] if colour is None else [colour.phrase()]
     if scale.ratio is not None:
-        parts.append(f"cell size: {scale.ratio:.2f} times the training cells'")
-    return "; ".join(parts)
+        figures.append(f"cell size: {scale.ratio:.2f} times the training cells'")
+    return [w for w in (domain.sentence("; ".join(figures)), scale.warning()) if w]
 
 
 def patch_sample(inputs: list[Input]) -> list[np.ndarray]:

@@ -57,15 +57,11 @@ def calibrate_run(
 
     mpp = mpp or (checkpoint.size.mpp if checkpoint.size else None)
     squares = [square(x, model.geometry) for x in dataset.load_paths(spread(sample))]
-    domain, stain, size = fit_references(model, windows(sample), windows(val), squares, mpp)
+    references = fit_references(model, windows(sample), windows(val), squares, mpp)
+    domain = references.domain
     log(
         f"domain reference: {len(domain.bank)} training cells; {domain.expected:.1%} of "
         f"{len(val)} validation cells lie beyond its threshold"
     )
-    references = {
-        "domain": domain.to_dict(),
-        "stain": stain.to_dict(),
-        "size": None if size is None else size.to_dict(),
-    }
-    checkpoint.with_state(calibration=calibration, **references).save()
+    checkpoint.with_state(calibration=calibration, **references.to_state()).save()
     return calibration

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from marrowdiff.cellsize import spread
 from marrowdiff.fileio import write_bytes
 from marrowdiff.inference.predict import (
     ONNX_METADATA_KEY,
@@ -30,6 +31,7 @@ from marrowdiff.inference.predict import (
     metadata_sha256,
 )
 from marrowdiff.inference.quantize import agreement, quantize_int8
+from marrowdiff.inference.reference import KEYS
 from marrowdiff.models import logits_and_features
 from marrowdiff.normalisation import Normalisation, to_colour
 from marrowdiff.preprocess import centre_views
@@ -61,7 +63,7 @@ def onnx_metadata(checkpoint: Checkpoint) -> dict:
     keep = ("format", "marrowdiff_version", "config", "classes", "vocabulary", "normalisation")
     meta = {k: checkpoint.state[k] for k in keep if k in checkpoint.state}
     meta["calibration"] = checkpoint.state.get("calibration") or {}
-    for reference in ("domain", "stain", "size"):
+    for reference in KEYS:
         if checkpoint.state.get(reference):
             meta[reference] = checkpoint.state[reference]
     data = dict(checkpoint.state.get("data", {}))
@@ -155,10 +157,7 @@ QUANT_CALIBRATION_CELLS = 1000  # 600 MB of 224 px float windows
 
 def calibration_sample(paths: list[str], n: int = QUANT_CALIBRATION_CELLS) -> list[str]:
     """At most `n` of `paths`, evenly spaced over them in sorted order (deterministic)."""
-    ordered = sorted(paths)
-    if len(ordered) <= n:
-        return ordered
-    return [ordered[i] for i in np.linspace(0, len(ordered) - 1, n).round().astype(int)]
+    return spread(sorted(paths), n)
 
 
 def _quantised(

@@ -114,20 +114,23 @@ class Model:
         """(N, C) logits of input windows (`window_outputs`)."""
         return self.window_outputs(windows, tta)[0]
 
-    def outputs(self, images: list[np.ndarray], tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def outputs(
+        self, images: list[np.ndarray], tta: bool = False, distances: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(N, C) logits of (H, W, 3) uint8 RGB patches, preprocessed a batch at a time, and
-        (N,) each cell's distance from the training cells (NaN without a domain reference)."""
-        logits, distances = [], []
+        (N,) each cell's distance from the training cells (NaN without a domain reference, or
+        when not asked for: the neighbour search is a tenth of a cell's time)."""
+        logits, far = [], []
         for i in range(0, len(images), self.batch_size):
             windows = self.stain_normalised(
                 centre_views(images[i : i + self.batch_size], self.geometry)
             )
             batch, features = self.window_outputs(windows, tta)
             logits.append(batch)
-            distances.append(self.distances(features, len(batch)))
+            far.append(self.distances(features if distances else None, len(batch)))
         if not logits:
             return np.zeros((0, len(self.classes))), np.zeros(0)
-        return np.concatenate(logits), np.concatenate(distances)
+        return np.concatenate(logits), np.concatenate(far)
 
     def use_stain(self, method: str) -> None:
         """Normalise each input window's stain by `method` ("none" or "reinhard") from now on."""
@@ -154,7 +157,7 @@ class Model:
 
     def logits(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
         """(N, C) logits of (H, W, 3) uint8 RGB patches, preprocessed a batch at a time."""
-        return self.outputs(images, tta)[0]
+        return self.outputs(images, tta, distances=False)[0]
 
     def proba(self, images: list[np.ndarray], tta: bool = False) -> np.ndarray:
         """(N, C) calibrated probabilities."""

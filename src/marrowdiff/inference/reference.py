@@ -7,6 +7,7 @@ marrowdiff kept them)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,6 +15,26 @@ from marrowdiff.cellsize import SizeReference, median_diameter
 from marrowdiff.domain import DomainReference, fit_reference
 from marrowdiff.inference.predict import Model, ModelError
 from marrowdiff.stain import StainReference, fit_stain, lab_statistics
+
+# The checkpoint's (and the ONNX metadata's) keys of the references.
+KEYS = ("domain", "stain", "size")
+
+
+@dataclass(frozen=True)
+class References:
+    """What a model records of its training cells, beside its weights."""
+
+    domain: DomainReference
+    stain: StainReference
+    size: SizeReference | None  # None when no training cell's size could be measured
+
+    def to_state(self) -> dict:
+        """The checkpoint's entries, one per key of `KEYS`."""
+        return {
+            "domain": self.domain.to_dict(),
+            "stain": self.stain.to_dict(),
+            "size": None if self.size is None else self.size.to_dict(),
+        }
 
 
 def window_features(model: Model, chunks: Iterable[np.ndarray]) -> np.ndarray:
@@ -43,7 +64,7 @@ def fit_references(
     held_out: Iterable[np.ndarray] | None,
     squares: list[np.ndarray],
     mpp: float | None = None,
-) -> tuple[DomainReference, StainReference, SizeReference | None]:
+) -> References:
     """The domain, stain and size references of `model` from the centre windows of a sample of
     its training cells (`domain.bank_sample`) and of its held-out (validation) cells, None for
     a run without, and the resized patches (`preprocess.square`) of a few hundred training
@@ -53,4 +74,4 @@ def fit_references(
     held_out_features = None if held_out is None else window_features(model, held_out)
     diameter = median_diameter(squares)
     size = SizeReference(diameter, len(squares), mpp) if diameter > 0 else None
-    return fit_reference(features, held_out_features), fit_stain(means, stds), size
+    return References(fit_reference(features, held_out_features), fit_stain(means, stds), size)

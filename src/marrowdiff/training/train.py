@@ -193,8 +193,9 @@ def _finished(kept: TorchModel, p: Prepared, val_logits, history: list[dict], lo
 
 
 def _references(kept: TorchModel, p: Prepared) -> dict:
-    """The domain and stain references: a sample of the training cells (every data set trained
-    on) and the validation cells, by their centre windows."""
+    """The references of the training cells (`inference.reference`): a sample of them (every
+    data set trained on) and the validation cells, by their centre windows; their sizes from
+    the canvases."""
     pick = bank_sample(len(p.train.bank), p.config.train.seed)
     chunks = (p.train.bank.centre(pick[i : i + 512]).numpy() for i in range(0, len(pick), 512))
     held_out = banks.centre_chunks(p.val.bank) if len(p.val.bank) else None
@@ -206,12 +207,7 @@ def _references(kept: TorchModel, p: Prepared) -> dict:
         for i in spread(list(pick))
     ]
     mpp = p.meta["options"].get("mpp")
-    domain, stain, size = fit_references(kept, chunks, held_out, squares, mpp)
-    return {
-        "domain": domain.to_dict(),
-        "stain": stain.to_dict(),
-        "size": None if size is None else size.to_dict(),
-    }
+    return fit_references(kept, chunks, held_out, squares, mpp).to_state()
 
 
 def _val_logits(bank, progress: bool = False) -> Callable[[TorchModel, bool], np.ndarray]:

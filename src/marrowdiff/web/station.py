@@ -31,6 +31,8 @@ from marrowdiff.counting.count import (
 from marrowdiff.counting.detect import MIN_STAIN, crop, stain_at
 from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig, summarise
 from marrowdiff.counting.report_files import write_report
+from marrowdiff.counting.scale import heading
+from marrowdiff.domain import DomainCheck
 from marrowdiff.errors import UserError
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
@@ -219,9 +221,10 @@ class ReviewStation:
         cells = self._report_cells(rows)
         scale = self.classifier.calibration(self.count.tta).interval_scale
         domain = self._domain(cells)
-        return summarise(cells, self.classifier.vocabulary, self.report, (), scale, domain)
+        vocabulary = self.classifier.vocabulary
+        return summarise(cells, vocabulary, self.report, (), scale, domain, heading(domain))
 
-    def _domain(self, cells: list[Cell]):
+    def _domain(self, cells: list[Cell]) -> DomainCheck:
         """The domain check of a case's cells (those the detector and the model found)."""
         return self.classifier.check(np.array([c.distance for c in cells]))
 
@@ -264,6 +267,7 @@ class ReviewStation:
                 detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
             )
             vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
+            domain = self._domain(cells)
             write_report(
                 folder / "report",
                 cells,
@@ -272,7 +276,8 @@ class ReviewStation:
                 classes,
                 self.report,
                 about,
-                self._domain(cells),
+                domain,
+                heading(domain),
             )
             self._export(rows, signed["name"], folder / "export")
         except BaseException as error:
