@@ -22,6 +22,7 @@ STAGES = (
     "marrowdiff.counting.commands",  # classify, count
     "marrowdiff.web.commands",  # serve, users
     "marrowdiff.pipeline.commands",  # demo, experiment
+    "marrowdiff.mining.commands",  # mine
 )
 # Which module declares each command: a stage is imported only when its command runs.
 COMMANDS = {
@@ -32,6 +33,7 @@ COMMANDS = {
     "classify": STAGES[4], "count": STAGES[4],
     "serve": STAGES[5], "users": STAGES[5],
     "demo": STAGES[6], "experiment": STAGES[6],
+    "mine": STAGES[7],
 }  # fmt: skip
 
 

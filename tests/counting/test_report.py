@@ -99,7 +99,7 @@ def test_a_platelet_is_named_but_not_counted_in_marrow14():
     assert "platelet" not in rows and "immature_granulocyte" not in rows  # coarse: no output
     assert rows["eosinophil"]["percent"] == pytest.approx(33.33)
     assert summary["me_ratio"]["value"] == 2.0  # myelocyte + eosinophil : one normoblast
-    assert any("2 platelet(s)" in w for w in summary["warnings"])
+    assert any("2 object(s) set aside" in w and "2 platelet" in w for w in summary["warnings"])
 
 
 def test_the_estimate_counts_unsure_cells_by_their_class_and_leaves_out_border_ones():

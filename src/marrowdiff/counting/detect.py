@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
+from scipy.sparse.csgraph import connected_components
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops
@@ -41,6 +42,7 @@ class DetectConfig:
     closing: float = 0.05  # radius of the lobe-joining closing, in cell diameters
     cytoplasm: float = 0.2  # whole-cell threshold, as a fraction of the nucleus threshold
     red_margin: float = 10.0  # a nucleus pixel's red may exceed its blue by at most this much
+    merge: float = 0.7  # two pieces whose centres are closer than this (diameters) are one cell
 
     @property
     def cell_radius(self) -> float:
@@ -129,7 +131,32 @@ def detect(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[Det
                 border=bool(border),
             )
         )
-    return sorted(found, key=lambda c: (c.y, c.x))
+    return sorted(merged(found, config.merge * config.cell_diameter), key=lambda c: (c.y, c.x))
+
+
+def merged(found: list[Detection], within: float) -> list[Detection]:
+    """Detections whose centres lie closer than `within` px joined into one (transitively):
+    the pieces of one cell that the watershed cut apart (the lobes of a segmented neutrophil),
+    which would each be counted. The joined cell's centre is the area-weighted mean of its
+    pieces', its area their sum; it is on the border if any piece is."""
+    if within <= 0 or len(found) < 2:
+        return found
+    yx = np.array([(d.y, d.x) for d in found])
+    close = np.hypot(*(yx[:, None, :] - yx[None, :, :]).transpose(2, 0, 1)) < within
+    _, group = connected_components(close, directed=False)
+    out = []
+    for g in np.unique(group):
+        pieces = [d for d, k in zip(found, group, strict=True) if k == g]
+        area = sum(d.area for d in pieces)
+        out.append(
+            Detection(
+                y=sum(d.y * d.area for d in pieces) / area,
+                x=sum(d.x * d.area for d in pieces) / area,
+                area=area,
+                border=any(d.border for d in pieces),
+            )
+        )
+    return out
 
 
 def stain_at(image: np.ndarray, y: float, x: float, config: DetectConfig) -> float:

@@ -192,9 +192,12 @@ def summarise(
     interval_scale: float = 1.0,
     domain: DomainCheck | None = None,
     heading: list[str] = (),
+    classes: list[str] | None = None,
 ) -> dict:
     """The numbers of the report, from the cells and the names of the fields examined (pure).
-    A cell of a class the vocabulary does not count (a platelet) is named, not counted.
+    An object of a class the vocabulary does not count (a platelet, a red cell, debris) is set
+    aside: named by its reason (`not_counted`), never counted. `classes`: the model's, to say
+    when it has no outcome for objects that are not cells (`noncell_warning`).
     `estimate` (the headline) counts every cell but those cut by the border or rejected, by its
     class, with 95% intervals (`interval_scale`: the model's); `classes` counts the sure cells
     only. `domain`: the domain check of the cells (`domain.check_cells`), recorded; `heading`:
@@ -206,9 +209,10 @@ def summarise(
             f"cells of {sorted(unknown)}, not classes of vocabulary {vocabulary.name!r}"
         )
     counted = [c for c in cells if not c.flag and vocabulary.counted(c.label)]
-    named = Counter(c.label for c in cells if not c.flag and not vocabulary.counted(c.label))
+    named = Counter(c.label for c in set_aside(cells, vocabulary))
     flagged = {f: sum(c.flag == f for c in cells) for f in sorted({c.flag for c in cells}) if f}
     guess = estimate(cells, vocabulary, interval_scale)
+    noncells = "" if classes is None else noncell_warning(vocabulary, classes)
     return (
         {
             "format": REPORT_FORMAT,
@@ -226,9 +230,38 @@ def summarise(
         | {
             "estimate": estimate_summary(guess, vocabulary, config),
             "alerts": raised_alerts(guess, vocabulary, config),
-            "warnings": [*heading, *_warnings(guess["n"], named, flagged, vocabulary, config)],
+            "warnings": [
+                *heading,
+                *_warnings(guess["n"], named, flagged, vocabulary, config),
+                *filter(None, [noncells]),
+            ],
             "domain": None if domain is None else domain.to_dict(),
         }
+    )
+
+
+def set_aside(cells: list[Cell], vocabulary: Vocabulary) -> list[Cell]:
+    """The objects set aside as not nucleated cells: of a class the vocabulary does not count
+    (a platelet, a red cell or overlap, debris), and not cut by the border or rejected."""
+    return [c for c in cells if c.flag in ESTIMATED_FLAGS and not vocabulary.counted(c.label)]
+
+
+def noncell_warning(vocabulary: Vocabulary, classes: list[str]) -> str:
+    """A warning ("" if none) when a model cannot set aside the objects a detector finds that
+    are not nucleated cells, because it has none (or not all) of the vocabulary's outcomes
+    for them: every such object is then counted as one of its cell classes."""
+    outcomes = [c for c in vocabulary.fine_codes if not vocabulary.counted(c)]
+    missing = [c for c in outcomes if c not in classes]
+    if not missing:
+        return ""
+    if len(missing) == len(outcomes):
+        what = "no outcome for objects that are not nucleated cells"
+    else:
+        what = f"no outcome for {_names(vocabulary, missing)}"
+    return (
+        f"this model has {what}: any such object found is counted as one of its cell "
+        "classes. Review every cell, or count with a model trained with mined non-cells "
+        '(`marrowdiff mine`; docs/counting.md, "Objects that are not cells")'
     )
 
 
@@ -317,15 +350,24 @@ def _warnings(
             "Review every cell, or train with your own verified cells (docs/training.md, "
             '"Your own cells")'
         )
-    if n < config.target:  # the cells of the differential, the headline
+    aside = sum(named.values())
+    if not n:  # an empty differential says why, first
+        warnings.append(
+            f"no nucleated cell was counted: all {aside} object(s) found were set aside as not "
+            "nucleated cells (listed below)"
+            if aside
+            else "no nucleated cell was counted: none was found (an empty field, or a field "
+            "at another scale: docs/counting.md)"
+        )
+    elif n < config.target:  # the cells of the differential, the headline
         warnings.append(
             f"only {n:.0f} cells in the differential, below the target of {config.target}: "
             "the percentages are less precise than a full differential's"
         )
     if named:
         warnings.append(
-            "not counted, as not nucleated marrow cells: "
-            + ", ".join(f"{k} {vocabulary[code].name.lower()}(s)" for code, k in named.items())
+            f"{aside} object(s) set aside as not nucleated cells, never counted: "
+            + ", ".join(f"{k} {vocabulary[code].name.lower()}" for code, k in named.most_common())
         )
     if flagged.get("unsure"):
         warnings.append(

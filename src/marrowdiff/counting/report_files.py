@@ -82,7 +82,8 @@ def write_report(
     with (`scale.heading`)."""
     out = Path(out)
     scale = (about.calibration or {}).get("interval_scale", 1.0)
-    summary = summarise(cells, vocabulary, config, [f.name for f in fields], scale, domain, heading)
+    names = [f.name for f in fields]
+    summary = summarise(cells, vocabulary, config, names, scale, domain, heading, classes)
     summary["warnings"] += [f"{f.name}: {f.warning}" for f in fields if f.warning]
     summary |= {"about": about.to_dict(), "config": config.to_dict()}
     rows = cell_rows(cells, classes)

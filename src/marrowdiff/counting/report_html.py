@@ -8,7 +8,7 @@ import html
 from PIL import Image, ImageDraw, ImageFont
 
 from marrowdiff.classes import Vocabulary
-from marrowdiff.counting.report import About, Cell, FieldImage
+from marrowdiff.counting.report import About, Cell, FieldImage, set_aside
 from marrowdiff.images import jpeg_data_uri
 
 esc = html.escape
@@ -140,15 +140,29 @@ def _sure_section(summary: dict) -> str:
 
 
 def _galleries(cells: list[Cell], vocabulary: Vocabulary) -> str:
-    """The flagged cells (least sure first), then the counted cells class by class."""
-    flagged = [c for c in cells if c.flag]
+    """The flagged cells (least sure first), the objects set aside as not nucleated cells by
+    reason, then the counted cells class by class."""
+    aside = set_aside(cells, vocabulary)
+    apart = {id(c) for c in aside}
+    flagged = [c for c in cells if c.flag and id(c) not in apart]
     parts = [
         f"<h2>Flagged cells, not counted ({len(flagged)})</h2>",
         _gallery(sorted(flagged, key=lambda c: c.probability), vocabulary),
-        "<h2>Cells by class</h2>",
+        f"<h2>Set aside as not nucleated cells ({len(aside)})</h2>",
+        "<p>Objects the detector found that the model takes for something other than a "
+        "nucleated cell; never counted. A person restores any that is a cell in the review "
+        "station.</p>"
+        if aside
+        else "",
     ]
     for code in vocabulary.codes:
-        members = [c for c in cells if c.label == code and not c.flag]
+        members = [c for c in aside if c.label == code]
+        if members:
+            parts.append(f"<h3>{esc(vocabulary[code].name)} ({len(members)})</h3>")
+            parts.append(_gallery(sorted(members, key=lambda c: c.probability), vocabulary))
+    parts.append("<h2>Cells by class</h2>")
+    for code in vocabulary.codes:
+        members = [c for c in cells if c.label == code and not c.flag and vocabulary.counted(code)]
         if members:
             parts.append(f"<h3>{esc(vocabulary[code].name)} ({len(members)})</h3>")
             parts.append(_gallery(members, vocabulary))

@@ -175,6 +175,34 @@ def _shared_paths(data: dict, dataset=None) -> dict:
     return data
 
 
+def derive_splits(parent: Splits, sources: dict[str, str], labels: dict[str, str]) -> dict:
+    """The splits of a data set made from another's images (`sources`: each new path's parent
+    image; `labels`: each new path's class): every new path goes where its parent went, in the
+    test set and in each fold, so that nothing made from a test image ever trains (leak-free).
+    Paths whose parent is not in `parent` are left out."""
+    known = {p: s for p, s in sources.items() if s in parent.labels}
+    test = set(parent.test)
+
+    def side(members) -> list[str]:
+        members = set(members)
+        return sorted(p for p, s in known.items() if s in members)
+
+    folds = [{"train": side(f["train"]), "val": side(f["val"])} for f in parent.to_dict()["folds"]]
+    return {
+        "splits_version": SPLITS_VERSION,
+        "marrowdiff_version": __version__,
+        "config": parent.config,
+        "derived_from": parent.source,
+        "classes": sorted({labels[p] for p in known}),
+        "n_images": len(known),
+        "labels": {p: labels[p] for p in sorted(known)},
+        "groups": [],
+        "test": sorted(p for p, s in known.items() if s in test),
+        "folds": folds,
+        "warnings": [],
+    }
+
+
 def merge_groups(
     paths: list[str], user_groups: list[str | None], duplicate_groups: list[list[str]]
 ) -> list[str]:

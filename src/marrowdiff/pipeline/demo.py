@@ -17,6 +17,7 @@ from marrowdiff.data.splits import AUDIT_DIR, Splits
 from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
 from marrowdiff.inference.export import export_onnx, quantisation_summary
 from marrowdiff.inference.predict import load_classifier
+from marrowdiff.mining.mine import mined_set
 from marrowdiff.pipeline.holdout import split_fit_evaluate
 from marrowdiff.synthetic.fields import write_fields
 from marrowdiff.training.cells import Source
@@ -27,6 +28,9 @@ from marrowdiff.training.train import FitOptions
 # archive's), starting from the pre-trained weights.
 PBC_PRETRAIN_EPOCHS = 30
 PBC_WEIGHT = 0.5
+# The objects of PBC's fields that are not its labelled cells (`marrowdiff mine`: red cells,
+# platelets, drawn debris), trained on at this weight, so that `count` sets them aside.
+MINED_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,9 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
 
 
 def _pretrained_on_pbc(d: DemoConfig, options: FitOptions, log) -> FitOptions:
-    """Split PBC and pre-train on it (OUT/pbc/model); the options that then train on the
-    archive with PBC beside it, from the pre-trained weights."""
+    """Split PBC and pre-train on it (OUT/pbc/model), and mine its fields (OUT/mined); the
+    options that then train on the archive with PBC and the mined objects beside it, from the
+    pre-trained weights."""
     pbc = open_dataset(d.pbc, "pbc")
     epochs = d.epochs or PBC_PRETRAIN_EPOCHS
     log(
@@ -96,6 +101,7 @@ def _pretrained_on_pbc(d: DemoConfig, options: FitOptions, log) -> FitOptions:
     )
     pretrain = load_config(d.config, train__epochs=epochs)
     held = split_fit_evaluate(pbc, d.out / "pbc", pretrain, options=options, modes=(), log=log)
-    return FitOptions(
-        also=(Source(pbc, held.splits, PBC_WEIGHT),), init=held.run, progress=options.progress
-    )
+    log(f"== mine PBC's fields for objects that are not nucleated cells, into {d.out / 'mined'}")
+    mined, mined_splits = mined_set(pbc, held.splits, d.out / "mined", log=log)
+    also = (Source(pbc, held.splits, PBC_WEIGHT), Source(mined, mined_splits, MINED_WEIGHT))
+    return FitOptions(also=also, init=held.run, progress=options.progress)

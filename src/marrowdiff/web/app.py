@@ -294,6 +294,8 @@ def create_app(
                     "name": vocabulary[code].name if code in vocabulary.codes else code,
                     "abbrev": vocabulary[code].abbrev if code in vocabulary.codes else code,
                     "key": REVIEW_KEYS[i] if i < len(REVIEW_KEYS) else None,
+                    # False: a platelet, red cell or debris, set aside, never counted
+                    "counted": code not in vocabulary.codes or vocabulary.counted(code),
                 }
                 for i, code in enumerate(station.classifier.classes)
             ],

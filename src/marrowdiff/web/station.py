@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from marrowdiff.classes import Vocabulary
 from marrowdiff.counting.count import (
     CountConfig,
     classify_images,
@@ -222,7 +223,10 @@ class ReviewStation:
         scale = self.classifier.calibration(self.count.tta).interval_scale
         domain = self._domain(cells)
         vocabulary = self.classifier.vocabulary
-        return summarise(cells, vocabulary, self.report, (), scale, domain, heading(domain))
+        classes = self.classifier.classes
+        return summarise(
+            cells, vocabulary, self.report, (), scale, domain, heading(domain), classes
+        )
 
     def _domain(self, cells: list[Cell]) -> DomainCheck:
         """The domain check of a case's cells (those the detector and the model found)."""
@@ -286,16 +290,40 @@ class ReviewStation:
         return {"case": signed, "report": str(folder / "report"), "export": str(folder / "export")}
 
     def _export(self, rows: list[dict], case_name: str, out: Path) -> None:
-        """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads."""
+        """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads.
+        An object marked not a cell is exported as an outcome that is not counted (`label`)
+        so that a laboratory's own verdicts teach the next model what to set aside."""
         lines = ["path,label,group,model_class,status"]
+        vocabulary = self.classifier.vocabulary
         for c in rows:
-            if c["status"] not in ("confirmed", "corrected"):
+            label = exported_label(c, vocabulary)
+            if label is None:
                 continue
             name = f"crops/cell{c['id']}.png"
             save_image(out / name, Image.fromarray(self._crop(c)))
             group = _csv(f"case:{case_name}")
-            lines.append(f"{name},{c['label']},{group},{c['model_class']},{c['status']}")
+            lines.append(f"{name},{label},{group},{c['model_class']},{c['status']}")
         write_text(out / "manifest.csv", "\n".join(lines) + "\n")
+
+
+# The outcome an object marked "not a cell" is exported as, when the model did not already
+# call it one of the outcomes that are not counted (`marrow14`: debris or artefact).
+NOT_A_CELL = "not a cell"
+
+
+def exported_label(row: dict, vocabulary: Vocabulary) -> str | None:
+    """The label a reviewed cell is exported with, or None when it is not exported (pending,
+    unidentified, or marked not a cell in a vocabulary without an outcome for it): its
+    verified class; marked not a cell, the model's class if that is an outcome the vocabulary
+    does not count (a red cell), else the vocabulary's "not a cell" outcome."""
+    if row["status"] in ("confirmed", "corrected"):
+        return row["label"]
+    if row["status"] != "not_a_cell":
+        return None
+    model = row["model_class"]
+    if model in vocabulary.codes and not vocabulary.counted(model):
+        return model
+    return vocabulary.resolve(NOT_A_CELL)
 
 
 def review_summary(rows: list[dict]) -> dict:

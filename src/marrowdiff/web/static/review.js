@@ -173,17 +173,22 @@ function renderDifferential(d) {
 }
 
 function groups() {
-  // Unreviewed cells the model is unsure of (or that the border cuts) first, then by class.
+  // Unreviewed cells the model is unsure of (or that the border cuts) first, then the cells
+  // by class, then the objects set aside as not nucleated cells (platelets, red cells,
+  // debris: a class key restores one as a cell), unidentified ones, and those marked not a cell.
   const cells = state.view.cells;
   const first = cells.filter((c) => c.status === "pending" && c.model_flag);
-  const rest = cells.filter((c) => !first.includes(c));
+  const rest = cells.filter((c) => !first.includes(c) &&
+    !["not_a_cell", "unidentified"].includes(c.status));
+  const aside = new Set(state.info.classes.filter((c) => !c.counted).map((c) => c.code));
   const out = [{ title: "Unsure or cut by the border: review first", cells: first }];
-  for (const cls of state.info.classes) {
-    out.push({ title: cls.name, cells: rest.filter((c) => c.label === cls.code &&
-      !["not_a_cell", "unidentified"].includes(c.status)) });
+  for (const cls of state.info.classes.filter((c) => c.counted)) {
+    out.push({ title: cls.name, cells: rest.filter((c) => c.label === cls.code) });
   }
-  out.push({ title: "Unidentified", cells: rest.filter((c) => c.status === "unidentified") });
-  out.push({ title: "Not a cell", cells: rest.filter((c) => c.status === "not_a_cell") });
+  out.push({ title: "Set aside: not nucleated cells, never counted",
+    cells: rest.filter((c) => aside.has(c.label)) });
+  out.push({ title: "Unidentified", cells: cells.filter((c) => c.status === "unidentified") });
+  out.push({ title: "Not a cell", cells: cells.filter((c) => c.status === "not_a_cell") });
   return out.filter((g) => g.cells.length);
 }
 
