@@ -9,7 +9,9 @@ band/segmented model gives the dual-stage row. Prints per-fold figures, mean +- 
 
 With PBC (issue 15): `--init RUN` fine-tunes from a pre-trained run's weights; `--also DATA
 --also-vocab pbc --also-splits FILE [--also-weight W]` trains on the archive and PBC at once
-(PBC's own test cells never train); `--no-dual` skips the local model.
+(PBC's own test cells never train), each of the four once per data set (issue 27: PBC's mined
+objects that are not cells, `--also runs/demo/mined/manifest.csv --also-vocab marrow14
+--also-splits runs/demo/mined/splits.json`); `--no-dual` skips the local model.
 """
 
 from __future__ import annotations
@@ -40,19 +42,27 @@ def main() -> None:
     parser.add_argument("--folds", default="0,1,2,3,4,5")
     parser.add_argument("--vocab", default="choi2017")
     parser.add_argument("--init", type=Path, help="pre-trained run to start from")
-    parser.add_argument("--also", type=Path, help="a second data set to train on (PBC)")
-    parser.add_argument("--also-vocab", default="pbc")
-    parser.add_argument("--also-splits", type=Path)
-    parser.add_argument("--also-weight", type=float, default=1.0)
+    parser.add_argument(
+        "--also", type=Path, action="append", default=[], help="another data set to train on"
+    )
+    parser.add_argument("--also-vocab", action="append", default=[], help="each --also's")
+    parser.add_argument("--also-splits", type=Path, action="append", default=[])
+    parser.add_argument("--also-weight", type=float, action="append", default=[])
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--no-dual", action="store_true")
     args = parser.parse_args()
     quiet = lambda message: None  # noqa: E731
     dataset = open_dataset(args.data, args.vocab)
-    also = ()
-    if args.also:
-        extra = open_dataset(args.also, args.also_vocab)
-        also = (Source(extra, Splits.read(args.also_splits), args.also_weight),)
+    also = tuple(
+        Source(open_dataset(data, vocab), Splits.read(splits), weight)
+        for data, vocab, splits, weight in zip(
+            args.also,
+            args.also_vocab or ["pbc"] * len(args.also),
+            args.also_splits,
+            args.also_weight or [1.0] * len(args.also),
+            strict=True,
+        )
+    )
     names = ("plain", "tta") if args.no_dual else ("plain", "tta", "dual_tta")
     config = load_config(args.config, train__fold=-1, train__epochs=args.epochs)
     options = FitOptions(also=also, init=args.init)

@@ -31,7 +31,7 @@ from marrowdiff.counting.report import estimate
 from marrowdiff.data.datasets import open_dataset
 from marrowdiff.data.splits import Splits
 from marrowdiff.estimate import expected_counts
-from marrowdiff.evaluation.detection import score_detection
+from marrowdiff.evaluation.detection import match, score_detection
 from marrowdiff.inference.predict import load_classifier
 from marrowdiff.synthetic.fields import FieldConfig, make_field
 
@@ -65,7 +65,7 @@ def main() -> None:
     labels = [r.label for r in records]
     config, totals, seconds, per_field = DetectConfig(), {"tp": 0, "fp": 0, "fn": 0}, 0.0, []
     classifier = load_classifier([args.model]) if args.model else None
-    true_counts, found_counts = Counter(), Counter()
+    true_counts, found_counts, aside, recalled = Counter(), Counter(), Counter(), [0, 0]
     cases: list[list[tuple]] = [[]]  # per case: (truth, cells) of each field
     for k in range(args.fields):
         field, truth = make_field(patches, labels, FieldConfig(), seed=args.seed * 100_000 + k)
@@ -79,8 +79,18 @@ def main() -> None:
         if classifier is not None:
             count = CountConfig(detect=config, tta=args.tta)
             cells, _ = count_field(classifier, "field", field, count)
-            true_counts.update(c.label for c in truth if not c.border)
-            found_counts.update(c.label for c in cells if c.flag != "border")
+            whole = [c for c in truth if not c.border]
+            true_counts.update(c.label for c in whole)
+            kept = [c for c in cells if c.flag != "border"]
+            counted = [c for c in kept if classifier.vocabulary.counted(c.label)]
+            found_counts.update(c.label for c in counted)
+            aside.update(c.label for c in kept if not classifier.vocabulary.counted(c.label))
+            pairs, _ = match(
+                np.array([[c.y, c.x] for c in counted]).reshape(-1, 2),
+                np.array([[c.y, c.x] for c in whole]).reshape(-1, 2),
+            )
+            recalled[0] += len(pairs)
+            recalled[1] += len(whole)
             if len(cases[-1]) == args.case_fields:
                 cases.append([])
             cases[-1].append((truth, cells))
@@ -97,6 +107,11 @@ def main() -> None:
     for _, k, score in sorted(per_field, reverse=True)[: args.show]:
         print(f"  field seed {args.seed * 100_000 + k}: {score}")
     if classifier is not None:
+        print(
+            f"count: {recalled[0]} of {recalled[1]} whole true cells counted (recall "
+            f"{recalled[0] / max(1, recalled[1]):.3f}); set aside as not nucleated cells: "
+            f"{sum(aside.values())} ({dict(aside) or 'none'})"
+        )
         print_count_error(true_counts, found_counts, classifier.classes)
         population = Counter(labels)
         whole = [c for c in cases if len(c) == args.case_fields]
@@ -105,7 +120,8 @@ def main() -> None:
 
 def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> None:
     """Per class: true cells, cells the pipeline counted as that class (every non-border
-    detection by its top class, unsure ones included), and the error as a share of all."""
+    detection by its top class, unsure ones included; objects set aside as not nucleated cells
+    left out), and the error as a share of all."""
     n_true, n_found = sum(truth.values()), sum(found.values())
     print(f"count per class over all fields (true {n_true} cells, found {n_found}):")
     print(f"  {'class':28s} {'true':>5s} {'found':>6s} {'true %':>7s} {'found %':>8s}")

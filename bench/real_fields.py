@@ -24,10 +24,14 @@ from PIL import Image, ImageDraw
 
 from marrowdiff.cellsize import spread
 from marrowdiff.counting.count import CountConfig, count_field
+from marrowdiff.counting.detect import detect
 from marrowdiff.counting.report import ESTIMATED_FLAGS
 from marrowdiff.data.datasets import open_dataset
 from marrowdiff.data.splits import Splits
 from marrowdiff.inference.predict import load_classifier
+from marrowdiff.mining.objects import SortConfig
+
+SMALL = SortConfig().small  # of a cell's area: the mining's platelet rule
 
 
 def main() -> None:
@@ -53,22 +57,31 @@ def main() -> None:
     def counted_objects(path: str):
         image = dataset.load(dataset.record(path), whole=True)
         found, _ = count_field(classifier, path, image, config)
+        for cell, d in zip(found, detect(image, config.detect), strict=True):
+            area[id(cell)] = d.area / (np.pi * config.detect.cell_radius**2)
         counted = [c for c in found if c.flag in ESTIMATED_FLAGS and vocabulary.counted(c.label)]
         aside = [c for c in found if c.flag in ESTIMATED_FLAGS and not vocabulary.counted(c.label)]
         return image, found, counted, aside
 
-    hits, wrong, aside_by, found_n, extra = 0, 0, Counter(), 0, []
+    def labelled(image, counted) -> tuple[bool, list]:
+        """Whether the labelled cell is among `counted`, and the others."""
+        centre_y, centre_x = (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
+        near = sorted(counted, key=lambda c: np.hypot(c.y - centre_y, c.x - centre_x))
+        hit = bool(near) and np.hypot(near[0].y - centre_y, near[0].x - centre_x) <= reach
+        return hit, near[1:] if hit else near
+
+    hits, wrong, aside_by, found_n, extra, area = 0, 0, Counter(), 0, [], {}
+    sure = Counter()
     for path in cells:
         image, found, counted, aside = counted_objects(path)
         found_n += len(found)
         aside_by.update(c.label for c in aside)
-        centre_y, centre_x = (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
-        near = sorted(counted, key=lambda c: np.hypot(c.y - centre_y, c.x - centre_x))
-        hit = bool(near) and np.hypot(near[0].y - centre_y, near[0].x - centre_x) <= reach
+        hit, others = labelled(image, counted)
         hits += hit
-        others = near[1:] if hit else near
         wrong += len(others)
         extra += [(image, c) for c in others]
+        hit, others = labelled(image, [c for c in counted if not c.flag])
+        sure.update(hits=hit, wrong=len(others))
     counted_n = hits + wrong
     print(
         f"{len(cells)} white-cell test fields: {found_n} objects found, {counted_n} counted; "
@@ -76,7 +89,18 @@ def main() -> None:
         f"labelled cell), recall {hits / len(cells):.3f} ({hits} of {len(cells)} labelled "
         f"cells counted)"
     )
+    n_sure = sure["hits"] + sure["wrong"]
+    print(
+        f"sure cells only (the count of sure cells): precision "
+        f"{sure['hits'] / max(1, n_sure):.3f} ({sure['wrong']} of {n_sure}), recall "
+        f"{sure['hits'] / len(cells):.3f}"
+    )
     print(f"set aside, by outcome: {dict(aside_by.most_common()) or 'none'}")
+    small = sum(area[id(c)] < SMALL for _, c in extra)
+    print(
+        f"of the {len(extra)} counted objects that are not the labelled cell, {small} are "
+        f"under {SMALL} of a cell's area (what a size rule at the detector would drop)"
+    )
     with_cell = sum(bool(counted_objects(p)[2]) for p in platelets)
     print(f"{len(platelets)} platelet test fields: {with_cell} give a counted cell")
     if args.sheet:

@@ -30,7 +30,13 @@ def test_the_set_loss_is_the_negative_log_of_the_mass_on_the_set():
 def test_marrow14_reads_pbc_prefixes_and_coarse_labels():
     pbc = load_vocabulary("pbc")
     assert pbc.label_from == "filename-prefix" and pbc.crop == pytest.approx(0.42)
-    assert len(pbc.fine_codes) == 15  # 14 counted types and platelets
+    assert len(pbc.fine_codes) == 18  # 14 counted types; platelet, red cell, smudge, debris
+    assert [c for c in pbc.fine_codes if not pbc.counted(c)] == [
+        "platelet",
+        "red_cell",
+        "cell_part",
+        "artefact",
+    ]
     prefixes = ("PMY", "MY", "MMY", "IG", "BNE", "SNE", "ERB", "PLATELET")
     assert [pbc.resolve(p) for p in prefixes] == [
         "promyelocyte",

@@ -54,3 +54,21 @@ def test_crop_is_centred_and_reflect_padded_at_the_border():
     inner = crop(image, 10, 15, 8)
     assert inner.shape == (8, 8, 3) and (inner == image[6:14, 11:19]).all()
     assert crop(image, 0, 0, 12).shape == (12, 12, 3)
+
+
+def test_pieces_of_one_cell_are_joined_and_neighbours_are_not():
+    from marrowdiff.counting.detect import Detection, merged
+
+    pieces = [
+        Detection(100.0, 100.0, 3000.0, False),  # two lobes 40 px apart: one cell
+        Detection(100.0, 140.0, 1000.0, True),
+        Detection(100.0, 240.0, 4000.0, False),  # a neighbour 100+ px away: its own cell
+    ]
+    joined = merged(pieces, 70.0)
+    assert len(joined) == 2
+    cell = min(joined, key=lambda d: d.x)
+    assert cell.x == 110.0 and cell.y == 100.0  # area-weighted: (100*3000 + 140*1000) / 4000
+    assert cell.area == 4000.0 and cell.border  # a piece on the border: the cell is
+    assert merged(pieces, 0.0) == pieces  # switched off
+    chain = [Detection(0.0, 60.0 * i, 100.0, False) for i in range(3)]  # joined transitively
+    assert len(merged(chain, 70.0)) == 1

@@ -182,3 +182,94 @@ def test_a_differential_of_mostly_unsure_cells_says_so_first():
     assert warnings[0].startswith("the model is unsure of most cells (3 of 5, 60%)")
     half = cells_of(("myeloblast", "unsure"), ("pronormoblast", ""))  # 1 of 2: not most
     assert not any("most cells" in w for w in summarise(half, VOCAB, ReportConfig())["warnings"])
+
+
+MARROW = load_vocabulary("marrow14")
+CELL_CLASSES = [c for c in MARROW.fine_codes if MARROW.counted(c)]
+NONCELLS = ["platelet", "red_cell", "cell_part", "artefact"]
+
+
+def test_objects_that_are_not_cells_are_set_aside_by_reason_never_counted():
+    cells = cells_of(
+        ("myeloblast", ""),
+        ("myelocyte", "unsure"),
+        ("red_cell", ""),
+        ("red_cell", "unsure"),  # unsure, but its top class is not a cell: set aside too
+        ("artefact", ""),
+        ("red_cell", "border"),  # cut by the border: flagged, not set aside
+    )
+    s = summarise(cells, MARROW, ReportConfig(target=2), classes=CELL_CLASSES + NONCELLS)
+    assert s["not_counted"] == {"red_cell": 2, "artefact": 1}
+    assert s["n_counted"] == 1 and s["estimate"]["n_cells"] == 2  # myeloblast, myelocyte
+    assert "red_cell" not in {r["code"] for r in s["estimate"]["classes"]}
+    said = [w for w in s["warnings"] if "set aside" in w]
+    assert said == [
+        "3 object(s) set aside as not nucleated cells, never counted: 2 red cell or overlap, "
+        "1 debris or artefact"
+    ]
+    assert not any("no outcome" in w for w in s["warnings"])  # this model has them all
+
+
+def test_a_model_without_outcomes_for_non_cells_says_so():
+    cells = cells_of(("myeloblast", ""))
+    without = summarise(cells, MARROW, ReportConfig(target=1), classes=CELL_CLASSES)
+    assert any(
+        "this model has no outcome for objects that are not nucleated cells" in w
+        for w in without["warnings"]
+    )
+    some = summarise(cells, MARROW, ReportConfig(target=1), classes=CELL_CLASSES + ["platelet"])
+    assert any(
+        "no outcome for red cell or overlap, smudge, broken cell or part of a cell, debris or "
+        "artefact" in w
+        for w in some["warnings"]
+    )
+    # The archive's vocabulary names no such outcome: its model cannot set anything aside.
+    archive = summarise(cells, VOCAB, ReportConfig(target=1), classes=list(VOCAB.fine_codes))
+    assert any("no outcome for objects that are not" in w for w in archive["warnings"])
+
+
+@pytest.mark.parametrize(
+    "spec, why",
+    [
+        ((), "none was found"),
+        ((("red_cell", ""), ("red_cell", ""), ("artefact", "")), "all 3 object(s) found were"),
+    ],
+)
+def test_a_field_with_no_nucleated_cell_gives_an_empty_differential_that_says_why(spec, why):
+    s = summarise(cells_of(*spec), MARROW, ReportConfig(), ["empty.png"], classes=NONCELLS)
+    assert s["n_counted"] == 0 and s["estimate"]["n_cells"] == 0
+    assert s["warnings"][0].startswith("no nucleated cell was counted") and why in s["warnings"][0]
+    assert all(r["expected"] in (0, None) for r in s["estimate"]["classes"])
+
+
+def test_the_report_page_shows_the_set_aside_objects_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    cells = cells_of(("myeloblast", ""), ("red_cell", ""), ("platelet", ""))
+    for c in cells:
+        c.thumbnail = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        c.proba = np.full(len(MARROW.fine_codes), 1 / len(MARROW.fine_codes))
+    field = FieldImage("f.png", 100, 100, np.zeros((10, 10, 3), np.uint8), 0.1)
+    write_report(tmp_path, cells, [field], MARROW, list(MARROW.fine_codes), ReportConfig(),
+                 About(model="m", cell_radius=50))  # fmt: skip
+    page = (tmp_path / "report.html").read_text()
+    aside = page.index("Set aside as not nucleated cells (2)")
+    assert page.index("Red cell or overlap (1)") > aside
+    assert page.index("Platelet (1)") > aside
+    assert page.index("Cells by class") > page.index("Red cell or overlap (1)")
+    assert page.count("Myeloblast (1)") == 1  # the counted cell, under its class only
+
+
+def test_an_object_is_first_a_cell_or_not_by_summed_probability_then_its_class():
+    from marrowdiff.counting.report import counted_mask, top_class
+
+    classes = ["myeloblast", "promyelocyte", "myelocyte", "red_cell", "platelet"]
+    counted = counted_mask(MARROW, classes)
+    assert counted.tolist() == [True, True, True, False, False]
+    # 0.3 on a red cell, 0.7 spread over three stages: a cell, of its likeliest stage
+    assert top_class(np.array([0.2, 0.26, 0.24, 0.3, 0.0]), counted) == 1
+    # 0.55 over the two outcomes that are not counted: set aside, as its likelier one
+    assert top_class(np.array([0.45, 0.0, 0.0, 0.25, 0.3]), counted) == 4
+    assert top_class(np.array([0.5, 0.0, 0.0, 0.5, 0.0]), counted) == 0  # a tie: a cell
+    every = counted_mask(VOCAB, list(VOCAB.fine_codes))  # the archive's: argmax
+    p = np.random.default_rng(0).dirichlet(np.ones(10))
+    assert every.all() and top_class(p, every) == int(p.argmax())

@@ -176,7 +176,7 @@ def estimate(cells: list[Cell], vocabulary: Vocabulary, scale: float = 1.0) -> d
     estimated = [c for c in cells if c.flag in ESTIMATED_FLAGS]
     rows = np.zeros((len(estimated), len(codes)))
     for row, c in zip(rows, estimated, strict=True):
-        if c.label in index:  # a platelet counts as no cell
+        if c.label in index:  # an object set aside (a platelet, a red cell) counts as no cell
             row[index[c.label]] = 1.0
     unverified = np.mean([not c.verified for c in estimated]) if estimated else 0.0
     widened = float(np.sqrt(1 + (scale**2 - 1) * unverified))
@@ -240,6 +240,22 @@ def summarise(
     )
 
 
+def counted_mask(vocabulary: Vocabulary, classes: list[str]) -> np.ndarray:
+    """(C,) bool: which of a model's classes enter the differential (a class the vocabulary
+    does not know is counted)."""
+    return np.array([c not in vocabulary.codes or vocabulary.counted(c) for c in classes])
+
+
+def top_class(proba: np.ndarray, counted: np.ndarray) -> int:
+    """The class an object is given: first, cell or not, by the summed probability of the
+    classes that are counted against those that are not (ties: a cell); then the likeliest
+    class of that side. Plain argmax would set a cell aside whenever its probability is spread
+    over neighbouring stages while the rest sits on one outcome (0.3 red cell against 0.7 over
+    six stages); with every class counted (or none) it is argmax."""
+    side = counted if proba[counted].sum() >= proba[~counted].sum() else ~counted
+    return int(np.flatnonzero(side)[proba[side].argmax()])
+
+
 def set_aside(cells: list[Cell], vocabulary: Vocabulary) -> list[Cell]:
     """The objects set aside as not nucleated cells: of a class the vocabulary does not count
     (a platelet, a red cell or overlap, debris), and not cut by the border or rejected."""
@@ -252,16 +268,19 @@ def noncell_warning(vocabulary: Vocabulary, classes: list[str]) -> str:
     for them: every such object is then counted as one of its cell classes."""
     outcomes = [c for c in vocabulary.fine_codes if not vocabulary.counted(c)]
     missing = [c for c in outcomes if c not in classes]
-    if not missing:
+    if outcomes and not missing:
         return ""
-    if len(missing) == len(outcomes):
-        what = "no outcome for objects that are not nucleated cells"
-    else:
-        what = f"no outcome for {_names(vocabulary, missing)}"
+    where = 'docs/counting.md, "Objects that are not cells"'
+    if len(missing) == len(outcomes):  # none (or a vocabulary that names none)
+        return (
+            "this model has no outcome for objects that are not nucleated cells (red cells, "
+            "platelets, debris): any such object found is counted as one of its cell classes. "
+            "Review every cell, or count with a model trained with mined non-cells "
+            f"(`marrowdiff mine`; {where})"
+        )
     return (
-        f"this model has {what}: any such object found is counted as one of its cell "
-        "classes. Review every cell, or count with a model trained with mined non-cells "
-        '(`marrowdiff mine`; docs/counting.md, "Objects that are not cells")'
+        f"this model has no outcome for {_names(vocabulary, missing)}: any such object found "
+        f"is counted as one of its cell classes; review the cells ({where})"
     )
 
 

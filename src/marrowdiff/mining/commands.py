@@ -32,7 +32,7 @@ def register(sub) -> None:
         default=defaults.debris,
         help="drawn debris crops per field, on the field's own background",
     )
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--seed", type=int, default=defaults.seed, help="of the drawn debris")
     p.set_defaults(run=cmd_mine)
 
 

@@ -52,6 +52,8 @@ def background_point(
     """A point of a field of `shape` at least `away` px from every point `taken` and from
     the border, or None when none was found in `tries` draws."""
     h, w = shape
+    if min(h, w) < away:
+        return None
     for _ in range(tries):
         y, x = rng.uniform(away / 2, h - away / 2), rng.uniform(away / 2, w - away / 2)
         if all(np.hypot(y - ty, x - tx) >= away for ty, tx in taken):

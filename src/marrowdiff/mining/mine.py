@@ -9,6 +9,7 @@ set `marrowdiff train` reads (a CSV manifest of crops) with splits inherited ima
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections import Counter
@@ -106,7 +107,7 @@ def mine(
         for k, (outcome, patch) in enumerate(mine_field(image, config, rng, centred)):
             path = f"crops/{outcome}/{i:06d}-{stem}-{k}.jpg"
             write_bytes(out / path, _jpeg(patch, config.quality))
-            rows.append(f"{_csv(path)},{outcome},{_csv(record.path)}")
+            rows.append((path, outcome, record.path))
             sources[path], labels[path] = record.path, outcome
             tally[outcome] += 1
     if not sum(n for outcome, n in tally.items() if outcome != "artefact"):  # drawn only
@@ -114,12 +115,14 @@ def mine(
             f"{dataset.source}: no object was mined from {len(dataset)} field(s); mining needs "
             "whole fields with a labelled cell at the centre (as PBC's)"
         )
-    write_text(out / MANIFEST, "path,label,group\n" + "\n".join(rows) + "\n")
+    manifest = io.StringIO()
+    csv.writer(manifest, lineterminator="\n").writerows([("path", "label", "group"), *rows])
+    write_text(out / MANIFEST, manifest.getvalue())
     derived = derive_splits(splits, sources, labels)
-    mined_set = open_dataset(out / MANIFEST, VOCABULARY)
+    written = open_dataset(out / MANIFEST, VOCABULARY)
     derived["dataset"] = {
         "source": str(out / MANIFEST),
-        "fingerprint": mined_set.fingerprint,
+        "fingerprint": written.fingerprint,
         "vocabulary": VOCABULARY,
     }
     Splits(derived).write(out)
@@ -174,7 +177,3 @@ def _jpeg(patch: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(patch).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
-
-
-def _csv(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text

@@ -17,7 +17,7 @@ from marrowdiff.data.splits import AUDIT_DIR, Splits
 from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
 from marrowdiff.inference.export import export_onnx, quantisation_summary
 from marrowdiff.inference.predict import load_classifier
-from marrowdiff.mining.mine import mined_set
+from marrowdiff.mining.mine import MiningError, mined_set
 from marrowdiff.pipeline.holdout import split_fit_evaluate
 from marrowdiff.synthetic.fields import write_fields
 from marrowdiff.training.cells import Source
@@ -102,6 +102,10 @@ def _pretrained_on_pbc(d: DemoConfig, options: FitOptions, log) -> FitOptions:
     pretrain = load_config(d.config, train__epochs=epochs)
     held = split_fit_evaluate(pbc, d.out / "pbc", pretrain, options=options, modes=(), log=log)
     log(f"== mine PBC's fields for objects that are not nucleated cells, into {d.out / 'mined'}")
-    mined, mined_splits = mined_set(pbc, held.splits, d.out / "mined", log=log)
-    also = (Source(pbc, held.splits, PBC_WEIGHT), Source(mined, mined_splits, MINED_WEIGHT))
+    also = (Source(pbc, held.splits, PBC_WEIGHT),)
+    try:
+        mined, mined_splits = mined_set(pbc, held.splits, d.out / "mined", log=log)
+        also += (Source(mined, mined_splits, MINED_WEIGHT),)
+    except MiningError as error:  # fields too small to hold anything but their cell
+        log(f"note: {error}; the model will have no outcomes for objects that are not cells")
     return FitOptions(also=also, init=held.run, progress=options.progress)
