@@ -42,13 +42,19 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="white-cell test images")
     parser.add_argument("--platelets", type=int, default=60, help="platelet test images")
     parser.add_argument("--radius", type=float, default=0.45, help="cell diameters")
+    parser.add_argument(
+        "--side",
+        choices=["test", "val"],
+        default="test",
+        help="PBC's test split, or fold 0's validation side (to choose between models)",
+    )
     parser.add_argument("--sheet", type=Path, help="PNG of the objects counted that are not")
     args = parser.parse_args()
     classifier = load_classifier([args.model])
     vocabulary = classifier.vocabulary
     dataset = open_dataset(args.pbc, "pbc")
     splits = Splits.read(args.splits, dataset)
-    test = sorted(splits.test)
+    test = sorted(splits.test if args.side == "test" else splits.fold(0)[1])
     cells = spread([p for p in test if splits.labels[p] != "platelet"], args.images)
     platelets = spread([p for p in test if splits.labels[p] == "platelet"], args.platelets)
     config = CountConfig()
@@ -84,7 +90,8 @@ def main() -> None:
         sure.update(hits=hit, wrong=len(others))
     counted_n = hits + wrong
     print(
-        f"{len(cells)} white-cell test fields: {found_n} objects found, {counted_n} counted; "
+        f"{len(cells)} white-cell {args.side} fields: {found_n} objects found, "
+        f"{counted_n} counted; "
         f"precision {hits / max(1, counted_n):.3f} ({wrong} counted objects are not the "
         f"labelled cell), recall {hits / len(cells):.3f} ({hits} of {len(cells)} labelled "
         f"cells counted)"
@@ -102,7 +109,7 @@ def main() -> None:
         f"under {SMALL} of a cell's area (what a size rule at the detector would drop)"
     )
     with_cell = sum(bool(counted_objects(p)[2]) for p in platelets)
-    print(f"{len(platelets)} platelet test fields: {with_cell} give a counted cell")
+    print(f"{len(platelets)} platelet {args.side} fields: {with_cell} give a counted cell")
     if args.sheet:
         draw_sheet(extra, args.sheet, config.crop_side)
         print(f"{args.sheet}: the {len(extra)} objects counted that are not the labelled cell")

@@ -41,7 +41,7 @@ def marrow_run(tmp_path_factory):
     """A tiny marrow14 model with two cell classes and the red-cell outcome."""
     rng = np.random.default_rng(5)
     root = tmp_path_factory.mktemp("marrow")
-    for k in range(26):
+    for k in range(12):
         write_image(root / "d" / "myeloblast" / f"{k}.png", synthetic_cell(rng, 48, radius=16))
         write_image(root / "d" / "lymphocyte" / f"{k}.png", synthetic_cell(rng, 48, radius=8))
         red = np.full((48, 48, 3), (232, 220, 215), np.uint8)
@@ -49,7 +49,7 @@ def marrow_run(tmp_path_factory):
         write_image(root / "d" / "red_cell" / f"{k}.png", red)
     dataset = open_dataset(root / "d", "marrow14")
     splits = splits_for_run(dataset, root / "run", log=lambda m: None)
-    fit(tiny_config(2), dataset, splits, root / "run", log=lambda m: None)
+    fit(tiny_config(1), dataset, splits, root / "run", log=lambda m: None)
     return root / "run"
 
 
