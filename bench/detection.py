@@ -54,6 +54,9 @@ def main() -> None:
     )
     parser.add_argument("--tta", action="store_true", help="count with the 8 rotations/flips")
     parser.add_argument(
+        "--red-cells", type=int, default=FieldConfig.red_cells, help="drawn red cells a field"
+    )
+    parser.add_argument(
         "--case-fields",
         type=int,
         default=8,
@@ -68,7 +71,8 @@ def main() -> None:
     true_counts, found_counts, aside, recalled = Counter(), Counter(), Counter(), [0, 0]
     cases: list[list[tuple]] = [[]]  # per case: (truth, cells) of each field
     for k in range(args.fields):
-        field, truth = make_field(patches, labels, FieldConfig(), seed=args.seed * 100_000 + k)
+        shape = FieldConfig(red_cells=args.red_cells)
+        field, truth = make_field(patches, labels, shape, seed=args.seed * 100_000 + k)
         began = time.perf_counter()
         found = detect(field, config)
         seconds += time.perf_counter() - began

@@ -177,3 +177,16 @@ def test_splits_of_another_data_set_are_refused(fields, tmp_path):
     other = Splits(splits.to_dict() | {"dataset": {"fingerprint": "0" * 64}}, "other.json")
     with pytest.raises(MiningError, match="other.json was made for another listing"):
         mine(dataset, other, tmp_path / "mined")
+
+
+def test_the_mine_command_writes_the_set_and_names_bad_splits(fields, tmp_path, capsys):
+    from marrowdiff.cli import main
+
+    dataset, splits = fields
+    splits.write(tmp_path)
+    argv = ["mine", str(dataset.source), "--vocab", "marrow14", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--splits", str(tmp_path / "splits.json")]) == 0
+    assert "objects mined from 24 fields" in capsys.readouterr().out
+    assert (tmp_path / "m" / "manifest.csv").is_file()
+    assert main([*argv, "--splits", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: no splits file" in capsys.readouterr().err
