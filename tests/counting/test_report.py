@@ -260,7 +260,13 @@ def test_the_report_page_shows_the_set_aside_objects_apart(tmp_path):
 
 
 def test_an_object_is_first_a_cell_or_not_by_summed_probability_then_its_class():
-    from marrowdiff.counting.report import counted_mask, top_class
+    from marrowdiff.inference.predict import top_classes
+
+    def top_class(p, counted):
+        return int(top_classes(p[None, :], counted)[0])
+
+    def counted_mask(vocabulary, classes):
+        return np.array([vocabulary.counted(c) for c in classes])
 
     classes = ["myeloblast", "promyelocyte", "myelocyte", "red_cell", "platelet"]
     counted = counted_mask(MARROW, classes)

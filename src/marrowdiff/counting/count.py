@@ -12,14 +12,7 @@ from PIL import Image
 
 from marrowdiff.cellsize import Scale, reframed
 from marrowdiff.counting.detect import DetectConfig, crop, detect, size_warning
-from marrowdiff.counting.report import (
-    About,
-    Cell,
-    FieldImage,
-    ReportConfig,
-    counted_mask,
-    top_class,
-)
+from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig
 from marrowdiff.counting.report_files import write_patch_csv, write_report
 from marrowdiff.counting.scale import heading
 from marrowdiff.data.sources import Input, read_inputs
@@ -57,10 +50,10 @@ def classify_images(
 ) -> list[Cell]:
     """One Cell per (name, single-cell patch), x and y at the patch centre."""
     proba, unsure, distance = classifier.classify([image for _, image in named], tta)
-    counted = counted_mask(classifier.vocabulary, classifier.classes)
     cells = []
-    for (name, image), p, u, d in zip(named, proba, unsure, distance, strict=True):
-        k = top_class(p, counted)
+    for (name, image), p, k, u, d in zip(
+        named, proba, classifier.top(proba), unsure, distance, strict=True
+    ):
         h, w = image.shape[:2]
         cells.append(
             Cell(
@@ -163,10 +156,9 @@ def count_field(
     found = detect(image, config.detect)
     patches = [crop(image, d.y, d.x, config.crop_side) for d in found]
     proba, unsure, distance = classifier.classify(patches, config.tta)
-    counted = counted_mask(classifier.vocabulary, classifier.classes)
+    top = classifier.top(proba)
     cells = []
-    for d, patch, p, u, far in zip(found, patches, proba, unsure, distance, strict=True):
-        k = top_class(p, counted)
+    for d, patch, p, k, u, far in zip(found, patches, proba, top, unsure, distance, strict=True):
         flag = "border" if d.border and not config.include_border else "unsure" if u else ""
         label, sure = classifier.classes[k], float(p[k])
         cells.append(Cell(name, d.x, d.y, label, sure, flag, p, thumbnail(patch), False, far))
@@ -226,7 +218,7 @@ def classify_to_csv(
         np.concatenate([part.unsure for part in parts])[rank],
         np.concatenate([part.distance for part in parts])[rank],
     )
-    write_patch_csv(out, found, classes, counted_mask(classifier.vocabulary, classes))
+    write_patch_csv(out, found, classes, classifier.top(found.proba))
     return found
 
 

@@ -240,22 +240,6 @@ def summarise(
     )
 
 
-def counted_mask(vocabulary: Vocabulary, classes: list[str]) -> np.ndarray:
-    """(C,) bool: which of a model's classes enter the differential (a class the vocabulary
-    does not know is counted)."""
-    return np.array([c not in vocabulary.codes or vocabulary.counted(c) for c in classes])
-
-
-def top_class(proba: np.ndarray, counted: np.ndarray) -> int:
-    """The class an object is given: first, cell or not, by the summed probability of the
-    classes that are counted against those that are not (ties: a cell); then the likeliest
-    class of that side. Plain argmax would set a cell aside whenever its probability is spread
-    over neighbouring stages while the rest sits on one outcome (0.3 red cell against 0.7 over
-    six stages); with every class counted (or none) it is argmax."""
-    side = counted if proba[counted].sum() >= proba[~counted].sum() else ~counted
-    return int(np.flatnonzero(side)[proba[side].argmax()])
-
-
 def set_aside(cells: list[Cell], vocabulary: Vocabulary) -> list[Cell]:
     """The objects set aside as not nucleated cells: of a class the vocabulary does not count
     (a platelet, a red cell or overlap, debris), and not cut by the border or rejected."""

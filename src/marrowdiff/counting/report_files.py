@@ -10,14 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from marrowdiff.classes import Vocabulary
-from marrowdiff.counting.report import (
-    About,
-    Cell,
-    FieldImage,
-    ReportConfig,
-    summarise,
-    top_class,
-)
+from marrowdiff.counting.report import About, Cell, FieldImage, ReportConfig, summarise
 from marrowdiff.counting.report_html import render_html
 from marrowdiff.domain import DomainCheck
 from marrowdiff.fileio import atomic_open, write_json, write_text
@@ -46,18 +39,17 @@ def _distance(d: float) -> float | str:
     return round(float(d), 4) if np.isfinite(d) else ""
 
 
-def write_patch_csv(path: Path, found, classes: list[str], counted: np.ndarray) -> None:
+def write_patch_csv(path: Path, found, classes: list[str], top: np.ndarray) -> None:
     """`classify`'s CSV (path, class, probability, flag, distance, p_<class>...: the columns and
     rounding of `cell_rows` without x and y) of `count.Classified` patches, written row by
-    row, atomically; each patch's class is `report.top_class` (`counted`: `counted_mask`)."""
+    row, atomically; `top`: each patch's class index (`Classifier.top`)."""
     head = ["path", "class", "probability", "flag", "distance", *(f"p_{k}" for k in classes)]
     with atomic_open(path, "w") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(head)
-        for name, p, u, d in zip(
-            found.names, found.proba, found.unsure, found.distance, strict=True
+        for name, p, k, u, d in zip(
+            found.names, found.proba, top, found.unsure, found.distance, strict=True
         ):
-            k = top_class(p, counted)
             writer.writerow(
                 [name, classes[k], round(float(p[k]), 4), "unsure" if u else "", _distance(d),
                  *(round(float(v), 4) for v in p)]

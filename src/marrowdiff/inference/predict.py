@@ -392,6 +392,18 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     return TorchModel.from_checkpoint(load_checkpoint(path), device)
 
 
+def top_classes(proba: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """(N,) the class each of N objects is given, from (N, C) probabilities and which of the C
+    classes enter the differential (`counted`): first, cell or not, by the summed probability
+    of the counted classes against the others (ties: a cell); then the likeliest class of
+    that side. Plain argmax would set a cell aside whenever its probability is spread over
+    neighbouring stages while the rest sits on one outcome (0.3 red cell against 0.7 over six
+    stages); with every class counted (or none) it is argmax."""
+    cell = proba[:, counted].sum(1) >= proba[:, ~counted].sum(1)
+    side = np.where(cell[:, None], counted[None, :], ~counted[None, :])
+    return np.where(side, proba, -np.inf).argmax(1)
+
+
 class Predictions(NamedTuple):
     """What a classifier says of N cells."""
 
@@ -409,6 +421,12 @@ class Classifier:
         self.classes = global_.classes
         self.vocabulary = global_.vocabulary
         self.geometry = global_.geometry
+        # which classes enter the differential (a platelet or a red cell does not); a class
+        # the vocabulary does not know is counted
+        known = set(self.vocabulary.codes)
+        self.counted = np.array(
+            [c not in known or self.vocabulary.counted(c) for c in self.classes], bool
+        )
 
     @property
     def dual_stage(self) -> bool:
@@ -453,6 +471,10 @@ class Classifier:
     def unsure(self, proba: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N,) bool: below the calibrated threshold, the cells to look at first."""
         return proba.max(1) < self.calibration(tta).threshold if len(proba) else np.zeros(0, bool)
+
+    def top(self, proba: np.ndarray) -> np.ndarray:
+        """(N,) the class index each object is given (`top_classes`)."""
+        return top_classes(proba.reshape(-1, len(self.classes)), self.counted)
 
     def classify(self, images: list[np.ndarray], tta: bool = False) -> Predictions:
         """Calibrated probabilities, "unsure" flags and distances from the training cells."""

@@ -14,8 +14,8 @@ def register(sub) -> None:
     defaults = MineConfig()
     p = sub.add_parser(
         "mine",
-        help="mine the fields of a centred-cell data set (PBC) for red cells, platelets, parts "
-        "of cells and drawn debris: a data set to train on beside it",
+        help="mine the fields of a centred-cell data set (PBC) for red cells and platelets, "
+        "with debris drawn on their backgrounds: a data set to train on beside it",
     )
     data_args(p)
     p.set_defaults(vocab="pbc")

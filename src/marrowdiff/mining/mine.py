@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from marrowdiff import __version__
 from marrowdiff.counting.detect import DetectConfig, crop, detect
@@ -25,6 +24,7 @@ from marrowdiff.data.datasets import Dataset, open_dataset
 from marrowdiff.data.splits import Splits, derive_splits
 from marrowdiff.errors import UserError
 from marrowdiff.fileio import write_bytes, write_json, write_text
+from marrowdiff.images import encode_jpeg
 from marrowdiff.mining.debris import background_point, draw_debris
 from marrowdiff.mining.objects import LABELLED, SKIP, SortConfig, nuclear_share, sort_objects
 
@@ -106,7 +106,7 @@ def mine(
         stem = Path(record.path).stem
         for k, (outcome, patch) in enumerate(mine_field(image, config, rng, centred)):
             path = f"crops/{outcome}/{i:06d}-{stem}-{k}.jpg"
-            write_bytes(out / path, _jpeg(patch, config.quality))
+            write_bytes(out / path, encode_jpeg(patch, quality=config.quality))
             rows.append((path, outcome, record.path))
             sources[path], labels[path] = record.path, outcome
             tally[outcome] += 1
@@ -171,9 +171,3 @@ def mined_set(
         mine(dataset, splits, out, config, log, progress)
     mined = open_dataset(Path(out) / MANIFEST, VOCABULARY)
     return mined, Splits.read(out, mined)
-
-
-def _jpeg(patch: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(patch).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()

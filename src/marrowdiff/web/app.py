@@ -295,7 +295,7 @@ def create_app(
                     "abbrev": vocabulary[code].abbrev if code in vocabulary.codes else code,
                     "key": REVIEW_KEYS[i] if i < len(REVIEW_KEYS) else None,
                     # False: a platelet, red cell or debris, set aside, never counted
-                    "counted": code not in vocabulary.codes or vocabulary.counted(code),
+                    "counted": bool(station.classifier.counted[i]),
                 }
                 for i, code in enumerate(station.classifier.classes)
             ],
