@@ -19,7 +19,8 @@ STAGES = (
     "marrowdiff.training.commands",  # train
     "marrowdiff.evaluation.commands",  # evaluate
     "marrowdiff.inference.commands",  # calibrate, export
-    "marrowdiff.counting.commands",  # classify, count
+    "marrowdiff.counting.commands",  # classify
+    "marrowdiff.slides.commands",  # count (fields and slides)
     "marrowdiff.web.commands",  # serve, users
     "marrowdiff.pipeline.commands",  # demo, experiment
     "marrowdiff.mining.commands",  # mine
@@ -30,10 +31,10 @@ COMMANDS = {
     "train": STAGES[1],
     "evaluate": STAGES[2],
     "calibrate": STAGES[3], "export": STAGES[3],
-    "classify": STAGES[4], "count": STAGES[4],
-    "serve": STAGES[5], "users": STAGES[5],
-    "demo": STAGES[6], "experiment": STAGES[6],
-    "mine": STAGES[7],
+    "classify": STAGES[4], "count": STAGES[5],
+    "serve": STAGES[6], "users": STAGES[6],
+    "demo": STAGES[7], "experiment": STAGES[7],
+    "mine": STAGES[8],
 }  # fmt: skip
 
 

@@ -47,4 +47,7 @@ def test_demo_trains_on_both_sets_tests_on_both_exports_and_counts(
     assert len(model.state["also"]) == 1 and "red_cell" not in model.classes
     assert any("no outcome for objects that are not nucleated" in w for w in report["warnings"])
     assert (demo / "model-int8.onnx").is_file()
-    assert "differential report of synthetic fields" in out
+    assert "differential reports of synthetic fields" in out and "of a synthetic slide" in out
+    slide = json.loads((demo / "slide" / "count" / "report.json").read_text())
+    assert slide["slide"]["working"]["model_mpp"] == 0.136  # the archive's, recorded in training
+    assert slide["slide"]["tiles"]["counted"] > 0 and slide["n_cells_found"] > 0

@@ -1,4 +1,5 @@
-"""`marrowdiff classify` and `count`: patches into a CSV; fields into a differential report."""
+"""`marrowdiff classify`: patches into a CSV; and what `count` (`slides.commands`, which
+counts slides too) does with fields: count them into a differential report."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from pathlib import Path
 from marrowdiff.arguments import log, model_args, progress
 from marrowdiff.counting.count import CountConfig, classify_to_csv, count_to_report
 from marrowdiff.counting.detect import DetectConfig
-from marrowdiff.counting.report import MOSTLY_UNSURE, ReportConfig, check_config
+from marrowdiff.counting.report import MOSTLY_UNSURE, ReportConfig
 from marrowdiff.counting.scale import (
     RESCALE,
     choose_scale,
     colours,
-    field_sample,
     heading,
     patch_sample,
 )
@@ -39,16 +39,6 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
     scale_args(p)
     p.set_defaults(run=cmd_classify)
-
-    p = sub.add_parser("count", help="find and classify the cells of fields; write the report")
-    model_args(p)
-    p.add_argument("inputs", nargs="+", help="field images, folders or zips of them")
-    p.add_argument("--out", type=Path, required=True, help="report folder")
-    count_args(p)
-    scale_args(p)
-    for name, text in CASE_OPTIONS.items():
-        p.add_argument(f"--{name}", help=f"{text} (default: none)")
-    p.set_defaults(run=cmd_count)
 
 
 def scale_args(p: argparse.ArgumentParser) -> None:
@@ -144,20 +134,6 @@ def listed(paths: list[str]) -> tuple[list[Input], list[Skipped]]:
     for entry in passed:
         log(f"skipped {entry.path}: {entry.reason}")
     return inputs, passed
-
-
-def cmd_count(args) -> int:
-    classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
-    config, report_config = count_configs(args)
-    check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before any work
-    case = {k: getattr(args, k) for k in CASE_OPTIONS if getattr(args, k)}
-    inputs, _ = listed(args.inputs)
-    sample = field_sample(inputs, config.detect)
-    config = replace(config, scale=choose_scale(classifier, sample, args.rescale, args.mpp))
-    colour = colours(classifier, sample)
-    return count_and_say(
-        classifier, inputs, config, report_config, args.out, args.model, case, colour
-    )
 
 
 def count_and_say(

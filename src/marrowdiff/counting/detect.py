@@ -101,12 +101,12 @@ def detect(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[Det
     d = config.cell_diameter * config.scale
     cell_area = np.pi * (d / 2) ** 2
     distance = ndi.distance_transform_edt(mask)
-    blobs, _ = ndi.label(mask)
+    # One search over the whole image (not blob by blob, which is slow with many blobs):
+    # peaks lie inside blobs anyway, where the distance is above `threshold_abs`.
     peaks = peak_local_max(
         distance,
         min_distance=max(1, int(config.min_separation * d / 2)),
         threshold_abs=max(1.0, 0.1 * d),
-        labels=blobs,
         exclude_border=False,
     )
     markers = np.zeros(mask.shape, np.int32)
@@ -119,8 +119,7 @@ def detect(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[Det
             continue
         # The centroid of the region's convex hull: a kidney-shaped nucleus or a watershed cut
         # leaves a concavity that would pull the plain centroid off the cell's centre.
-        ys, xs = np.nonzero(region.image_convex)
-        cy, cx = region.bbox[0] + ys.mean(), region.bbox[1] + xs.mean()
+        cy, cx = hull_centre(region.coords)
         top, left, bottom, right = region.bbox
         border = min(top, left, mask.shape[0] - bottom, mask.shape[1] - right) <= 1
         found.append(
@@ -134,6 +133,33 @@ def detect(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[Det
     return sorted(merged(found, config.merge * config.cell_diameter), key=lambda c: (c.y, c.x))
 
 
+def hull_centre(coords: np.ndarray) -> tuple[float, float]:
+    """The centroid of the convex hull of a blob's pixels ((N, 2) row, column, in raster
+    order), in pixel coordinates: the hull of the corners of each row's outermost pixels, as
+    a polygon (its area centroid; what the mean of the filled hull's pixels approximates,
+    without filling it)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    rows = coords[:, 0]
+    breaks = np.flatnonzero(rows[1:] != rows[:-1])
+    first = np.concatenate(([0], breaks + 1))
+    last = np.concatenate((breaks, [len(rows) - 1]))
+    ends = np.concatenate([coords[first], coords[last]]).astype(float)
+    corners = np.concatenate([ends + offset for offset in CORNERS])
+    try:
+        ring = corners[ConvexHull(corners).vertices]  # in order around the hull
+    except QhullError:  # too few pixels for an area
+        return float(rows.mean()), float(coords[:, 1].mean())
+    y, x = ring[:, 0], ring[:, 1]
+    y1, x1 = np.concatenate((y[1:], y[:1])), np.concatenate((x[1:], x[:1]))
+    cross = x * y1 - x1 * y
+    six_area = 3 * cross.sum()
+    return float(((y + y1) * cross).sum() / six_area), float(((x + x1) * cross).sum() / six_area)
+
+
+CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+
+
 def merged(found: list[Detection], within: float) -> list[Detection]:
     """Detections whose centres lie closer than `within` px joined into one (transitively):
     the pieces of one cell that the watershed cut apart (the lobes of a segmented neutrophil),
@@ -144,9 +170,11 @@ def merged(found: list[Detection], within: float) -> list[Detection]:
     yx = np.array([(d.y, d.x) for d in found])
     close = np.hypot(*(yx[:, None, :] - yx[None, :, :]).transpose(2, 0, 1)) < within
     _, group = connected_components(close, directed=False)
+    groups: dict[int, list[Detection]] = {}
+    for d, g in zip(found, group, strict=True):
+        groups.setdefault(int(g), []).append(d)
     out = []
-    for g in np.unique(group):
-        pieces = [d for d, k in zip(found, group, strict=True) if k == g]
+    for pieces in groups.values():
         area = sum(d.area for d in pieces)
         out.append(
             Detection(
@@ -207,11 +235,18 @@ def size_warning(found: list[Detection], config: DetectConfig) -> str:
 
 
 def crop(image: np.ndarray, y: float, x: float, size: int) -> np.ndarray:
-    """A (size, size, 3) crop of `image` centred on (y, x), reflect-padded beyond the border."""
+    """A (size, size, 3) crop of `image` centred on (y, x), reflect-padded beyond the border
+    (a piece around the crop is padded, not the whole image)."""
     top, left = int(round(y - size / 2)), int(round(x - size / 2))
     h, w = image.shape[:2]
     pad = max(0, -top, -left, top + size - h, left + size - w)
-    if pad:
-        image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        top, left = top + pad, left + pad
-    return np.ascontiguousarray(image[top : top + size, left : left + size])
+    if not pad:
+        return np.ascontiguousarray(image[top : top + size, left : left + size])
+    # The piece reaches 2 x pad beyond the crop, so that its reflection is the image's.
+    y0, y1 = max(top - 2 * pad, 0), min(top + size + 2 * pad, h)
+    x0, x1 = max(left - 2 * pad, 0), min(left + size + 2 * pad, w)
+    above, below = max(0, y0 - top), max(0, top + size - y1)
+    before, after = max(0, x0 - left), max(0, left + size - x1)
+    piece = np.pad(image[y0:y1, x0:x1], ((above, below), (before, after), (0, 0)), "reflect")
+    ty, tx = top - y0 + above, left - x0 + before
+    return np.ascontiguousarray(piece[ty : ty + size, tx : tx + size])

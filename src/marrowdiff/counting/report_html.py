@@ -70,9 +70,11 @@ def render_html(
     fields: list[FieldImage],
     vocabulary: Vocabulary,
     about: About,
+    extra: str = "",
 ) -> str:
     """The report as one offline page: particulars, review status, alerts and warnings, the
-    estimate, the sure cells, galleries and every field with its cells outlined."""
+    estimate, the sure cells, galleries and every field with its cells outlined; `extra`: a
+    section of HTML after the galleries (a slide's details and map)."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>marrowdiff differential count</title>",
@@ -87,6 +89,7 @@ def render_html(
         _estimate_section(summary),
         _sure_section(summary),
         _galleries(cells, vocabulary),
+        extra,
         _fields_section(fields, cells, vocabulary, about.cell_radius),
         "</body></html>",
     ]

@@ -41,6 +41,9 @@ class PublicArchive:
     vocabulary: str  # the built-in vocabulary that reads it
     citation: str
     manifest: str = ""  # manifests/<name> (gzip): path<TAB>bytes<TAB>sha256 of each image kept
+    # Microns per pixel of its images: an estimate (neither set says it; docs/slides.md, "The
+    # model's scale"), recorded in the models the demo trains so that slides can be read at it.
+    mpp: float | None = None
 
 
 PUBLIC_ARCHIVES = {
@@ -52,6 +55,7 @@ PUBLIC_ARCHIVES = {
         size=1_732_652,
         vocabulary="choi2017",
         citation="Choi JW et al. (2017) PLoS ONE 12(12): e0189259 (CC BY 4.0)",
+        mpp=0.136,  # its 144 px patches; from PBC's by the neutrophils' nuclear size
     ),
     # Mendeley Data's address for the whole data set (17,092 images, about 270 MB). The
     # manifest lists the 9,975 images marrowdiff uses: every immature granulocyte, neutrophil
@@ -66,6 +70,7 @@ PUBLIC_ARCHIVES = {
         citation="Acevedo A et al. (2020) Data in Brief 30:105474; Mendeley Data V1, "
         "doi:10.17632/snkd93bnjr.1 (CC BY 4.0)",
         manifest="pbc.tsv.gz",
+        mpp=0.093,  # from its red cells' median diameter, taken as 7.5 microns
     ),
 }
 

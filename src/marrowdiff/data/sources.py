@@ -73,8 +73,8 @@ def read_inputs(
             slide = slide_format(item)
             if slide:
                 raise ImageReadError(
-                    f"a whole-slide file ({slide}), not a field: fields and patches are read; "
-                    "export fields of its counting area (e.g. from QuPath) and count those"
+                    f"a whole-slide file ({slide}), not a patch or field: count it with "
+                    "`marrowdiff count MODEL SLIDE` (docs/slides.md)"
                 )
             yield item, decode_rgb(item.read_bytes())
         except (ImageReadError, OSError, zipfile.BadZipFile) as error:

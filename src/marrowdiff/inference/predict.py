@@ -250,13 +250,15 @@ class OnnxModel(Model):
     """An exported file: the graph (normalisation inside it) and marrowdiff's metadata, every
     piece of which is checked against the graph and against its checksums when it loads."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, spin: bool = True):
         import onnx
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:  # idle threads sleep between runs: the CPU goes to work beside them
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if not Path(path).is_file():
             raise ModelError(f"{path}: not a file; give an .onnx file from `marrowdiff export`")
         data = Path(path).read_bytes()
@@ -376,7 +378,7 @@ def _check_description(path, meta: dict) -> None:
         ) from None
 
 
-def load_model(path: str | Path, device: str = "cpu") -> Model:
+def load_model(path: str | Path, device: str = "cpu", spin: bool = True) -> Model:
     """A run folder, a .pt checkpoint or an exported .onnx file. `device` (cpu, cuda, auto)
     places a PyTorch model; an ONNX model runs on the CPU (ONNX Runtime's CPU provider)."""
     path = Path(path)
@@ -386,7 +388,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
             "a .pt checkpoint or an .onnx file from `marrowdiff export`"
         )
     if path.suffix.lower() == ".onnx":
-        return OnnxModel(path)
+        return OnnxModel(path, spin=spin)
     from marrowdiff.run import load_checkpoint
 
     return TorchModel.from_checkpoint(load_checkpoint(path), device)
@@ -484,13 +486,16 @@ class Classifier:
 
 
 def load_classifier(
-    paths: list[str | Path], device: str = "cpu", stain: str = "none"
+    paths: list[str | Path], device: str = "cpu", stain: str = "none", spin: bool = True
 ) -> Classifier:
     """One model, or a dual-stage set: the first global, the rest local models; `stain`:
-    the stain normalisation of their input windows ("none" or "reinhard", `stain.py`)."""
+    the stain normalisation of their input windows ("none" or "reinhard", `stain.py`).
+    `spin=False`: ONNX Runtime's idle threads sleep between runs instead of spinning, for
+    work that runs beside the classifier (a slide's tile readers: 515 -> 586 cells/s on 2
+    cores; classifying alone, spinning is faster: 1,060 against 1,010 cells/s)."""
     if not paths:
         raise ValueError("no model given")
-    models = [load_model(p, device) for p in paths]
+    models = [load_model(p, device, spin) for p in paths]
     for model in models:
         model.use_stain(stain)
     return Classifier(models[0], models[1:])

@@ -3,7 +3,7 @@ exported and counted, into one run folder."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from marrowdiff.config import load_config
@@ -11,7 +11,7 @@ from marrowdiff.counting.commands import count_and_say
 from marrowdiff.counting.count import CountConfig
 from marrowdiff.counting.report import ReportConfig
 from marrowdiff.data.datasets import DatasetError, open_dataset
-from marrowdiff.data.public import fetch
+from marrowdiff.data.public import PUBLIC_ARCHIVES, fetch
 from marrowdiff.data.sources import list_inputs
 from marrowdiff.data.splits import AUDIT_DIR, Splits
 from marrowdiff.evaluation.evaluate import EvalConfig, evaluate_run
@@ -19,7 +19,10 @@ from marrowdiff.inference.export import export_onnx, quantisation_summary
 from marrowdiff.inference.predict import load_classifier
 from marrowdiff.mining.mine import MiningError, mined_set
 from marrowdiff.pipeline.holdout import split_fit_evaluate
+from marrowdiff.slides.count import SlideCountConfig
+from marrowdiff.slides.job import count_slide
 from marrowdiff.synthetic.fields import write_fields
+from marrowdiff.synthetic.slide import write_demo_slide
 from marrowdiff.training.cells import Source
 from marrowdiff.training.train import FitOptions
 
@@ -52,7 +55,8 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
             "with --no-pbc"
         )
     dataset = open_dataset(data, "choi2017" if d.pbc is None else "marrow14")
-    options = FitOptions(progress=progress)
+    # The archive's microns per pixel (an estimate: docs/slides.md), so that slides can be counted
+    options = FitOptions(progress=progress, mpp=PUBLIC_ARCHIVES["wbc_plosone"].mpp)
     if d.pbc is not None:
         options = _pretrained_on_pbc(d, options, log)
     log("== audit, split and train" + (" on the archive and PBC" if d.pbc else "") + "; test")
@@ -81,10 +85,22 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
         d.out / "count",
         str(onnx),
     )
+    log("== count a synthetic marrow slide made from the held-out test cells (docs/slides.md)")
+    slide = write_demo_slide(dataset, held.splits.test, d.out / "slide" / "marrow.tiff")
+    count_slide(
+        load_classifier([int8], spin=False),
+        slide,
+        SlideCountConfig(cells=None),
+        ReportConfig(),
+        d.out / "slide" / "count",
+        str(int8),
+        log=log,
+    )
     print(
         f"model: {held.run} (metrics.json, confusion.png, misclassified.html, curves.png); "
-        f"audit: {d.out / AUDIT_DIR / 'audit.html'}; differential report of synthetic "
-        f"fields: {d.out / 'count' / 'report.html'}"
+        f"audit: {d.out / AUDIT_DIR / 'audit.html'}; differential reports of synthetic "
+        f"fields: {d.out / 'count' / 'report.html'}, and of a synthetic slide: "
+        f"{d.out / 'slide' / 'count' / 'report.html'}"
     )
     return code
 
@@ -100,7 +116,8 @@ def _pretrained_on_pbc(d: DemoConfig, options: FitOptions, log) -> FitOptions:
         "epochs"
     )
     pretrain = load_config(d.config, train__epochs=epochs)
-    held = split_fit_evaluate(pbc, d.out / "pbc", pretrain, options=options, modes=(), log=log)
+    on_pbc = replace(options, mpp=PUBLIC_ARCHIVES["pbc"].mpp)
+    held = split_fit_evaluate(pbc, d.out / "pbc", pretrain, options=on_pbc, modes=(), log=log)
     log(f"== mine PBC's fields for objects that are not nucleated cells, into {d.out / 'mined'}")
     also = (Source(pbc, held.splits, PBC_WEIGHT),)
     try:
@@ -108,4 +125,4 @@ def _pretrained_on_pbc(d: DemoConfig, options: FitOptions, log) -> FitOptions:
         also += (Source(mined, mined_splits, MINED_WEIGHT),)
     except MiningError as error:  # fields too small to hold anything but their cell
         log(f"note: {error}; the model will have no outcomes for objects that are not cells")
-    return FitOptions(also=also, init=held.run, progress=options.progress)
+    return replace(options, also=also, init=held.run)
