@@ -203,3 +203,15 @@ def test_a_tile_that_does_not_decode_is_left_out_and_said_the_others_counted(
     assert (
         warning.startswith("1 tile(s) of the slide could not be read") and "marrow.tiff" in warning
     )
+
+
+def test_a_countable_area_with_fewer_cells_than_asked_is_counted_whole_and_said(
+    mpp_onnx, small_slide, counted, tmp_path
+):
+    whole, _ = counted
+    summary = count(mpp_onnx, small_slide, tmp_path, cells=100_000)
+    assert summary["slide"]["tiles"]["counted"] == whole["slide"]["tiles"]["countable"]
+    assert summary["n_cells_found"] == whole["n_cells_found"]
+    said = [w for w in summary["warnings"] if "counted whole" in w]
+    assert said and "100000 cells" in said[0]
+    assert not summary["target_reached"]

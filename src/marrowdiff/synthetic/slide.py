@@ -162,9 +162,12 @@ class Renderer:
                 for i in self.blocks.get((by, bx), ()):
                     patch = _turned(self.patches[self.plan.patch[i]], self.plan.turn[i])
                     paste(image, patch, self.plan.y[i] - y0, self.plan.x[i] - x0, radius)
-        noise = np.random.default_rng([config.seed, y0, x0]).normal(0, 1.0, image.shape[:2])
-        image += noise[..., None].astype(np.float32)
-        return np.clip(image, 0, 255).round().astype(np.uint8)
+        noise = np.random.default_rng([config.seed, y0, x0]).standard_normal(
+            image.shape[:2], dtype=np.float32
+        )
+        image += noise[..., None]
+        np.clip(image, 0, 255, out=image)
+        return np.rint(image, out=image).astype(np.uint8)
 
     def _red_cells(self, image: np.ndarray, y0: int, x0: int, by: int, bx: int) -> None:
         """The red cells of block (by, bx), drawn where they fall in the region."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import zipfile
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,7 @@ from marrowdiff.web.accounts import (
     User,
     user_name,
 )
+from marrowdiff.web.slides import SlideAccessError
 from marrowdiff.web.station import ReviewStation, UploadError
 from marrowdiff.web.store import NotFoundError, SignedError, StoreError
 
@@ -50,7 +52,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CHANGE_HEADER = ("x-requested-with", "marrowdiff")
 # Pydantic's words for a JSON string no file, database or response can hold ("\\ud800").
 UNICODE = "not valid Unicode text (it holds a lone surrogate)"
-REVIEW_KEYS = "1234567890qwertyiop"  # one key per class, in order (u, x, f, a are taken)
+REVIEW_KEYS = "1234567890qwertyiop"  # one key per class, in order (u, x, f, a, s are taken)
 
 
 class NewCase(BaseModel):
@@ -72,6 +74,10 @@ class Login(BaseModel):
 class NewCellAt(BaseModel):
     x: float  # field px
     y: float
+
+
+class SlidePath(BaseModel):
+    path: str = Field(min_length=1, max_length=4096)  # in the slide folder (`--slides`)
 
 
 class BodyTooLarge(Exception):
@@ -302,6 +308,7 @@ def create_app(
             "limits": {"max_file_mb": limits.max_file_bytes / 2**20, "max_files": limits.max_files},
             "target": station.report.target,
             "cell_radius": station.count.detect.cell_diameter / 2,
+            "slides": station.slides_root is not None,  # `serve --slides DIR`
         }
 
     @app.get("/api/detection", dependencies=Viewer)
@@ -352,6 +359,35 @@ def create_app(
             too_big = all("limit" in r["error"] for r in results)
             raise HTTPException(413 if too_big else 415, "; ".join(r["error"] for r in results))
         return {"results": results, "differential": station.differential(case_id)}
+
+    @app.post("/api/cases/{case_id}/slides", status_code=201)
+    async def register_slide(case_id: Id, body: SlidePath, user: Reviewer):
+        """Count a slide of the slide folder (`serve --slides DIR`) into the case."""
+        try:
+            result = await run_in_threadpool(station.register_slide, case_id, user.name,
+                                             body.path)  # fmt: skip
+        except SlideAccessError as error:
+            raise HTTPException(error.status, str(error)) from None
+        except UploadError as error:
+            raise HTTPException(415, str(error)) from None
+        return {"result": result, "differential": station.differential(case_id)}
+
+    @app.get("/api/images/{image_id}/slide.dzi", dependencies=Viewer)
+    def slide_dzi(image_id: Id):
+        try:
+            return Response(station.dzi(image_id), media_type="application/xml")
+        except SlideAccessError as error:
+            raise HTTPException(error.status, str(error)) from None
+
+    @app.get("/api/images/{image_id}/slide_files/{level}/{tile}", dependencies=Viewer)
+    def slide_tile(image_id: Id, level: int, tile: str):
+        match = re.fullmatch(r"(\d{1,6})_(\d{1,6})\.jpeg", tile)
+        if not match or not 0 <= level < 64:
+            raise HTTPException(404, f"no tile {level}/{_printable(tile)}")
+        try:
+            return _jpeg(station.dz_tile(image_id, level, int(match[1]), int(match[2])))
+        except SlideAccessError as error:
+            raise HTTPException(error.status, str(error)) from None
 
     @app.get("/api/images/{image_id}/field.jpg", dependencies=Viewer)
     def field_image(image_id: Id):

@@ -77,6 +77,12 @@ def register(sub) -> None:
         help="a host name clients reach the station by (the Host header), e.g. "
         "marrow.lab.example; repeat for more (default: this machine's names and --host)",
     )
+    p.add_argument(
+        "--slides",
+        type=Path,
+        help="the folder of slide files the station may read: a case registers a slide by its "
+        "path in it (slides are not uploaded; paths outside it are refused)",
+    )
     count_args(p)
     p.set_defaults(run=cmd_serve)
 
@@ -87,8 +93,15 @@ def cmd_serve(args) -> int:
     count_config, report_config = count_configs(args)
     classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
     check_config(classifier.vocabulary, report_config)  # a wrong --myeloid: before serving
+    if args.slides is not None and not args.slides.is_dir():
+        raise FileNotFoundError(f"--slides {args.slides}: no such folder")
     station = ReviewStation(
-        args.data_dir, classifier, count_config, report_config, model_name=args.model
+        args.data_dir,
+        classifier,
+        count_config,
+        report_config,
+        model_name=args.model,
+        slides=args.slides,
     )
     who = f"{len(accounts.users())} accounts" if accounts else "no accounts: names are typed"
     print(f"review station: http://{args.host}:{args.port}/  (data in {args.data_dir}; {who})")

@@ -5,6 +5,8 @@ files under the data folder:
 
     DATA_DIR/marrowdiff.sqlite3            cases, images, cells, the append-only log
     DATA_DIR/images/<case>/<uuid>.png      uploads, under names the server chose
+    DATA_DIR/slides/<case>/<uuid>/         a registered slide's count (as `marrowdiff count`);
+                                           the slide itself stays where it is (`--slides`)
     DATA_DIR/cases/<case>/report/          written at sign-off (as `marrowdiff count`)
     DATA_DIR/cases/<case>/export/          reviewed cells as a labelled data set:
                                            manifest.csv (path,label,group) + crops/
@@ -12,6 +14,7 @@ files under the data folder:
 
 from __future__ import annotations
 
+import csv
 import threading
 import uuid
 from collections import Counter, OrderedDict
@@ -38,6 +41,9 @@ from marrowdiff.errors import UserError
 from marrowdiff.fileio import save_image, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
 from marrowdiff.inference.predict import Classifier
+from marrowdiff.slides.count import SlideCountConfig
+from marrowdiff.slides.job import count_slide
+from marrowdiff.web.slides import SlideViews, resolve_slide
 from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
@@ -71,6 +77,8 @@ class ReviewStation:
         report: ReportConfig | None = None,
         limits: Limits | None = None,
         model_name: str = "",
+        slides: Path | None = None,
+        slide_config: SlideCountConfig | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.store = Store(self.data_dir / "marrowdiff.sqlite3")
@@ -81,6 +89,10 @@ class ReviewStation:
         self.model_name = model_name
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()  # a few decoded uploads
         self._lock = threading.Lock()
+        self.slides_root = None if slides is None else Path(slides)
+        self.slide_config = slide_config or SlideCountConfig()  # tiles, map (`count SLIDE`)
+        size = classifier.global_.size
+        self.slides = SlideViews(self.slides_root, size.mpp if size is not None else None)
 
     # upload ------------------------------------------------------------------------------------
 
@@ -125,6 +137,51 @@ class ReviewStation:
             "warning": warning,
         }
 
+    def register_slide(self, case_id: int, user: str, path: str, cells: int | None = None) -> dict:
+        """Count a slide from the slide folder into the case (its best countable tiles until
+        `cells`, default the report's target, are in the differential, as `count` does); the
+        slide is read where it lies, never copied."""
+        if self.store.case(case_id)["signed_at"]:
+            raise SignedError(f"case {case_id} is signed: it takes no more slides")
+        found = resolve_slide(self.slides_root, path)
+        out = self.data_dir / "slides" / str(case_id) / uuid.uuid4().hex
+        config = replace(self.slide_config, count=self.count, cells=cells or self.report.target)
+        try:
+            summary = count_slide(self.classifier, found, config, self.report, out,
+                                  self.model_name, log=lambda message: None)  # fmt: skip
+        except UserError as error:  # not a slide, no scale, no countable area...
+            raise UploadError(f"{path}: {error}") from None
+        with open(out / "cells.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        classes = self.classifier.classes
+        new = [
+            NewCell(
+                float(r["x"]), float(r["y"]), r["class"], float(r["probability"]), r["flag"],
+                [float(r[f"p_{k}"]) for k in classes],
+                distance=float(r["distance"]) if r["distance"] else None,
+            )
+            for r in rows
+        ]  # fmt: skip
+        slide = summary["slide"]
+        stored = str(found.relative_to(self.slides_root.resolve()))
+        image_id, cell_ids = self.store.add_image(
+            case_id, user, "slide", found.name, stored, (slide["width"], slide["height"]), new
+        )
+        return {"image": image_id, "name": found.name, "kind": "slide", "cells": len(cell_ids),
+                "report": str(out / "report.html")}  # fmt: skip
+
+    def dzi(self, image_id: int) -> str:
+        return self.slides.dzi(self._slide_row(image_id)["stored_name"])
+
+    def dz_tile(self, image_id: int, level: int, col: int, row: int) -> bytes:
+        return self.slides.tile(self._slide_row(image_id)["stored_name"], level, col, row)
+
+    def _slide_row(self, image_id: int) -> dict:
+        row = self.store.image(image_id)
+        if row["kind"] != "slide":
+            raise StoreError(f"image {image_id} is a {row['kind']}, not a slide")
+        return row
+
     def add_cell(self, case_id: int, image_id: int, user: str, x: float, y: float) -> dict:
         """A nucleated cell the detector missed, at field pixel (x, y): cropped and classified
         as `count` would, and added unreviewed. Refused outside the field or where nothing is
@@ -134,6 +191,11 @@ class ReviewStation:
         if self.store.case(case_id)["signed_at"]:  # before any work, as for an upload
             raise SignedError(f"case {case_id} is signed and cannot be changed")
         row = self.store.image(image_id)
+        if row["kind"] == "slide":
+            raise StoreError(
+                "adding a missed cell is done on fields for now; on a slide, count the area "
+                "again or review it in QuPath (docs/review.md)"
+            )
         w, h = row["width"], row["height"]
         if not (0 <= x < w and 0 <= y < h):
             raise StoreError(f"({x:.0f}, {y:.0f}) is outside the {w} x {h} field")
@@ -178,6 +240,9 @@ class ReviewStation:
 
     def _crop(self, cell: dict) -> np.ndarray:
         """A cell row (`Store.cells`) -> its patch: the upload itself, or a crop of its field."""
+        if cell["image_kind"] == "slide":
+            patch = self.count.detect.patch_size
+            return self.slides.crop(cell["image_file"], cell["x"], cell["y"], patch)
         image = self._load(cell["case_id"], cell["image_id"], cell["image_file"])
         if cell["image_kind"] == "patch":
             return image
@@ -237,7 +302,12 @@ class ReviewStation:
         rows = self.store.cells(case_id)
         return {
             "case": self.store.case(case_id),
-            "images": self.store.images(case_id),
+            "images": [
+                row | {"scale": self.slides.scale(row["stored_name"])}
+                if row["kind"] == "slide"
+                else row
+                for row in self.store.images(case_id)
+            ],  # a slide's level-0 px per px of the model's scale: its cells' size on it
             "cells": rows,
             "differential": self.differential(case_id, rows),
         }

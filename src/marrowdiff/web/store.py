@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS cases (
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY,
     case_id INTEGER NOT NULL REFERENCES cases(id),
-    kind TEXT NOT NULL CHECK (kind IN ('field', 'patch')),
+    kind TEXT NOT NULL CHECK (kind IN ('field', 'patch', 'slide')),  -- a slide: stored_name is
+                                                                   -- its path in --slides
     original_name TEXT NOT NULL,
     stored_name TEXT NOT NULL,
     width INTEGER NOT NULL,
@@ -112,6 +113,31 @@ def _migrate(db: sqlite3.Connection) -> None:
     for table, column, definition in ADDED_COLUMNS:
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    _allow_slides(db)
+
+
+def _allow_slides(db: sqlite3.Connection) -> None:
+    """An `images` table made before slides (its kind limited to field and patch) rebuilt
+    with this schema's, rows and ids kept (SQLite cannot change a CHECK in place)."""
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'images'").fetchone()
+    if "'slide'" in sql:
+        return
+    start = SCHEMA.index("CREATE TABLE IF NOT EXISTS images (")
+    create = SCHEMA[start : SCHEMA.index(");", start) + 2].replace("images (", "images_new (", 1)
+    columns = ", ".join(row[1] for row in db.execute("PRAGMA table_info(images)"))
+    db.execute("PRAGMA foreign_keys=OFF")  # cells refer to images by name: kept through
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(create)
+        db.execute(f"INSERT INTO images_new ({columns}) SELECT {columns} FROM images")
+        db.execute("DROP TABLE images")
+        db.execute("ALTER TABLE images_new RENAME TO images")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute("PRAGMA foreign_keys=ON")
 
 
 def detection_rates(tally: dict) -> dict:

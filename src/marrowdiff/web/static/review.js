@@ -1,4 +1,5 @@
-// marrowdiff review station: plain JavaScript, no external files.
+// marrowdiff review station: plain JavaScript; the slide view is OpenSeadragon (its npm
+// release, shipped in static/openseadragon/ with its licence).
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -6,6 +7,7 @@ const state = {
   me: null, // {accounts, name?, role?} from /api/me
   info: null, caseId: null, view: null, order: [], selected: null,
   tab: "cells", field: 0, // the field view's field (index into fieldImages())
+  slide: 0, viewer: null, shown: null, // the slide view's slide, its viewer, the image shown
 };
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -119,6 +121,7 @@ function renderCase() {
   renderCells();
   const signed = isSigned();
   $("#upload-box").hidden = signed;
+  $("#slide-box").hidden = !state.info.slides;
   $("#add-box").hidden = signed;
   $("#sign").hidden = signed;
   for (const button of $("#classbar").children) button.disabled = signed; // nothing to change
@@ -195,12 +198,17 @@ function groups() {
 function renderCells() {
   // The tab shown (the gallery or the field view) is drawn; keys move through the cells in
   // the order it shows them.
-  if (!fieldImages().length) state.tab = "cells";
-  state.order = state.tab === "cells" ? renderGallery() : renderField();
+  if (state.tab === "fields" && !fieldImages().length) state.tab = "cells";
+  if (state.tab === "slides" && !slideImages().length) state.tab = "cells";
+  // Shown first, drawn second: the slide viewer measures its box when it opens.
   $("#gallery").hidden = state.tab !== "cells";
   $("#fields").hidden = state.tab !== "fields";
+  $("#slides").hidden = state.tab !== "slides";
+  const draw = { cells: renderGallery, fields: renderField, slides: renderSlide }[state.tab];
+  state.order = draw();
   $("#tab-fields").disabled = fieldImages().length === 0;
-  for (const tab of ["cells", "fields"]) {
+  $("#tab-slides").disabled = slideImages().length === 0;
+  for (const tab of ["cells", "fields", "slides"]) {
     $(`#tab-${tab}`).setAttribute("aria-selected", String(state.tab === tab));
   }
   if (state.selected) markSelected();
@@ -275,14 +283,109 @@ function renderField() {
   return order;
 }
 
+// ---- the slide view: deep zoom (OpenSeadragon), every counted cell marked; a click selects --
+
+function slideImages() {
+  return state.view.images.filter((image) => image.kind === "slide");
+}
+
+function renderSlide() {
+  // Opens the current slide (once) and marks its cells; returns every slide cell, slide by
+  // slide, in reading order.
+  const images = slideImages();
+  const cells = state.view.cells;
+  const order = images.flatMap((image) => cells.filter((c) => c.image_id === image.id)
+    .sort((a, b) => a.y - b.y || a.x - b.x));
+  if (!images.length) return order;
+  state.slide = Math.min(Math.max(state.slide, 0), images.length - 1);
+  const image = images[state.slide];
+  $("#slide-name").textContent =
+    `slide ${state.slide + 1} of ${images.length}: ${image.original_name}`;
+  if (!state.viewer) {
+    state.viewer = OpenSeadragon({
+      element: $("#slide-view"), showNavigationControl: false, keyboardNavEnabled: false,
+      maxZoomPixelRatio: 4, animationTime: 0.3,
+    });
+    state.viewer.addHandler("open", markSlide);
+  }
+  if (state.shown !== image.id) {
+    state.shown = image.id;
+    state.viewer.open(`/api/images/${image.id}/slide.dzi`);
+  } else {
+    markSlide();
+  }
+  return order;
+}
+
+function markSlide() {
+  // Each cell of the slide shown as a circle overlay of the cell's size, in its review state.
+  const viewer = state.viewer;
+  if (!viewer || !viewer.world.getItemCount()) return;
+  viewer.clearOverlays();
+  const image = state.view.images.find((i) => i.id === state.shown);
+  const r = state.info.cell_radius * ((image && image.scale) || 1); // level-0 px
+  for (const cell of state.view.cells.filter((c) => c.image_id === state.shown)) {
+    const mark = document.createElement("div");
+    const flagged = cell.status === "pending" && cell.model_flag ? "flagged" : "";
+    mark.className = `slide-mark ${cell.status} ${flagged}`;
+    mark.dataset.id = cell.id;
+    mark.title = `${classOf(cell.label).name} (${cell.status})`;
+    const rect = viewer.viewport.imageToViewportRectangle(cell.x - r, cell.y - r, 2 * r, 2 * r);
+    viewer.addOverlay(mark, rect);
+    new OpenSeadragon.MouseTracker({ element: mark, clickHandler: () => select(cell.id) });
+  }
+  markSelected();
+}
+
+function goToSlide(step) {
+  const images = slideImages();
+  if (!images.length) return;
+  state.slide = Math.min(Math.max(state.slide + step, 0), images.length - 1);
+  const mine = state.view.cells.filter((c) => c.image_id === images[state.slide].id)
+    .sort((a, b) => a.y - b.y || a.x - b.x);
+  const first = mine.find((c) => c.status === "pending") || mine[0];
+  state.selected = first ? first.id : null;
+  renderCells();
+}
+
+$("#prev-slide").onclick = () => goToSlide(-1);
+$("#next-slide").onclick = () => goToSlide(1);
+
+function followOnSlide(cell) {
+  // Pan the slide view to the selected cell, zooming in if the cell would be too small to see.
+  const viewer = state.viewer;
+  if (!viewer || !viewer.world.getItemCount() || cell.image_id !== state.shown) return;
+  if (!viewer.container.clientWidth) return; // hidden: nothing to pan
+  viewer.forceResize(); // the box may have changed while the view was hidden
+  const viewport = viewer.viewport;
+  viewport.panTo(viewport.imageToViewportCoordinates(cell.x, cell.y));
+  const closeEnough = viewport.imageToViewportZoom(0.3); // a cell of 100 px: 30 px on screen
+  if (viewport.getZoom() < closeEnough) viewport.zoomTo(closeEnough);
+}
+
+$("#add-slide").onclick = async () => {
+  if (!needUser()) return;
+  const path = $("#slide-path").value.trim();
+  if (!path) return say("give the slide's path in the slide folder", true);
+  say(`counting ${path}...`);
+  const result = await api("POST", `/api/cases/${state.caseId}/slides`, { path })
+    .catch(() => null);
+  if (!result) return; // refused: the status says why
+  say(`${result.result.name}: ${result.result.cells} cells counted`);
+  state.tab = "slides";
+  await showCase(state.caseId);
+};
+
 function showTab(tab) {
   if (tab === "fields" && !fieldImages().length) return;
+  if (tab === "slides" && !slideImages().length) return;
   state.tab = tab;
   renderCells();
 }
 
 $("#tab-cells").onclick = () => showTab("cells");
 $("#tab-fields").onclick = () => showTab("fields");
+$("#tab-slides").onclick = () => showTab("slides");
 function goToField(step) {
   // The previous or next field, with its first cell to review selected (a selection left on
   // the old field would pull the view back to it).
@@ -348,6 +451,17 @@ function select(id) {
 }
 
 function markSelected() {
+  if (state.tab === "slides") {
+    // Follow the selection to its slide, and to the cell on it.
+    const cell = state.view.cells.find((c) => c.id === state.selected);
+    const k = cell ? slideImages().findIndex((image) => image.id === cell.image_id) : -1;
+    if (k >= 0 && k !== state.slide) {
+      state.slide = k;
+      renderSlide();
+      return; // marked once the slide opens
+    }
+    if (cell) followOnSlide(cell);
+  }
   if (state.tab === "fields") {
     // Follow the selection to its field.
     const cell = state.view.cells.find((c) => c.id === state.selected);
@@ -449,6 +563,10 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "x") reviewSelected("not_a_cell");
   else if (event.key === "u") reviewSelected("unidentified");
   else if (event.key === "f") showTab(state.tab === "cells" ? "fields" : "cells");
+  else if (event.key === "s") showTab(state.tab === "slides" ? "cells" : "slides");
+  else if (state.tab === "slides" && (event.key === "[" || event.key === "]")) {
+    goToSlide(event.key === "]" ? 1 : -1);
+  }
   else if (state.tab === "fields" && (event.key === "[" || event.key === "]")) {
     goToField(event.key === "]" ? 1 : -1);
   } else if (state.tab === "fields" && event.key === "a" && !isSigned()) {
