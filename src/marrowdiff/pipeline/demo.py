@@ -90,7 +90,7 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
     count_slide(
         load_classifier([int8], spin=False),
         slide,
-        SlideCountConfig(cells=None),
+        SlideCountConfig(cells=None, tile=1024),  # a small slide: small tiles
         ReportConfig(),
         d.out / "slide" / "count",
         str(int8),
