@@ -64,3 +64,19 @@ def counted(mpp_onnx, small_slide, tmp_path_factory):
     summary = count_slide(load_classifier([str(mpp_onnx)]), small_slide, config, ReportConfig(),
                           out, str(mpp_onnx), log=lambda m: None)  # fmt: skip
     return summary, out
+
+
+def stop_at(monkeypatch, n: int) -> None:
+    """Make the n-th tile classified raise KeyboardInterrupt (a count stopped midway: the
+    tiles before it are in the journal); `monkeypatch.undo()` lets counts finish again."""
+    from marrowdiff.slides import job
+
+    real, calls = job.classify_tile, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "classify_tile", stopping)

@@ -21,7 +21,7 @@ from marrowdiff.slides.job import count_slide
 from marrowdiff.slides.resolution import ResolutionError
 from marrowdiff.slides.tiles import RegionError
 from marrowdiff.synthetic.slide import read_truth, truth_path
-from tests.slides.conftest import SMALL, shared
+from tests.slides.conftest import SMALL, shared, stop_at
 
 TILE = 768  # px: small tiles, so that a small slide has many seams
 
@@ -86,19 +86,11 @@ def test_an_interrupted_count_goes_on_where_it_stopped(
 ):
     _, whole = counted
     real = job.classify_tile
-    calls = []
-
-    def stopping(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(job, "classify_tile", stopping)
+    stop_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         count(mpp_onnx, small_slide, tmp_path)
     assert len((tmp_path / ".partial" / "tiles.txt").read_text().split()) == 3
-    monkeypatch.setattr(job, "classify_tile", real)
+    monkeypatch.undo()
     seen = []
     monkeypatch.setattr(job, "classify_tile", lambda *a, **k: seen.append(1) or real(*a, **k))
     count(mpp_onnx, small_slide, tmp_path)

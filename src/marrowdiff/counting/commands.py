@@ -159,8 +159,13 @@ def count_and_say(
         f"{guess['n_cells']} cells, M:E {'n/a' if me is None else f'{me:.2f}'} (pre-classified, "
         f"not verified); {summary['n_counted']} sure cells: {out / 'report.html'}"
     )
+    say_flags(summary)
+    return 0
+
+
+def say_flags(summary: dict) -> None:
+    """A report's laboratory alerts and warnings, one line each, after its headline."""
     for alert in summary["alerts"]:
         print(f"alert: {alert}")
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
-    return 0

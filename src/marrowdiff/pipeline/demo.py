@@ -19,6 +19,7 @@ from marrowdiff.inference.export import export_onnx, quantisation_summary
 from marrowdiff.inference.predict import load_classifier
 from marrowdiff.mining.mine import MiningError, mined_set
 from marrowdiff.pipeline.holdout import split_fit_evaluate
+from marrowdiff.slides.commands import say
 from marrowdiff.slides.count import SlideCountConfig
 from marrowdiff.slides.job import count_slide
 from marrowdiff.synthetic.fields import write_fields
@@ -87,7 +88,7 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
     )
     log("== count a synthetic marrow slide made from the held-out test cells (docs/slides.md)")
     slide = write_demo_slide(dataset, held.splits.test, d.out / "slide" / "marrow.tiff")
-    count_slide(
+    summary = count_slide(
         load_classifier([int8], spin=False),
         slide,
         SlideCountConfig(cells=None, tile=1024),  # a small slide: small tiles
@@ -96,6 +97,7 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
         str(int8),
         log=log,
     )
+    say(summary, d.out / "slide" / "count")
     print(
         f"model: {held.run} (metrics.json, confusion.png, misclassified.html, curves.png); "
         f"audit: {d.out / AUDIT_DIR / 'audit.html'}; differential reports of synthetic "

@@ -14,6 +14,7 @@ from marrowdiff.counting.commands import (
     count_args,
     count_configs,
     listed,
+    say_flags,
     scale_args,
 )
 from marrowdiff.counting.count import NothingRead
@@ -151,8 +152,8 @@ def count_slides(classifier, slides, config, report_config, args, case, out) -> 
     """Count each slide into its own folder (OUT itself for one slide alone); a slide that
     cannot be read is named with why and skipped. Returns how many were counted."""
     counted = 0
-    for item in slides:
-        where = args.out if len(slides) == 1 else args.out / Path(item.name).stem
+    for item, name in zip(slides, report_names(slides), strict=True):
+        where = args.out if len(slides) == 1 else args.out / name
         try:
             with Slide(item.path):
                 pass  # refused here with its sentence before any work
@@ -169,6 +170,18 @@ def count_slides(classifier, slides, config, report_config, args, case, out) -> 
     return counted
 
 
+def report_names(slides: list[Input]) -> list[str]:
+    """A report folder's name for each slide: its file name's stem, numbered when two slides
+    share one (a/x.svs and b/x.svs: x, x-2)."""
+    seen: dict[str, int] = {}
+    names = []
+    for item in slides:
+        stem = Path(item.name).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
 def say(summary: dict, where: Path) -> None:
     guess, slide = summary["estimate"], summary["slide"]
     me = guess["me_ratio"]
@@ -178,7 +191,4 @@ def say(summary: dict, where: Path) -> None:
         f"{'n/a' if me is None else f'{me:.2f}'} (pre-classified, not verified): "
         f"{where / 'report.html'}"
     )
-    for alert in summary["alerts"]:
-        print(f"alert: {alert}")
-    for warning in summary["warnings"]:
-        print(f"warning: {warning}")
+    say_flags(summary)

@@ -158,7 +158,7 @@ def count_slide(
             if parts is None:
                 return None
             tiles_cells, failed = parts
-            journal = open_journal(out, key | {"ranks": _world()}, columns(classes), log)
+            journal = open_journal(out, key, columns(classes), log, resume=False)
             for cells in tiles_cells:
                 journal.add(cells.tile, rows_of(cells, name, classes, mpp))
         else:

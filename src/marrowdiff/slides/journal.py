@@ -53,12 +53,18 @@ class Journal:
         self.done.add(tile)
 
 
-def open_journal(out: Path, key: dict, columns: list[str], log=print) -> Journal:
+def open_journal(
+    out: Path, key: dict, columns: list[str], log=print, resume: bool = True
+) -> Journal:
     """The journal of `out` for the count `key` describes (slide, model, configuration): the
-    one left by an interrupted run of the same count, or a new one."""
+    one left by an interrupted run of the same count, or a new one (always, without
+    `resume`: a torchrun count starts over)."""
     folder = Path(out) / FOLDER
     stamp = folder / "count.json"
-    if folder.exists():
+    if folder.exists() and not resume:
+        for name in ("cells.csv", "tiles.txt"):
+            (folder / name).unlink(missing_ok=True)
+    elif folder.exists():
         try:
             same = json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(key))
         except (OSError, ValueError):

@@ -8,6 +8,7 @@ const state = {
   info: null, caseId: null, view: null, order: [], selected: null,
   tab: "cells", field: 0, // the field view's field (index into fieldImages())
   slide: 0, viewer: null, shown: null, // the slide view's slide, its viewer, the image shown
+  marksFor: null, trackers: [], // the image whose cells are marked, their click trackers
 };
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -318,21 +319,35 @@ function renderSlide() {
 }
 
 function markSlide() {
-  // Each cell of the slide shown as a circle overlay of the cell's size, in its review state.
+  // Each cell of the slide shown as a circle overlay of the cell's size, in its review state:
+  // made once per slide opened, then only their classes change (a review redraws the page).
   const viewer = state.viewer;
   if (!viewer || !viewer.world.getItemCount()) return;
-  viewer.clearOverlays();
-  const image = state.view.images.find((i) => i.id === state.shown);
-  const r = state.info.cell_radius * ((image && image.scale) || 1); // level-0 px
+  if (state.marksFor !== state.shown) {
+    viewer.clearOverlays();
+    for (const tracker of state.trackers || []) tracker.destroy();
+    state.trackers = [];
+    state.marksFor = state.shown;
+    const image = state.view.images.find((i) => i.id === state.shown);
+    const r = state.info.cell_radius * ((image && image.scale) || 1); // level-0 px
+    for (const cell of state.view.cells.filter((c) => c.image_id === state.shown)) {
+      const mark = document.createElement("div");
+      mark.dataset.id = cell.id;
+      const rect = viewer.viewport.imageToViewportRectangle(cell.x - r, cell.y - r, 2 * r, 2 * r);
+      viewer.addOverlay(mark, rect);
+      state.trackers.push(new OpenSeadragon.MouseTracker({
+        element: mark, clickHandler: () => select(cell.id),
+      }));
+    }
+  }
   for (const cell of state.view.cells.filter((c) => c.image_id === state.shown)) {
-    const mark = document.createElement("div");
+    const mark = document.querySelector(`.slide-mark[data-id="${cell.id}"], ` +
+      `#slide-view div[data-id="${cell.id}"]`);
+    if (!mark) continue;
     const flagged = cell.status === "pending" && cell.model_flag ? "flagged" : "";
-    mark.className = `slide-mark ${cell.status} ${flagged}`;
-    mark.dataset.id = cell.id;
+    const selected = cell.id === state.selected ? "selected" : "";
+    mark.className = `slide-mark ${cell.status} ${flagged} ${selected}`;
     mark.title = `${classOf(cell.label).name} (${cell.status})`;
-    const rect = viewer.viewport.imageToViewportRectangle(cell.x - r, cell.y - r, 2 * r, 2 * r);
-    viewer.addOverlay(mark, rect);
-    new OpenSeadragon.MouseTracker({ element: mark, clickHandler: () => select(cell.id) });
   }
   markSelected();
 }
