@@ -17,6 +17,7 @@ from marrowdiff.slides.count import SlideCountConfig
 from tests.slides.conftest import stop_at
 
 
+@pytest.mark.slow  # counts the slide twice: about 3 s
 def test_two_ranks_count_a_slide_exactly_as_one_does(counted, mpp_onnx, small_slide, tmp_path,
                                                      monkeypatch):  # fmt: skip
     _, one = counted  # one process: --cells all, 768 px tiles

@@ -14,7 +14,10 @@ from marrowdiff.slides.count import SlideCountConfig
 from marrowdiff.web.app import create_app
 from marrowdiff.web.station import ReviewStation
 from tests.web.servers import serving
-from tests.web.test_browser import CHROMIUM, chromium, pytestmark  # noqa: F401 (skips)
+from tests.web.test_browser import chromium
+from tests.web.test_browser import pytestmark as browser
+
+pytestmark = [*browser, pytest.mark.slow]  # skips without Chromium; about 8 s
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 

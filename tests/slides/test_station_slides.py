@@ -32,6 +32,7 @@ def register(client, case, path):
     return client.post(f"/api/cases/{case}/slides", json={"path": path}, headers=ANA)
 
 
+@pytest.mark.slow  # counts a slide, reviews and signs it: about 3 s
 def test_a_slide_is_registered_counted_viewed_reviewed_and_signed(mpp_run, slide_folder, tmp_path):
     client = local(station(mpp_run, tmp_path / "review", slide_folder))
     assert client.get("/api/info").json()["slides"] is True
