@@ -39,7 +39,7 @@ def test_two_ranks_count_a_slide_exactly_as_one_does(counted, mpp_onnx, small_sl
     assert (two / ".partial" / "tiles.txt").read_text().split()
     monkeypatch.undo()
     monkeypatch.setattr(job, "launched", lambda: True)
-    monkeypatch.setattr(job, "_world", lambda: 2)
+    monkeypatch.setattr(job, "world_size", lambda: 2)
     monkeypatch.setattr(shards, "on_every_rank", two_ranks)
     job.count_slide(classifier, small_slide, config, ReportConfig(), two, str(mpp_onnx),
                     log=lambda m: None)  # fmt: skip

@@ -11,6 +11,11 @@ from __future__ import annotations
 import os
 
 
+def world_size() -> int:
+    """How many processes the launcher started (1 alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def launched() -> bool:
     """Whether torchrun (or another launcher) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return world_size() > 1

@@ -25,7 +25,7 @@ from marrowdiff.errors import UserError
 from marrowdiff.inference.predict import load_classifier
 from marrowdiff.slides.count import SlideCountConfig
 from marrowdiff.slides.job import count_slide
-from marrowdiff.slides.reader import Slide, slide_format
+from marrowdiff.slides.reader import slide_format
 
 
 def register(sub) -> None:
@@ -155,8 +155,6 @@ def count_slides(classifier, slides, config, report_config, args, case, out) -> 
     for item, name in zip(slides, report_names(slides), strict=True):
         where = args.out if len(slides) == 1 else args.out / name
         try:
-            with Slide(item.path):
-                pass  # refused here with its sentence before any work
             summary = count_slide(classifier, item.path, config, report_config, where,
                                   args.model, log, progress(), case)  # fmt: skip
         except UserError as exc:

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from marrowdiff.counting.report import About, ReportConfig
-from marrowdiff.distributed import launched
+from marrowdiff.distributed import launched, world_size
 from marrowdiff.inference.predict import Classifier
 from marrowdiff.slides.count import (
     FLAG_CODES,
@@ -210,7 +210,7 @@ def _count_shared(classifier, slide, plan, config, progress, log):
     from marrowdiff.distributed.shards import on_every_rank
 
     def work(mine: list[int]):
-        target = None if config.cells is None else -(-config.cells // max(1, _world()))
+        target = None if config.cells is None else -(-config.cells // world_size())
         return count_tiles(classifier, slide, plan, config, mine, target, 0, None, progress, log)
 
     parts = on_every_rank(work, plan.order)
@@ -219,12 +219,6 @@ def _count_shared(classifier, slide, plan, config, progress, log):
     rank = {index: i for i, index in enumerate(plan.order)}
     cells = sorted((c for part, _ in parts for c in part), key=lambda c: rank[c.tile])
     return cells, [f for _, failed in parts for f in failed]
-
-
-def _world() -> int:
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _key(slide: Slide, classifier: Classifier, config: SlideCountConfig) -> dict:

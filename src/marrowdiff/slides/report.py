@@ -7,6 +7,7 @@ The slide's label and macro images are left out unless asked for, and the report
 
 from __future__ import annotations
 
+import copy
 import csv
 import html
 from array import array
@@ -39,9 +40,10 @@ class Table:
     def __init__(self, rows, classes: list[str]):
         index = {c: k for k, c in enumerate(classes)}
         flags = {f: k for k, f in enumerate(FLAG_CODES)}
-        label, flag, x, y, p, d = (array("h"), array("b"), array("d"), array("d"), array("d"),
-                                   array("d"))  # fmt: skip
+        tile, label, flag = array("i"), array("h"), array("b")
+        x, y, p, d = array("d"), array("d"), array("d"), array("d")
         for row in rows:
+            tile.append(int(row["tile"]))
             label.append(index[row["class"]])
             flag.append(flags[row["flag"]])
             x.append(float(row["x"]))
@@ -49,12 +51,24 @@ class Table:
             p.append(float(row["probability"]))
             d.append(float(row["distance"]) if row["distance"] else np.nan)
         self.classes = classes
+        self.tile = np.frombuffer(tile, np.int32)
         self.label, self.flag = np.frombuffer(label, np.int16), np.frombuffer(flag, np.int8)
         self.x, self.y = np.frombuffer(x), np.frombuffer(y)
         self.probability, self.distance = np.frombuffer(p), np.frombuffer(d)
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def without(self, drop: set[int]) -> Table:
+        """The table without the rows `drop` indexes."""
+        if not drop:
+            return self
+        keep = np.ones(len(self), bool)
+        keep[list(drop)] = False
+        out = copy.copy(self)
+        for name in ("tile", "label", "flag", "x", "y", "probability", "distance"):
+            setattr(out, name, getattr(self, name)[keep])
+        return out
 
     def tallied(self, field: str) -> list[Cell]:
         """One shared Cell per (class, flag), repeated as often as it occurs: what
@@ -122,16 +136,14 @@ def write_slide_report(
     vocabulary, classes = classifier.vocabulary, classifier.classes
     name = str(slide.path)
     diameter = config.count.detect.cell_diameter * plan.working.level0_per_model_px
-    twice = seam_duplicates(
-        [(int(r["tile"]), float(r["x"]), float(r["y"])) for r in journal.rows()],
-        plan.tiles,
-        diameter,
-    )
+    table = Table(journal.rows(), classes)
+    cells = list(zip(table.tile.tolist(), table.x.tolist(), table.y.tolist(), strict=True))
+    twice = seam_duplicates(cells, plan.tiles, diameter)
+    table = table.without(twice)
 
     def rows():  # the journal's rows, each cell once
         return (r for i, r in enumerate(journal.rows()) if i not in twice)
 
-    table = Table(rows(), classes)
     counted_tiles = [i for i in plan.order if i in journal.done]  # in the order counted
     domain = classifier.check(table.distance)
     slide_warnings = _slide_warnings(slide, plan, config, failed, counted_tiles)

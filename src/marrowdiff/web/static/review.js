@@ -352,16 +352,7 @@ function markSlide() {
   markSelected();
 }
 
-function goToSlide(step) {
-  const images = slideImages();
-  if (!images.length) return;
-  state.slide = Math.min(Math.max(state.slide + step, 0), images.length - 1);
-  const mine = state.view.cells.filter((c) => c.image_id === images[state.slide].id)
-    .sort((a, b) => a.y - b.y || a.x - b.x);
-  const first = mine.find((c) => c.status === "pending") || mine[0];
-  state.selected = first ? first.id : null;
-  renderCells();
-}
+const goToSlide = (step) => goTo(slideImages(), "slide", step);
 
 $("#prev-slide").onclick = () => goToSlide(-1);
 $("#next-slide").onclick = () => goToSlide(1);
@@ -401,19 +392,20 @@ function showTab(tab) {
 $("#tab-cells").onclick = () => showTab("cells");
 $("#tab-fields").onclick = () => showTab("fields");
 $("#tab-slides").onclick = () => showTab("slides");
-function goToField(step) {
-  // The previous or next field, with its first cell to review selected (a selection left on
-  // the old field would pull the view back to it).
-  const images = fieldImages();
+function goTo(images, key, step) {
+  // The previous or next field or slide (`key`: "field" or "slide", the index in `state`),
+  // with its first cell to review selected (a selection left on the old one would pull the
+  // view back to it).
   if (!images.length) return;
-  state.field = Math.min(Math.max(state.field + step, 0), images.length - 1);
-  const mine = state.view.cells.filter((c) => c.image_id === images[state.field].id)
+  state[key] = Math.min(Math.max(state[key] + step, 0), images.length - 1);
+  const mine = state.view.cells.filter((c) => c.image_id === images[state[key]].id)
     .sort((a, b) => a.y - b.y || a.x - b.x);
   const first = mine.find((c) => c.status === "pending") || mine[0];
   state.selected = first ? first.id : null;
   renderCells();
 }
 
+const goToField = (step) => goTo(fieldImages(), "field", step);
 $("#prev-field").onclick = () => goToField(-1);
 $("#next-field").onclick = () => goToField(1);
 $("#add-mode").onchange = () => renderCells();
