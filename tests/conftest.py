@@ -187,3 +187,26 @@ def pbc_like(tmp_path):
     vocab = tmp_path / "pbc-like.toml"
     vocab.write_text('base = "marrow14"\nlabel_from = "filename-prefix"\n')
     return root, vocab
+
+
+# Three neighbouring myeloid stages (myeloblast, promyelocyte, myelocyte): a model whose
+# classes a cell can lie between (blind review and adjudication).
+STAGE_CLASSES = {"4": 8, "5": 12, "6": 16}
+
+
+@pytest.fixture(scope="session")
+def stage_run(tmp_path_factory):
+    """A tiny trained run of three neighbouring stages (seconds to train, shared by tests)."""
+    from marrowdiff.data.datasets import open_dataset
+    from marrowdiff.data.splits import splits_for_run
+    from marrowdiff.training.train import fit
+
+    rng = np.random.default_rng(12)
+    root = tmp_path_factory.mktemp("stages")
+    for label, radius in STAGE_CLASSES.items():
+        for k in range(20):
+            write_image(root / "data" / label / f"{k}.png", synthetic_cell(rng, 48, radius=radius))
+    dataset = open_dataset(root / "data")
+    splits = splits_for_run(dataset, root / "run", log=lambda m: None)
+    fit(tiny_config(2), dataset, splits, root / "run", log=lambda m: None)
+    return root / "run"

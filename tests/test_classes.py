@@ -99,3 +99,19 @@ def test_a_vocabulary_template_reads_back_as_the_same_vocabulary(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text(vocabulary_template(vocab), encoding="utf-8")
     assert load_vocabulary(path) == vocab
+
+
+def test_a_cell_between_two_neighbouring_stages_is_a_coarse_label_of_both():
+    vocabulary = load_vocabulary("choi2017")
+    code = vocabulary.between("metamyelocyte", "myelocyte")
+    assert code == "myelocyte|metamyelocyte"  # the less mature stage first
+    assert vocabulary.resolve("Metamyelocyte|MYELOCYTE") == code  # any order, case, alias
+    assert vocabulary[code].coarse and vocabulary.members_of(code) == ("myelocyte", "metamyelocyte")
+    assert vocabulary[code].name == "between Myelocyte and Metamyelocyte"
+    assert vocabulary.map_labels(["C7|C8"]) == [code]
+    for a, b in (("myeloblast", "myelocyte"), ("pronormoblast", "myeloblast"), ("myelocyte",) * 2):
+        with pytest.raises(VocabularyError, match="not neighbouring stages"):
+            vocabulary.between(a, b)
+    assert vocabulary.resolve("myeloblast|myelocyte") is None  # not a label: said as unknown
+    with pytest.raises(VocabularyError, match="not in vocabulary"):
+        vocabulary.map_labels(["myeloblast|myelocyte"])

@@ -43,6 +43,9 @@ class CellType:
 
 
 LABEL_SCHEMES = ("folder", "filename-prefix")
+# A label "A|B": the cell lies between two neighbouring stages A and B (an adjudicator's
+# verdict, `web.store`); a coarse label of those two, like a vocabulary's own coarse classes.
+BETWEEN = "|"
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,17 @@ class Vocabulary:
         """The classes a model can output, in clinical order: every class but the coarse ones."""
         return tuple(c.code for c in self.classes if not c.coarse)
 
+    def between(self, a: str, b: str) -> str:
+        """The label of a cell between two neighbouring stages ("myelocyte|metamyelocyte",
+        the less mature first); refuses stages that are not neighbours of one lineage."""
+        if a == b or not self.adjacent(a, b) or self[a].coarse or self[b].coarse:
+            raise VocabularyError(
+                f"{a!r} and {b!r} are not neighbouring stages of one lineage in vocabulary "
+                f"{self.name!r}: a cell can only lie between neighbours"
+            )
+        first, second = sorted((a, b), key=lambda code: self[code].order)
+        return f"{first}{BETWEEN}{second}"
+
     def members_of(self, code: str) -> tuple[str, ...]:
         """The fine classes a label stands for: its members if coarse, else itself."""
         cell = self[code]
@@ -115,6 +129,18 @@ class Vocabulary:
         return len(self.classes)
 
     def __getitem__(self, code: str) -> CellType:
+        if BETWEEN in code:  # "A|B": a coarse label of two neighbouring stages
+            a, b = code.split(BETWEEN, 1)
+            first, second = self[a], self[b]
+            return CellType(
+                code=code,
+                name=f"between {first.name} and {second.name}",
+                lineage=first.lineage,
+                order=first.order,
+                abbrev=f"{first.abbrev or a}/{second.abbrev or b}",
+                members=(a, b),
+                counted=first.counted,
+            )
         return self.classes[self.index(code)]
 
     def index(self, code: str) -> int:
@@ -125,7 +151,16 @@ class Vocabulary:
             raise KeyError(f"{code!r} is not a class of vocabulary {self.name!r}") from None
 
     def resolve(self, label: str) -> str | None:
-        """The class code a label (code, name or alias, any case) stands for, or None."""
+        """The class code a label (code, name or alias, any case) stands for, or None. "A|B"
+        of two neighbouring stages stands for the cells between them (`between`)."""
+        if BETWEEN in str(label):
+            parts = [self._lookup.get(_normalise(part)) for part in str(label).split(BETWEEN)]
+            if len(parts) != 2 or None in parts:
+                return None
+            try:
+                return self.between(*parts)
+            except VocabularyError:
+                return None
         return self._lookup.get(_normalise(label))
 
     def map_labels(self, labels: Iterable[str], where: str = "the data set") -> list[str]:

@@ -21,7 +21,7 @@ STAGES = (
     "marrowdiff.inference.commands",  # calibrate, export
     "marrowdiff.counting.commands",  # classify
     "marrowdiff.slides.commands",  # count (fields and slides)
-    "marrowdiff.web.commands",  # serve, users
+    "marrowdiff.web.commands",  # serve, users, validate
     "marrowdiff.pipeline.commands",  # demo, experiment
     "marrowdiff.mining.commands",  # mine
 )
@@ -32,7 +32,7 @@ COMMANDS = {
     "evaluate": STAGES[2],
     "calibrate": STAGES[3], "export": STAGES[3],
     "classify": STAGES[4], "count": STAGES[5],
-    "serve": STAGES[6], "users": STAGES[6],
+    "serve": STAGES[6], "users": STAGES[6], "validate": STAGES[6],
     "demo": STAGES[7], "experiment": STAGES[7],
     "mine": STAGES[8],
 }  # fmt: skip

@@ -51,3 +51,10 @@ def test_demo_trains_on_both_sets_tests_on_both_exports_and_counts(
     slide = json.loads((demo / "slide" / "count" / "report.json").read_text())
     assert slide["slide"]["working"]["model_mpp"] == 0.136  # the archive's, recorded in training
     assert slide["slide"]["tiles"]["counted"] > 0 and slide["n_cells_found"] > 0
+    # a reviewed reference of held-out cells, and the model compared with it: a demonstration
+    validation = json.loads((demo / "validation" / "validation.json").read_text())
+    assert validation["about"]["demonstration"] and validation["about"]["reviewers"] == [
+        "ana",
+        "ben",
+    ]
+    assert validation["cells"]["cells"] > 0 and "a method comparison" in out

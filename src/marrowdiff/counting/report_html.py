@@ -218,6 +218,8 @@ def _review_section(review: dict | None, vocabulary: Vocabulary) -> str:
         f"{review['added']} missed cell(s) added, {review['rejected']} rejected as not a cell, "
         f"{review['unidentified']} unidentified.</p>",
     ]
+    if review.get("blind"):
+        out.append(_blind_sentence(review["blind"]))
     if review["changes"]:
         out.append("<table><tr><th>pre-classified</th><th>verified</th><th>cells</th></tr>")
         for change in review["changes"]:
@@ -228,6 +230,24 @@ def _review_section(review: dict | None, vocabulary: Vocabulary) -> str:
             )
         out.append("</table>")
     return "".join(out)
+
+
+def _blind_sentence(b: dict) -> str:
+    """How a blind double review went (`ReviewStation._double_review`)."""
+
+    def value(v, digits=2):
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    hidden = " or the model's class" if b["model_hidden"] else ""
+    return (
+        f"<p>Blind double review: each cell was classified by {b['reviewers_per_cell']} "
+        f"reviewers ({html.escape(', '.join(b['reviewers']))}) without seeing each other's "
+        f"verdicts{hidden}. They agreed on {value(b['all_agree_percent'], 1)}% of cells "
+        f"(Cohen's kappa {value(b['kappa'])}, Fleiss' kappa {value(b['fleiss_kappa'])}); "
+        f"{b['adjudicated']} cell(s) were decided by an adjudicator "
+        f"({html.escape(', '.join(b['adjudicators'])) or 'none'}), {b['between']} of them as "
+        "between two stages.</p>"
+    )
 
 
 def _detection_sentence(d: dict | None) -> str:

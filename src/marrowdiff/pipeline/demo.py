@@ -19,6 +19,7 @@ from marrowdiff.inference.export import export_onnx, quantisation_summary
 from marrowdiff.inference.predict import load_classifier
 from marrowdiff.mining.mine import MiningError, mined_set
 from marrowdiff.pipeline.holdout import split_fit_evaluate
+from marrowdiff.pipeline.reviewed import demo_review
 from marrowdiff.slides.commands import say
 from marrowdiff.slides.count import SlideCountConfig
 from marrowdiff.slides.job import count_slide
@@ -98,11 +99,14 @@ def demo(d: DemoConfig, log=print, progress: bool = False) -> int:
         log=log,
     )
     say(summary, d.out / "slide" / "count")
+    log("== review held-out cells blind (simulated reviewers), and compare the model with them")
+    demo_review(dataset, held.splits.test, load_classifier([onnx]), d.out, str(onnx), log=log)
     print(
         f"model: {held.run} (metrics.json, confusion.png, misclassified.html, curves.png); "
         f"audit: {d.out / AUDIT_DIR / 'audit.html'}; differential reports of synthetic "
         f"fields: {d.out / 'count' / 'report.html'}, and of a synthetic slide: "
-        f"{d.out / 'slide' / 'count' / 'report.html'}"
+        f"{d.out / 'slide' / 'count' / 'report.html'}; a method comparison (a demonstration): "
+        f"{d.out / 'validation' / 'validation.html'}"
     )
     return code
 

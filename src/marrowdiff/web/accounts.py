@@ -2,7 +2,8 @@
 
     DATA_DIR/accounts.sqlite3      users (name, role, argon2id hash), sessions (sha256 of token)
 
-A *reviewer* uploads, reviews and adds missed cells; a *signer* may also sign a case off. The
+A *reviewer* uploads, reviews and adds missed cells; an *adjudicator* may also decide the
+cells that a blind double review disagrees on; a *signer* may do both and sign a case off. The
 accounts are managed on the server's own machine (`marrowdiff users add|list|passwd|remove`),
 never over the web: whoever can write the data folder administers the station. Passwords are
 hashed with argon2id (`argon2-cffi`); a session is a random token the browser holds in an
@@ -34,9 +35,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from marrowdiff.errors import UserError
+from marrowdiff.web.tables import has_check, rebuild_table
 
 FILE = "accounts.sqlite3"
-ROLES = ("reviewer", "signer")
+ROLES = ("reviewer", "adjudicator", "signer")
 MIN_PASSWORD = 10  # characters (NIST SP 800-63B asks for at least 8)
 SESSION_HOURS = 10.0  # a working day; then log in again
 LOCKOUT_SECONDS = 600  # the throttle's window
@@ -48,7 +50,7 @@ MAX_FAILURES = PER_SOURCE  # the limit a guesser at one address meets first
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
-    role TEXT NOT NULL CHECK (role IN ('reviewer', 'signer')),
+    role TEXT NOT NULL CHECK (role IN ('reviewer', 'adjudicator', 'signer')),
     password TEXT NOT NULL,            -- argon2id hash
     created_at TEXT NOT NULL,
     active INTEGER NOT NULL DEFAULT 1  -- 0: removed (kept, so the log's names stay known)
@@ -94,6 +96,11 @@ class User:
     def may_sign(self) -> bool:
         return self.role == "signer"
 
+    @property
+    def may_adjudicate(self) -> bool:
+        """Decides cells the blind reviewers disagree on (a signer may too)."""
+        return self.role in ("adjudicator", "signer")
+
 
 def user_name(text: str) -> str:
     """A person's name as the station keeps it: NFC, trimmed, 1-100 printable characters."""
@@ -123,6 +130,8 @@ class Accounts:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        if not has_check(self.db, "users", "adjudicator"):  # made before adjudication
+            rebuild_table(self.db, SCHEMA, "users")
         self.lock = threading.Lock()
         self.hasher = PasswordHasher()
 

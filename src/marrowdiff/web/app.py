@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -33,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from marrowdiff.classes import VocabularyError
 from marrowdiff.web.accounts import (
     SESSION_HOURS,
     AccountError,
@@ -44,7 +45,13 @@ from marrowdiff.web.accounts import (
 )
 from marrowdiff.web.slides import SlideAccessError
 from marrowdiff.web.station import ReviewStation, UploadError
-from marrowdiff.web.store import NotFoundError, SignedError, StoreError
+from marrowdiff.web.store import (
+    MAX_REVIEWERS,
+    ForbiddenError,
+    NotFoundError,
+    SignedError,
+    StoreError,
+)
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "marrowdiff_session"
@@ -59,11 +66,22 @@ class NewCase(BaseModel):
     name: str = Field(min_length=1, max_length=100)  # the specimen or accession id
     patient: str = Field("", max_length=100)  # optional
     stain: str = Field("", max_length=100)
+    reviewers: int = Field(1, ge=1, le=MAX_REVIEWERS)  # 2 or more: a blind double review
+    hide_model: bool = False  # ... in which the reviewers do not see the model's class
 
 
 class Review(BaseModel):
     status: str = Field(pattern="^(confirmed|corrected|not_a_cell|unidentified)$")
     label: str | None = None
+
+
+class Decision(BaseModel):
+    """An adjudicator's decision: a class, "not_a_cell", "unidentified", or a cell between two
+    neighbouring stages (`between`: their two codes)."""
+
+    status: str = Field(pattern="^(confirmed|corrected|not_a_cell|unidentified)$")
+    label: str | None = None
+    between: list[str] | None = Field(None, min_length=2, max_length=2)
 
 
 class Login(BaseModel):
@@ -196,6 +214,20 @@ def reviewer(request: Request, seen: Annotated[User | None, Depends(viewer)]) ->
 Reviewer = Annotated[User, Depends(reviewer)]
 
 
+def asker(request: Request, seen: Annotated[User | None, Depends(viewer)]) -> str | None:
+    """Who reads a case, for what a blind review lets them see: the logged-in user, or the
+    name the page sends (stations without accounts), or None."""
+    if seen is not None:
+        return seen.name
+    try:
+        return typed_user(request.headers.get("x-user")) if request.headers.get("x-user") else None
+    except HTTPException:
+        return None
+
+
+Asker = Annotated[str | None, Depends(asker)]
+
+
 def signer(user: Reviewer) -> User:
     if not user.may_sign:
         raise HTTPException(403, f"only a signer signs; {user.name} is a {user.role}")
@@ -241,6 +273,7 @@ def create_app(
     async def store_error(request: Request, error: StoreError):
         status = 409 if isinstance(error, SignedError) else 400
         status = 404 if isinstance(error, NotFoundError) else status
+        status = 403 if isinstance(error, ForbiddenError) else status
         return JSONResponse({"detail": str(error)}, status_code=status)
 
     @app.get("/", include_in_schema=False)
@@ -326,11 +359,13 @@ def create_app(
         name, patient, stain = (text.strip() for text in (body.name, body.patient, body.stain))
         if not name or not all(text.isprintable() for text in (name, patient, stain)):
             raise HTTPException(422, "a case id is 1-100 printable characters")
-        return station.store.create_case(name, user.name, patient, stain)
+        return station.store.create_case(
+            name, user.name, patient, stain, body.reviewers, body.hide_model
+        )
 
-    @app.get("/api/cases/{case_id}", dependencies=Viewer)
-    def case(case_id: Id):
-        return station.view(case_id)
+    @app.get("/api/cases/{case_id}")
+    def case(case_id: Id, who: Asker):
+        return station.view(case_id, who)
 
     @app.post("/api/cases/{case_id}/images")
     async def upload(case_id: Id, request: Request, user: Reviewer):
@@ -358,7 +393,7 @@ def create_app(
         if not accepted:
             too_big = all("limit" in r["error"] for r in results)
             raise HTTPException(413 if too_big else 415, "; ".join(r["error"] for r in results))
-        return {"results": results, "differential": station.differential(case_id)}
+        return {"results": results, "differential": station.shown_differential(case_id)}
 
     @app.post("/api/cases/{case_id}/slides", status_code=201)
     async def register_slide(case_id: Id, body: SlidePath, user: Reviewer):
@@ -370,7 +405,7 @@ def create_app(
             raise HTTPException(error.status, str(error)) from None
         except UploadError as error:
             raise HTTPException(415, str(error)) from None
-        return {"result": result, "differential": station.differential(case_id)}
+        return {"result": result, "differential": station.shown_differential(case_id)}
 
     @app.get("/api/images/{image_id}/slide.dzi", dependencies=Viewer)
     def slide_dzi(image_id: Id):
@@ -396,7 +431,10 @@ def create_app(
     @app.post("/api/cases/{case_id}/images/{image_id}/cells", status_code=201)
     def add_cell(case_id: Id, image_id: Id, body: NewCellAt, user: Reviewer):
         cell = station.add_cell(case_id, image_id, user.name, body.x, body.y)
-        return {"cell": cell, "differential": station.differential(case_id)}
+        return {
+            "cell": station.shown_cell(cell, user.name),
+            "differential": station.shown_differential(case_id),
+        }
 
     @app.get("/api/cells/{cell_id}/image.jpg", dependencies=Viewer)
     def cell_image(cell_id: Id):
@@ -407,16 +445,54 @@ def create_app(
         if body.label is not None and body.label not in station.classifier.classes:
             raise HTTPException(422, f"unknown class {body.label!r}")
         cell = station.store.review(cell_id, user.name, body.status, body.label)
-        return {"cell": cell, "differential": station.differential(cell["case_id"])}
+        return {
+            "cell": station.shown_cell(cell, user.name),
+            "differential": station.shown_differential(cell["case_id"]),
+        }
+
+    @app.post("/api/cells/{cell_id}/adjudicate")
+    def adjudicate(cell_id: Id, body: Decision, user: Reviewer):
+        """Decide a cell the blind reviewers disagreed on (an adjudicator or a signer who
+        gave no verdict on it)."""
+        if not user.may_adjudicate:
+            raise HTTPException(403, f"only an adjudicator decides; {user.name} is a {user.role}")
+        label = body.label
+        classes = station.classifier.classes
+        for code in [label] if body.between is None else body.between:
+            if code is not None and code not in classes:
+                raise HTTPException(422, f"unknown class {code!r}")
+        if body.between is not None:
+            try:
+                label = station.classifier.vocabulary.between(*body.between)
+            except VocabularyError as error:
+                raise HTTPException(422, str(error)) from None
+        cell = station.store.adjudicate(cell_id, user.name, body.status, label)
+        return {"cell": station.shown_cell(cell, user.name),
+                "differential": station.shown_differential(cell["case_id"])}  # fmt: skip
+
+    @app.get("/api/cases/{case_id}/agreement", dependencies=Viewer)
+    def case_agreement(case_id: Id):
+        """How the case's blind reviewers agreed (once its verdicts are opened)."""
+        return station.agreement([case_id])
+
+    @app.get("/api/agreement", dependencies=Viewer)
+    def agreement(case: Annotated[list[int] | None, Query()] = None):
+        """How the reviewers agreed over cases (default: every case whose blind review is
+        over)."""
+        ids = case or [
+            c["id"] for c in station.store.cases() if c["reviewers"] > 1 and c["unblinded_at"]
+        ]
+        if not ids:
+            raise HTTPException(404, "no case has finished a blind double review yet")
+        return station.agreement(ids)
 
     @app.post("/api/cases/{case_id}/sign")
     def sign(case_id: Id, user: Signer):
         return station.sign(case_id, user.name)
 
-    @app.get("/api/cases/{case_id}/log", dependencies=Viewer)
-    def log(case_id: Id):
-        station.store.case(case_id)
-        return station.store.log(case_id)
+    @app.get("/api/cases/{case_id}/log")
+    def log(case_id: Id, who: Asker):
+        return station.log(case_id, who)
 
     @app.get("/api/cases/{case_id}/report/{name}", dependencies=Viewer)
     def report_file(case_id: Id, name: str):

@@ -15,6 +15,7 @@ from marrowdiff.inference.predict import load_classifier
 from marrowdiff.web.accounts import ROLES, AccountError, Accounts
 from marrowdiff.web.app import create_app, serving_hosts
 from marrowdiff.web.station import ReviewStation
+from marrowdiff.web.validate import reference_cases, validate
 
 DATA_DIR = Path("review-data")
 
@@ -38,7 +39,8 @@ def register(sub) -> None:
                 "--role",
                 choices=ROLES,
                 required=True,
-                help="reviewer: upload, review, add missed cells; signer: that, and sign off",
+                help="reviewer: upload, review, add missed cells; adjudicator: that, and decide "
+                "the cells a blind double review disagrees on; signer: both, and sign off",
             )
         if action in ("add", "passwd"):
             p.add_argument(
@@ -86,6 +88,26 @@ def register(sub) -> None:
     count_args(p)
     p.set_defaults(run=cmd_serve)
 
+    p = sub.add_parser(
+        "validate",
+        help="a method comparison: a model against the station's signed, reviewed cases",
+    )
+    model_args(p)
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        help="the station's data folder, as given to serve (default %(default)s)",
+    )
+    p.add_argument(
+        "--case",
+        action="append",
+        metavar="NAME",
+        help="a signed case to compare on; repeat for more (default: every signed case)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the report's folder")
+    p.set_defaults(run=cmd_validate)
+
 
 def cmd_serve(args) -> int:
     accounts = Accounts(args.data_dir) if Accounts.exist(args.data_dir) else None
@@ -107,6 +129,19 @@ def cmd_serve(args) -> int:
     print(f"review station: http://{args.host}:{args.port}/  (data in {args.data_dir}; {who})")
     app = create_app(station, accounts, hosts)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    cases = reference_cases(args.data_dir, args.case)  # checked before the model loads
+    classifier = load_classifier(args.model.split(","), args.device, args.normalise_stain)
+    result = validate(classifier, cases, args.out, args.model, args.tta)
+    agree = result["cells"]
+    print(
+        f"{len(cases)} case(s), {agree['cells']} cells: the model agrees with the consensus on "
+        f"{agree['percent']:.1f}% (kappa {agree['kappa'] if agree['kappa'] is not None else 'n/a'})"
+        f"; report in {args.out / 'validation.html'}"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ files under the data folder:
 from __future__ import annotations
 
 import csv
+import json
 import threading
 import uuid
 from collections import Counter, OrderedDict
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marrowdiff.classes import Vocabulary
+from marrowdiff.classes import BETWEEN, Vocabulary
 from marrowdiff.counting.count import (
     CountConfig,
     classify_images,
@@ -38,11 +39,12 @@ from marrowdiff.counting.report_files import write_report
 from marrowdiff.counting.scale import heading
 from marrowdiff.domain import DomainCheck
 from marrowdiff.errors import UserError
-from marrowdiff.fileio import save_image, write_text
+from marrowdiff.fileio import save_image, write_json, write_text
 from marrowdiff.images import ImageReadError, decode_rgb, encode_jpeg
 from marrowdiff.inference.predict import Classifier
 from marrowdiff.slides.count import SlideCountConfig
 from marrowdiff.slides.job import count_slide
+from marrowdiff.validation.agreement import reviewers as reviewer_agreement
 from marrowdiff.web.slides import SlideViews, resolve_slide
 from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
 
@@ -259,6 +261,7 @@ class ReviewStation:
         out = []
         classes = self.classifier.classes
         for c in rows:
+            c = c | {"label": counted_as(c, classes)}
             flag = c["model_flag"] if c["status"] == "pending" else REVIEW_FLAGS[c["status"]]
             verified = c["status"] in ("confirmed", "corrected")
             if verified and c["model_flag"] == "border":
@@ -297,20 +300,130 @@ class ReviewStation:
         """The domain check of a case's cells (those the detector and the model found)."""
         return self.classifier.check(np.array([c.distance for c in cells]))
 
-    def view(self, case_id: int) -> dict:
-        """Everything the review page shows of a case."""
+    def view(self, case_id: int, user: str | None = None) -> dict:
+        """Everything the review page shows of a case, as `user` may see it (`shown_cells`)."""
+        case = self.store.case(case_id)
         rows = self.store.cells(case_id)
         return {
-            "case": self.store.case(case_id),
+            "case": case,
+            "blind": self._blind_progress(case, rows, user),
             "images": [
                 row | {"scale": self.slides.scale(row["stored_name"])}
                 if row["kind"] == "slide"
                 else row
                 for row in self.store.images(case_id)
             ],  # a slide's level-0 px per px of the model's scale: its cells' size on it
-            "cells": rows,
-            "differential": self.differential(case_id, rows),
+            "cells": self.shown_cells(case, rows, user),
+            "differential": None if hides_model(case) else self.differential(case_id, rows),
         }
+
+    # blind double review -----------------------------------------------------------------------
+
+    def shown_cells(self, case: dict, rows: list[dict], user: str | None) -> list[dict]:
+        """A case's cells as `user` may see them. While a blind review runs, each cell shows
+        only this user's own verdict (`my_verdict`) and, if the case hides the model, nothing
+        of the model's class or probabilities; once the verdicts are opened, every reviewer's
+        (`verdicts`: {reviewer: verdict})."""
+        if case["reviewers"] < 2:
+            return rows
+        if not is_blind(case):
+            said = self._verdicts_by_cell(case["id"])
+            return [row | {"verdicts": said.get(row["id"], {})} for row in rows]
+        mine = {v["cell_id"]: v["verdict"] for v in self.store.verdicts(case["id"], user or "")}
+        hidden = dict.fromkeys(MODEL_KEYS) if case["hide_model"] else {}
+        return [row | hidden | {"my_verdict": mine.get(row["id"])} for row in rows]
+
+    def shown_cell(self, cell: dict, user: str | None) -> dict:
+        """One cell as `user` may see it (after a review, or an added cell)."""
+        (shown,) = self.shown_cells(self.store.case(cell["case_id"]), [cell], user)
+        return shown
+
+    def shown_differential(self, case_id: int) -> dict | None:
+        """The case's differential, or None while a blind review hides the model's classes."""
+        return None if hides_model(self.store.case(case_id)) else self.differential(case_id)
+
+    def _blind_progress(self, case: dict, rows: list[dict], user: str | None) -> dict | None:
+        """A blind case's state: verdicts each cell needs, whether the model is hidden, and
+        how far the review is (this user's verdicts, cells with all theirs), never whose."""
+        if case["reviewers"] < 2:
+            return None
+        verdicts = self.store.verdicts(case["id"])
+        per_cell = Counter(v["cell_id"] for v in verdicts)
+        return {
+            "reviewers": case["reviewers"],
+            "hide_model": bool(case["hide_model"]),
+            "open": not is_blind(case),
+            "cells": len(rows),
+            "mine": sum(v["user"] == user for v in verdicts),
+            "complete": sum(per_cell[r["id"]] >= case["reviewers"] for r in rows),
+            "disputed": sum(r["status"] == "pending" for r in rows) if not is_blind(case) else None,
+        }
+
+    def _reviewed_by(self, case: dict, rows: list[dict]) -> list[str]:
+        """Everyone whose verdicts the case's classes rest on (reviewers and adjudicators)."""
+        if case["reviewers"] < 2:
+            return sorted({c["reviewed_by"] for c in rows if c["reviewed_by"]})
+        said = self._verdicts_by_cell(case["id"])
+        people = {name for verdicts in said.values() for name in verdicts}
+        return sorted(people | {c["reviewed_by"] for c in rows if _adjudicated(c, said)})
+
+    def _double_review(self, case: dict, rows: list[dict]) -> dict:
+        """For the report: how a blind double review went (nothing for a single review)."""
+        if case["reviewers"] < 2:
+            return {}
+        said = self._verdicts_by_cell(case["id"])
+        agreement = reviewer_agreement(said, self.classifier.vocabulary)
+        decided = [c for c in rows if _adjudicated(c, said)]
+        return {"blind": {
+            "reviewers_per_cell": case["reviewers"],
+            "model_hidden": bool(case["hide_model"]),
+            "reviewers": agreement["reviewers"],
+            "all_agree_percent": agreement["all_agree_percent"],
+            "kappa": agreement["pooled"]["kappa"],
+            "fleiss_kappa": agreement["fleiss_kappa"],
+            "adjudicated": len(decided),
+            "between": sum(BETWEEN in c["label"] for c in decided),
+            "adjudicators": sorted({c["reviewed_by"] for c in decided}),
+        }}  # fmt: skip
+
+    def _verdicts_by_cell(self, case_id: int) -> dict[int, dict[str, str]]:
+        said: dict[int, dict[str, str]] = {}
+        for v in self.store.verdicts(case_id):
+            said.setdefault(v["cell_id"], {})[v["user"]] = v["verdict"]
+        return said
+
+    def log(self, case_id: int, user: str | None) -> list[dict]:
+        """The case's log as `user` may read it: while a blind review runs, another
+        reviewer's verdict is shown as given, never what it was."""
+        case = self.store.case(case_id)
+        entries = self.store.log(case_id)
+        if not is_blind(case):
+            return entries
+        return [
+            e | {"detail": {"verdict": "withheld until the verdicts are opened"}}
+            if e["action"] == "verdict" and e["user"] != user
+            else e
+            for e in entries
+        ]
+
+    def agreement(self, case_ids: list[int]) -> dict:
+        """How the reviewers agree over cases whose blind review is over (refused for a case
+        still blind, or one reviewed once)."""
+        verdicts: dict[tuple[int, int], dict[str, str]] = {}
+        names = []
+        for case_id in case_ids:
+            case = self.store.case(case_id)
+            if case["reviewers"] < 2:
+                raise StoreError(f"case {case['name']!r} was reviewed once per cell: no agreement")
+            if is_blind(case):
+                raise StoreError(
+                    f"case {case['name']!r} is still blind: its agreement is known when every "
+                    "cell has its verdicts"
+                )
+            names.append(case["name"])
+            for cell_id, said in self._verdicts_by_cell(case_id).items():
+                verdicts[(case_id, cell_id)] = said
+        return {"cases": names} | reviewer_agreement(verdicts, self.classifier.vocabulary)
 
     # sign-off ----------------------------------------------------------------------------------
 
@@ -336,8 +449,8 @@ class ReviewStation:
                 stain=signed["stain"] or None,
                 operator=signed["created_by"],
                 signed_by=user,
-                reviewed_by=sorted({c["reviewed_by"] for c in rows if c["reviewed_by"]}),
-                review=review_summary(rows),
+                reviewed_by=self._reviewed_by(signed, rows),
+                review=review_summary(rows) | self._double_review(signed, rows),
                 detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
             )
             vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
@@ -353,27 +466,48 @@ class ReviewStation:
                 domain,
                 heading(domain),
             )
-            self._export(rows, signed["name"], folder / "export")
+            self._export(rows, signed, folder / "export")
         except BaseException as error:
             self.store.reopen(case_id, user, f"{type(error).__name__}: {error}")
             raise
         return {"case": signed, "report": str(folder / "report"), "export": str(folder / "export")}
 
-    def _export(self, rows: list[dict], case_name: str, out: Path) -> None:
-        """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads.
-        An object marked not a cell is exported as an outcome that is not counted (`label`)
-        so that a laboratory's own verdicts teach the next model what to set aside."""
-        lines = ["path,label,group,model_class,status"]
+    def _export(self, rows: list[dict], case: dict, out: Path) -> None:
+        """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads
+        (`path,label,group`, the case as the group, so that splits keep a case together),
+        with each reviewer's verdict beside the consensus (`reviewers`, JSON) in a blind
+        double review, and `case.json`: who reviewed and signed the case, with which model
+        and vocabulary (what `marrowdiff validate` checks). An object marked not a cell is
+        exported as an outcome that is not counted (`label`) so that a laboratory's own
+        verdicts teach the next model what to set aside; a cell between two stages as "A|B"."""
+        lines = ["path,label,group,model_class,status,reviewers"]
         vocabulary = self.classifier.vocabulary
+        said = self._verdicts_by_cell(case["id"])
         for c in rows:
             label = exported_label(c, vocabulary)
             if label is None:
                 continue
             name = f"crops/cell{c['id']}.png"
             save_image(out / name, Image.fromarray(self._crop(c)))
-            group = _csv(f"case:{case_name}")
-            lines.append(f"{name},{label},{group},{c['model_class']},{c['status']}")
+            group = _csv(f"case:{case['name']}")
+            verdicts = _csv(json.dumps(said.get(c["id"], {}), ensure_ascii=False))
+            lines.append(f"{name},{label},{group},{c['model_class']},{c['status']},{verdicts}")
         write_text(out / "manifest.csv", "\n".join(lines) + "\n")
+        write_json(out / "case.json", {
+            "case": case["name"],
+            "signed_at": case["signed_at"],
+            "signed_by": case["signed_by"],
+            "reviewers_per_cell": case["reviewers"],
+            "model_hidden": bool(case["hide_model"]),
+            "reviewers": sorted({n for v in said.values() for n in v} or
+                                {c["reviewed_by"] for c in rows if c["reviewed_by"]}),
+            "adjudicated_by": sorted({c["reviewed_by"] for c in rows if _adjudicated(c, said)}),
+            "vocabulary": vocabulary.name,
+            "classes": list(self.classifier.classes),
+            "model": self.model_name,
+            "model_sha256": self.classifier.checksum or None,
+            "cells": len(lines) - 1,
+        })  # fmt: skip
 
 
 # The outcome an object marked "not a cell" is exported as, when the model did not already
@@ -394,6 +528,36 @@ def exported_label(row: dict, vocabulary: Vocabulary) -> str | None:
     if model in vocabulary.codes and not vocabulary.counted(model):
         return model
     return vocabulary.resolve(NOT_A_CELL)
+
+
+# What a case that hides the model shows of it while its blind review runs: nothing.
+MODEL_KEYS = ("model_class", "probability", "proba", "model_flag", "label", "distance")
+
+
+def is_blind(case: dict) -> bool:
+    """A blind double review whose verdicts are not opened yet."""
+    return case["reviewers"] > 1 and case["unblinded_at"] is None
+
+
+def hides_model(case: dict) -> bool:
+    return is_blind(case) and bool(case["hide_model"])
+
+
+def _adjudicated(cell: dict, said: dict[int, dict[str, str]]) -> bool:
+    """Whether a cell's reviewers disagreed (so an adjudicator decided it)."""
+    return len(set(said.get(cell["id"], {}).values())) > 1
+
+
+def counted_as(row: dict, classes: list[str]) -> str:
+    """The class a cell counts as in the differential: its label, or for a cell between two
+    stages ("A|B", an adjudicator's decision) the one of the two the model finds likelier."""
+    label = row["label"]
+    if BETWEEN not in label:
+        return label
+    members = [m for m in label.split(BETWEEN) if m in classes]
+    if not members:
+        return label
+    return max(members, key=lambda m: row["proba"][classes.index(m)])
 
 
 def review_summary(rows: list[dict]) -> dict:

@@ -87,6 +87,7 @@ $("#new-case").onsubmit = async (event) => {
   if (!needUser()) return;
   const made = await api("POST", "/api/cases", {
     name: $("#case-name").value, patient: $("#case-patient").value, stain: $("#case-stain").value,
+    reviewers: Number($("#case-reviewers").value), hide_model: $("#case-hide-model").checked,
   }).catch(() => null);
   if (!made) return; // refused: the reason is on the status line
   $("#case-name").value = "";
@@ -104,6 +105,80 @@ function isSigned() {
   return Boolean(state.view && state.view.case.signed_at);
 }
 
+// ---- blind double review: own verdicts only until all are in, then adjudication ----------
+
+function blindPhase() {
+  // The case's blind review is running: each reviewer sees only their own verdicts.
+  return Boolean(state.view && state.view.blind && !state.view.blind.open);
+}
+
+function adjudicating() {
+  // The verdicts are opened: the cells they disagree on (still pending) go to an adjudicator.
+  return Boolean(state.view && state.view.blind && state.view.blind.open);
+}
+
+function todo(cell) {
+  // Whether a cell still waits for this person: their verdict (blind), or a decision.
+  return blindPhase() ? !cell.my_verdict : cell.status === "pending";
+}
+
+function shownLabel(cell) {
+  // What a cell is called on the page: in a blind review that hides the model, the
+  // reviewer's own verdict (or "?"); otherwise its class now.
+  if (cell.label === null || cell.label === undefined) {
+    return cell.my_verdict ? verdictName(cell.my_verdict, true) : "?";
+  }
+  return verdictName(cell.label, true);
+}
+
+function verdictName(verdict, short = false) {
+  if (verdict === "not_a_cell") return short ? "not" : "not a cell";
+  if (verdict === "unidentified") return short ? "unid." : "unidentified";
+  if (verdict.includes("|")) {
+    return "between " + verdict.split("|").map((c) => classOf(c)[short ? "abbrev" : "name"])
+      .join(" and ");
+  }
+  return classOf(verdict)[short ? "abbrev" : "name"];
+}
+
+function renderBlind() {
+  const b = state.view.blind;
+  const box = $("#blind-state");
+  box.hidden = !b;
+  $("#agreement-box").hidden = !(b && b.open);
+  if (!b) return;
+  if (!b.open) {
+    box.textContent = `Blind review: each cell needs ${b.reviewers} reviewers' verdicts. ` +
+      `You have given ${b.mine} of ${b.cells}; ${b.complete} cell(s) have all theirs. ` +
+      "Nobody sees another's verdicts until every cell has its own" +
+      (b.hide_model ? ", nor the model's class." : ".");
+    return;
+  }
+  const mayDecide = !(state.me && state.me.accounts) ||
+    ["adjudicator", "signer"].includes(state.me.role);
+  box.textContent = `The verdicts are opened: ${b.disputed} cell(s) the reviewers disagree ` +
+    "on " + (b.disputed ? (mayDecide ? "wait for you (or another adjudicator who did not " +
+    "review them): a class key decides, b: between the two stages." :
+    "wait for an adjudicator.") : "were decided.");
+}
+
+async function showAgreement() {
+  const a = await api("GET", `/api/cases/${state.caseId}/agreement`).catch(() => null);
+  if (!a) return;
+  const f = (v, d = 2) => (v === null || v === undefined ? "n/a" : v.toFixed(d));
+  const rows = a.pairs.map((p) => `<tr><td>${escapeHtml(p.raters.join(" / "))}</td>` +
+    `<td class="n">${p.cells}</td><td class="n">${f(p.percent, 1)}</td>` +
+    `<td class="n">${f(p.adjacent_percent, 1)}</td><td class="n">${f(p.kappa)}</td></tr>`);
+  $("#agreement").innerHTML =
+    `<p>${a.cells} cells: all reviewers agreed on ${f(a.all_agree_percent, 1)}%; ` +
+    `Cohen's kappa ${f(a.pooled.kappa)}, Fleiss' kappa ${f(a.fleiss_kappa)}, ` +
+    `adjacent-stage agreement ${f(a.pooled.adjacent_percent, 1)}%.</p>` +
+    "<table><tr><th>reviewers</th><th>cells</th><th>%</th><th>adjacent %</th><th>kappa</th>" +
+    `</tr>${rows.join("")}</table>`;
+}
+
+$("#agreement-box").ontoggle = () => { if ($("#agreement-box").open) showAgreement(); };
+
 async function showCase(id) {
   if (state.caseId !== id) state.field = 0;
   state.caseId = id;
@@ -111,19 +186,20 @@ async function showCase(id) {
   $("#case-view").hidden = false;
   state.view = await api("GET", `/api/cases/${id}`);
   renderCase();
-  const first = state.order.find((c) => c.status === "pending") || state.order[0];
+  const first = state.order.find(todo) || state.order[0];
   select(first ? first.id : null);
 }
 
 function renderCase() {
   const v = state.view;
   $("#case-title").textContent = `Case ${v.case.name}`;
+  renderBlind();
   renderDifferential(v.differential);
   renderCells();
   const signed = isSigned();
-  $("#upload-box").hidden = signed;
+  $("#upload-box").hidden = signed || adjudicating(); // opened verdicts: no more cells
   $("#slide-box").hidden = !state.info.slides;
-  $("#add-box").hidden = signed;
+  $("#add-box").hidden = signed || adjudicating();
   $("#sign").hidden = signed;
   for (const button of $("#classbar").children) button.disabled = signed; // nothing to change
   const mayNotSign = Boolean(state.me && state.me.accounts && state.me.role !== "signer");
@@ -149,7 +225,15 @@ function escapeHtml(text) {
 
 function renderDifferential(d) {
   // n: cells verified or sure of; est. %: the estimate over every cell (reviewed ones by their
-  // review, pending ones by the model's top class), with its 95% interval.
+  // review, pending ones by the model's top class), with its 95% interval. None while a blind
+  // review hides the model's classes.
+  $("#differential").classList.toggle("hidden-model", !d);
+  if (!d) {
+    $("#me").textContent = "The differential is hidden while the blind review runs.";
+    $("#progress").textContent = "";
+    $("#warnings").replaceChildren();
+    return;
+  }
   const estimate = Object.fromEntries(d.estimate.classes.map((r) => [r.code, r]));
   const pct = (v) => (v === null || v === undefined ? "" : v.toFixed(1));
   $("#differential tbody").replaceChildren(...d.classes.map((row) => {
@@ -181,6 +265,17 @@ function groups() {
   // by class, then the objects set aside as not nucleated cells (platelets, red cells,
   // debris: a class key restores one as a cell), unidentified ones, and those marked not a cell.
   const cells = state.view.cells;
+  if (blindPhase()) {
+    return [{ title: "Your verdict to give", cells: cells.filter((c) => !c.my_verdict) },
+      { title: "Your verdicts given", cells: cells.filter((c) => c.my_verdict) }]
+      .filter((g) => g.cells.length);
+  }
+  if (adjudicating() && cells.some((c) => c.status === "pending")) {
+    const disputed = cells.filter((c) => c.status === "pending");
+    const decided = cells.filter((c) => c.status !== "pending");
+    return [{ title: "The reviewers disagree: for an adjudicator", cells: disputed },
+      { title: "Decided", cells: decided }];
+  }
   const first = cells.filter((c) => c.status === "pending" && c.model_flag);
   const rest = cells.filter((c) => !first.includes(c) &&
     !["not_a_cell", "unidentified"].includes(c.status));
@@ -278,7 +373,7 @@ function renderField() {
     text.setAttribute("x", cell.x + (left ? -0.75 : 0.75) * r);
     text.setAttribute("y", cell.y - 0.75 * r);
     text.setAttribute("font-size", 0.4 * r); // in field px, so it scales with the field
-    text.textContent = classOf(cell.label).abbrev;
+    text.textContent = shownLabel(cell);
     return [circle, text];
   }));
   return order;
@@ -347,7 +442,7 @@ function markSlide() {
     const flagged = cell.status === "pending" && cell.model_flag ? "flagged" : "";
     const selected = cell.id === state.selected ? "selected" : "";
     mark.className = `slide-mark ${cell.status} ${flagged} ${selected}`;
-    mark.title = `${classOf(cell.label).name} (${cell.status})`;
+    mark.title = `${shownLabel(cell)} (${cell.status})`;
   }
   markSelected();
 }
@@ -400,7 +495,7 @@ function goTo(images, key, step) {
   state[key] = Math.min(Math.max(state[key] + step, 0), images.length - 1);
   const mine = state.view.cells.filter((c) => c.image_id === images[state[key]].id)
     .sort((a, b) => a.y - b.y || a.x - b.x);
-  const first = mine.find((c) => c.status === "pending") || mine[0];
+  const first = mine.find(todo) || mine[0];
   state.selected = first ? first.id : null;
   renderCells();
 }
@@ -440,14 +535,24 @@ function cellElement(cell) {
   img.alt = `cell ${cell.id}`;
   img.loading = "lazy";
   const label = document.createElement("div");
-  // The model's calibrated probability of the class the cell now has.
+  // The model's calibrated probability of the class the cell now has (none while hidden).
   const k = state.info.classes.findIndex((c) => c.code === cell.label);
-  const p = k >= 0 ? cell.proba[k] : cell.probability;
-  label.textContent = `${classOf(cell.label).abbrev} ${(100 * p).toFixed(0)}%`;
+  const p = !cell.proba ? null : k >= 0 ? cell.proba[k] : cell.probability;
+  label.textContent = p === null ? shownLabel(cell) :
+    `${shownLabel(cell)} ${(100 * p).toFixed(0)}%`;
   const status = document.createElement("div");
   status.className = "status";
   status.textContent = cell.status === "pending" ? (cell.model_flag || "") : cell.status;
+  if (blindPhase()) status.textContent = cell.my_verdict ?
+    `yours: ${verdictName(cell.my_verdict, true)}` : "";
   div.append(img, label, status);
+  if (cell.verdicts && Object.keys(cell.verdicts).length) {
+    const said = document.createElement("div");
+    said.className = "verdicts";
+    said.textContent = Object.entries(cell.verdicts)
+      .map(([who, v]) => `${who}: ${verdictName(v, true)}`).join(", ");
+    div.append(said);
+  }
   div.onclick = () => select(cell.id);
   return div;
 }
@@ -487,6 +592,18 @@ function markSelected() {
   }
 }
 
+function betweenSelected() {
+  // An adjudicator's "between": the two stages the reviewers named, if they are neighbours.
+  const cell = state.view.cells.find((c) => c.id === state.selected);
+  const said = cell && cell.verdicts ? [...new Set(Object.values(cell.verdicts))] : [];
+  const stages = said.filter((v) => v !== "not_a_cell" && v !== "unidentified");
+  if (!adjudicating() || stages.length !== 2) {
+    say("b (between) is for a disputed cell on which the reviewers named two stages", true);
+    return;
+  }
+  reviewSelected("corrected", null, stages);
+}
+
 function move(step) {
   const i = state.order.findIndex((c) => c.id === state.selected);
   const next = state.order[Math.min(state.order.length - 1, Math.max(0, i + step))];
@@ -497,26 +614,42 @@ function move(step) {
 // at the key press, so a fast reviewer's next key goes to the next cell, not to this one again.
 const reviews = { queue: Promise.resolve(), sent: new Set() };
 
-function reviewSelected(status, label) {
+function reviewSelected(status, label, between) {
   if (isSigned() || state.selected === null || !needUser()) return;
   const id = state.selected;
+  const byId = new Map(state.view.cells.map((c) => [c.id, c]));
+  // Once a blind review's verdicts are opened, a key decides a disputed cell (adjudication).
+  const decide = adjudicating() && byId.get(id).status === "pending";
+  if (between && !decide) return;
   const before = state.order.map((c) => c.id);
   const at = before.indexOf(id);
   reviews.sent.add(id);
-  // On to the next unreviewed cell after this one, in the order shown now.
-  const byId = new Map(state.view.cells.map((c) => [c.id, c]));
+  // On to the next cell to review after this one, in the order shown now.
   const next = before.slice(at + 1).concat(before.slice(0, at))
-    .find((other) => byId.get(other).status === "pending" && !reviews.sent.has(other));
+    .find((other) => todo(byId.get(other)) && !reviews.sent.has(other));
   select(next === undefined ? id : next);
   reviews.queue = reviews.queue.then(async () => {
     try {
-      const result = await api("POST", `/api/cells/${id}`, { status, label });
+      const path = decide ? `/api/cells/${id}/adjudicate` : `/api/cells/${id}`;
+      const result = await api("POST", path, { status, label, between });
+      if (blindPhase() && result.cell.verdicts) { // the last verdict opened them all
+        say("every cell has its verdicts: they are opened");
+        await showCase(state.caseId);
+        return;
+      }
       const cells = state.view.cells;
       cells[cells.findIndex((c) => c.id === result.cell.id)] = result.cell;
       state.view.differential = result.differential;
+      if (state.view.blind) {
+        if (blindPhase()) state.view.blind.mine = cells.filter((c) => c.my_verdict).length;
+        else state.view.blind.disputed = cells.filter((c) => c.status === "pending").length;
+        renderBlind();
+      }
       renderDifferential(result.differential);
       renderCells();
-      say(`cell ${result.cell.id}: ${result.cell.status} as ${classOf(result.cell.label).name}`);
+      say(blindPhase() ? `cell ${result.cell.id}: your verdict, ` +
+        verdictName(result.cell.my_verdict) :
+        `cell ${result.cell.id}: ${result.cell.status} as ${verdictName(result.cell.label)}`);
     } catch (error) {
       // api() has said why; the cell stays as it was, to be reviewed again.
     } finally {
@@ -569,6 +702,7 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "Enter") reviewSelected("confirmed");
   else if (event.key === "x") reviewSelected("not_a_cell");
   else if (event.key === "u") reviewSelected("unidentified");
+  else if (event.key === "b") betweenSelected();
   else if (event.key === "f") showTab(state.tab === "cells" ? "fields" : "cells");
   else if (event.key === "s") showTab(state.tab === "slides" ? "cells" : "slides");
   else if (state.tab === "slides" && (event.key === "[" || event.key === "]")) {
