@@ -175,3 +175,19 @@ def test_users_unlock_from_the_command_line(tmp_path, capsys):
     assert "5 failed login(s) forgotten" in capsys.readouterr().out
     assert accounts.log_in("ana", PASSWORD, "10.0.0.9")[0].name == "ana"  # the server sees it
     assert main(["users", "unlock", "bob", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_an_older_accounts_file_takes_the_adjudicator_role_and_keeps_its_users(tmp_path):
+    # accounts.sqlite3 as it was before adjudicators: its CHECK allowed two roles only
+    with sqlite3.connect(tmp_path / "accounts.sqlite3") as old:
+        old.execute(
+            "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN "
+            "('reviewer', 'signer')), password TEXT NOT NULL, created_at TEXT NOT NULL, "
+            "active INTEGER NOT NULL DEFAULT 1)"
+        )
+        old.execute("INSERT INTO users VALUES ('ana', 'signer', 'x', '2026-01-01', 1)")
+    accounts = Accounts(tmp_path)
+    accounts.add("cleo", "adjudicator", PASSWORD)
+    users = {(u.name, u.role) for u in accounts.users()}
+    assert users == {("ana", "signer"), ("cleo", "adjudicator")}
+    assert accounts.log_in("cleo", PASSWORD)[0].may_adjudicate

@@ -65,6 +65,10 @@ def test_a_blind_double_review_from_verdicts_to_signed_export(lab, tmp_path):
     theirs = [e for e in log if e["action"] == "verdict" and e["user"] == "ana"]
     assert len(theirs) == 4 and all("myel" not in json.dumps(e["detail"]) for e in theirs)
     assert ben.get(f"/api/cases/{case}/agreement").status_code == 400
+    asked = ben.get(f"/api/cases/{case}/verdicts", params={"reviewer": "ana"})
+    assert asked.status_code == 403 and "hidden until every cell" in asked.text
+    own = ben.get(f"/api/cases/{case}/verdicts").json()
+    assert {v["user"] for v in own} == {"ben"} and len(own) == 3
     # Nothing can be adjudicated or signed while the review is blind.
     early = {"status": "corrected", "label": "myelocyte"}
     assert (
@@ -80,6 +84,8 @@ def test_a_blind_double_review_from_verdicts_to_signed_export(lab, tmp_path):
     assert by_id[cells[0]]["label"] == "myeloblast" and by_id[cells[0]]["status"] != "pending"
     assert by_id[cells[2]]["verdicts"] == {"ana": "myelocyte", "ben": "promyelocyte"}
     assert say(ana, cells[2], "myelocyte").status_code == 400  # verdicts are sealed
+    opened_verdicts = ben.get(f"/api/cases/{case}/verdicts", params={"reviewer": "ana"}).json()
+    assert [v["verdict"] for v in opened_verdicts] == ana_says
 
     # Only an adjudicator who gave no verdict decides; "between" needs neighbouring stages.
     decide = {"status": "corrected", "between": ["myelocyte", "promyelocyte"]}

@@ -470,6 +470,12 @@ def create_app(
         return {"cell": station.shown_cell(cell, user.name),
                 "differential": station.shown_differential(cell["case_id"])}  # fmt: skip
 
+    @app.get("/api/cases/{case_id}/verdicts")
+    def verdicts(case_id: Id, who: Asker, reviewer: str | None = None):
+        """A blind case's verdicts: while it is blind, only the asker's own (another
+        reviewer's: 403); once opened, everyone's (or `reviewer`'s)."""
+        return station.verdicts(case_id, who, reviewer)
+
     @app.get("/api/cases/{case_id}/agreement", dependencies=Viewer)
     def case_agreement(case_id: Id):
         """How the case's blind reviewers agreed (once its verdicts are opened)."""

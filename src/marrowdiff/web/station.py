@@ -46,7 +46,7 @@ from marrowdiff.slides.count import SlideCountConfig
 from marrowdiff.slides.job import count_slide
 from marrowdiff.validation.agreement import reviewers as reviewer_agreement
 from marrowdiff.web.slides import SlideViews, resolve_slide
-from marrowdiff.web.store import NewCell, SignedError, Store, StoreError
+from marrowdiff.web.store import ForbiddenError, NewCell, SignedError, Store, StoreError
 
 # What a reviewed cell counts as in the differential (pending cells keep the model's flag).
 REVIEW_FLAGS = {
@@ -100,8 +100,7 @@ class ReviewStation:
 
     def upload(self, case_id: int, user: str, filename: str, data: bytes) -> dict:
         """Decode, store and count one uploaded image; returns what was found."""
-        if self.store.case(case_id)["signed_at"]:  # unknown case: StoreError, before any work
-            raise SignedError(f"case {case_id} is signed: it takes no more images")
+        self._takes_cells(case_id)  # before any work
         if len(data) > self.limits.max_file_bytes:
             raise UploadError(
                 f"{filename}: {len(data) / 2**20:.1f} MB is over the "
@@ -139,12 +138,23 @@ class ReviewStation:
             "warning": warning,
         }
 
+    def _takes_cells(self, case_id: int) -> None:
+        """Refuse new cells before any work: in a signed case, or one whose blind review is
+        over (the records refuse them too, in the transaction that would add them)."""
+        case = self.store.case(case_id)  # an unknown case: NotFoundError
+        if case["signed_at"]:
+            raise SignedError(f"case {case_id} is signed: it takes no more images or cells")
+        if case["reviewers"] > 1 and case["unblinded_at"]:
+            raise StoreError(
+                f"case {case_id}'s blind review is over: it takes no more images or cells; "
+                "start a new case for them"
+            )
+
     def register_slide(self, case_id: int, user: str, path: str, cells: int | None = None) -> dict:
         """Count a slide from the slide folder into the case (its best countable tiles until
         `cells`, default the report's target, are in the differential, as `count` does); the
         slide is read where it lies, never copied."""
-        if self.store.case(case_id)["signed_at"]:
-            raise SignedError(f"case {case_id} is signed: it takes no more slides")
+        self._takes_cells(case_id)  # before any work
         found = resolve_slide(self.slides_root, path)
         out = self.data_dir / "slides" / str(case_id) / uuid.uuid4().hex
         config = replace(self.slide_config, count=self.count, cells=cells or self.report.target)
@@ -190,8 +200,7 @@ class ReviewStation:
         stained like a cell (`detect.stain_at`: bare plasma, a red cell) here, and by the
         records (`Store.add_cell`, in one transaction) on a patch, on another case's image, in
         a signed case, or on top of a cell already there."""
-        if self.store.case(case_id)["signed_at"]:  # before any work, as for an upload
-            raise SignedError(f"case {case_id} is signed and cannot be changed")
+        self._takes_cells(case_id)  # before any work
         row = self.store.image(image_id)
         if row["kind"] == "slide":
             raise StoreError(
@@ -405,6 +414,21 @@ class ReviewStation:
             else e
             for e in entries
         ]
+
+    def verdicts(self, case_id: int, user: str | None, reviewer: str | None = None) -> list[dict]:
+        """A case's verdicts as `user` may read them: while it is blind, their own only (asking
+        for another reviewer's is refused); once opened, everyone's, or `reviewer`'s."""
+        case = self.store.case(case_id)
+        if case["reviewers"] < 2:
+            raise StoreError(f"case {case['name']!r} is reviewed once per cell: it has no verdicts")
+        if is_blind(case):
+            if reviewer is not None and reviewer != user:
+                raise ForbiddenError(
+                    f"{reviewer}'s verdicts are hidden until every cell of case "
+                    f"{case['name']!r} has its {case['reviewers']} verdicts"
+                )
+            return self.store.verdicts(case_id, user or "")
+        return self.store.verdicts(case_id, reviewer)
 
     def agreement(self, case_ids: list[int]) -> dict:
         """How the reviewers agree over cases whose blind review is over (refused for a case
