@@ -126,22 +126,27 @@ def tiny_fields(folder: Path, n: int) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """A trained, calibrated run folder of a tiny model (seconds to train, shared by tests)."""
+def trained_run(root: Path, classes: dict[str, int], per_class: int, epochs: int, seed: int):
+    """A trained, calibrated run folder (ROOT/run) of synthetic cells of `classes` (label:
+    nucleus radius), `per_class` each."""
     from marrowdiff.data.datasets import open_dataset
     from marrowdiff.data.splits import splits_for_run
     from marrowdiff.training.train import fit
 
-    rng = np.random.default_rng(11)
-    root = tmp_path_factory.mktemp("tiny")
-    for label, radius in TINY_CLASSES.items():
-        for k in range(26):
+    rng = np.random.default_rng(seed)
+    for label, radius in classes.items():
+        for k in range(per_class):
             write_image(root / "data" / label / f"{k}.png", synthetic_cell(rng, 48, radius=radius))
     dataset = open_dataset(root / "data")
     splits = splits_for_run(dataset, root / "run", log=lambda m: None)
-    fit(tiny_config(4), dataset, splits, root / "run", log=lambda m: None)
+    fit(tiny_config(epochs), dataset, splits, root / "run", log=lambda m: None)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A trained, calibrated run folder of a tiny model (seconds to train, shared by tests)."""
+    return trained_run(tmp_path_factory.mktemp("tiny"), TINY_CLASSES, 26, 4, seed=11)
 
 
 @pytest.fixture(scope="session")
@@ -197,16 +202,4 @@ STAGE_CLASSES = {"4": 8, "5": 12, "6": 16}
 @pytest.fixture(scope="session")
 def stage_run(tmp_path_factory):
     """A tiny trained run of three neighbouring stages (seconds to train, shared by tests)."""
-    from marrowdiff.data.datasets import open_dataset
-    from marrowdiff.data.splits import splits_for_run
-    from marrowdiff.training.train import fit
-
-    rng = np.random.default_rng(12)
-    root = tmp_path_factory.mktemp("stages")
-    for label, radius in STAGE_CLASSES.items():
-        for k in range(20):
-            write_image(root / "data" / label / f"{k}.png", synthetic_cell(rng, 48, radius=radius))
-    dataset = open_dataset(root / "data")
-    splits = splits_for_run(dataset, root / "run", log=lambda m: None)
-    fit(tiny_config(2), dataset, splits, root / "run", log=lambda m: None)
-    return root / "run"
+    return trained_run(tmp_path_factory.mktemp("stages"), STAGE_CLASSES, 20, 2, seed=12)
