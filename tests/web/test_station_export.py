@@ -86,3 +86,25 @@ def test_a_reviewer_restores_an_object_set_aside_and_marks_one_not_a_cell(marrow
     assert labels[f"crops/cell{first['id']}.png"] == "myeloblast"
     assert labels[f"crops/cell{second['id']}.png"] in ("artefact", "red_cell")
     assert len(labels) == len(cells)  # the object marked not a cell trains the next model
+
+
+def test_train_takes_exports_with_cells_between_two_stages(tmp_path):
+    """Several cases' exports as one manifest, as the station writes them: `A|B` labels train
+    as the set of both stages, and each case stays whole in the splits."""
+    rng = np.random.default_rng(8)
+    lines = ["path,label,group,model_class,status,reviewers"]
+    labels = ["myeloblast", "promyelocyte", "myelocyte", "promyelocyte|myelocyte"]
+    for case in range(8):
+        for k, label in enumerate(labels * 2):
+            radius = {"myeloblast": 8, "promyelocyte": 12}.get(label, 16)
+            name = f"crops/case{case}-{k}.png"
+            write_image(tmp_path / "export" / name, synthetic_cell(rng, 48, radius=radius))
+            lines.append(f'{name},{label},case:{case},myeloblast,corrected,"{{}}"')
+    (tmp_path / "export" / "manifest.csv").write_text("\n".join(lines) + "\n")
+    dataset = open_dataset(tmp_path / "export" / "manifest.csv", "choi2017")
+    splits = splits_for_run(dataset, tmp_path / "run", log=lambda m: None)
+    test_groups = {dataset.record(p).group for p in splits.test}
+    train_groups = {dataset.record(p).group for p in splits.fold(0)[0]}
+    assert test_groups and not test_groups & train_groups  # a case is never split
+    final = fit(tiny_config(1), dataset, splits, tmp_path / "run", log=lambda m: None)
+    assert final["classes"] == ["myeloblast", "promyelocyte", "myelocyte"]
