@@ -102,6 +102,12 @@ def test_a_blind_review_adjudicated_and_exported_in_the_browser(stage_run, tmp_p
         exported = sam.request.get(f"{url}/api/cases/1/export.zip")
         assert exported.ok
         body = exported.body()
+        sam.click("#back")  # the cases page: the agreement over every opened case
+        sam.wait_for_function(
+            "document.querySelector('#agreement-all').textContent.includes('kappa')"
+        )
+        assert "over 1 case(s), 3 cells" in sam.inner_text("#agreement-all")
+        assert "blind x2, opened" in sam.inner_text("#cases")
         browser.close()
     archive = zipfile.ZipFile(io.BytesIO(body))
     rows = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))

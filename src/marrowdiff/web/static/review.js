@@ -65,7 +65,9 @@ async function showCases() {
   const body = $("#cases tbody");
   body.replaceChildren(...rows.map((c) => {
     const tr = document.createElement("tr");
-    for (const v of [c.name, c.n_cells, c.n_pending, c.created_at, c.signed_at || ""]) {
+    const review = c.reviewers < 2 ? "one reviewer" : c.unblinded_at
+      ? `blind x${c.reviewers}, opened` : `blind x${c.reviewers}`;
+    for (const v of [c.name, review, c.n_cells, c.n_pending, c.created_at, c.signed_at || ""]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.append(td);
@@ -80,6 +82,14 @@ async function showCases() {
     : `Detection on the fields of ${d.cases} signed case(s), by the reviewers' verdicts: ` +
       `precision ${rate(d.precision)}, recall ${rate(d.recall)} (${d.found} cells found, ` +
       `${d.not_a_cell} not cells, ${d.added} missed cell(s) added).`;
+  // How the reviewers agree over every case whose blind review is over (none yet: 404).
+  const response = await fetch("/api/agreement");
+  const a = response.ok ? await response.json() : null;
+  const f = (v, digits = 2) => (v === null ? "n/a" : v.toFixed(digits));
+  $("#agreement-all").textContent = a ? `Blind double review over ${a.cases.length} ` +
+    `case(s), ${a.cells} cells: the reviewers agreed on ${f(a.pooled.percent, 1)}% of pairs ` +
+    `of verdicts (adjacent stage: ${f(a.pooled.adjacent_percent, 1)}%), Cohen's kappa ` +
+    `${f(a.pooled.kappa)}, Fleiss' kappa ${f(a.fleiss_kappa)}.` : "";
 }
 
 $("#new-case").onsubmit = async (event) => {
