@@ -50,6 +50,9 @@ class TrainConfig:
     blur_jitter: float = 0.0  # Gaussian blur of standard deviation U[0, b] px; 0: off
     jpeg_jitter: int = 0  # JPEG round trip at quality U{q..95}; 0: off
     scale_jitter: float = 0.0  # zoom about the centre by 1 + U[-z, z]; 0: off
+    # the share of views whose surroundings (outside a disc about the cell) are replaced by
+    # plain plasma, so that a cell is classified by itself, not by its neighbours; 0: off
+    context_jitter: float = 0.0
     ema: float = 0.0  # per-step decay of a moving average of the weights, kept as the model; 0: off
     seed: int = 0
     fold: int = 0  # train on this CV fold's train part, validate on its val part; -1: all, no val

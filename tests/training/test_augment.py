@@ -1,4 +1,4 @@
-"""Stain, light, blur, JPEG and scale jitter of training views, against known answers."""
+"""Stain, light, blur, JPEG, scale and context jitter of training views, against known answers."""
 
 import numpy as np
 import torch
@@ -7,6 +7,8 @@ from skimage.color import rgb_from_hed
 from marrowdiff.training.augment import (
     blur,
     blur_draws,
+    context,
+    context_draws,
     jpeg,
     jpeg_draws,
     light_draws,
@@ -28,11 +30,11 @@ def test_no_jitter_draws_nothing_and_changes_nothing():
     state = generator.get_state()
     assert stain_draws(8, 0.0, generator) is None and light_draws(8, 0.0, generator) is None
     assert blur_draws(8, 0.0, generator) is None and jpeg_draws(8, 0, generator) is None
-    assert scale_draws(8, 0.0, generator) is None
+    assert scale_draws(8, 0.0, generator) is None and context_draws(8, 0.0, generator) is None
     assert torch.equal(generator.get_state(), state)  # a run without jitter is the same run
     x = views()
     assert torch.equal(stain_jitter(x, None), x) and torch.equal(light_jitter(x, None), x)
-    assert all(torch.equal(f(x, None), x) for f in (blur, jpeg, zoom))
+    assert all(torch.equal(f(x, None), x) for f in (blur, jpeg, zoom, context))
 
 
 def test_identity_draws_give_back_the_image_to_rounding():
@@ -97,3 +99,15 @@ def test_light_jitter_by_hand():
     red[0, 0] = 200
     desaturated = light_jitter(red, torch.tensor([[1.0, 1.0, 0.0, 1.0]]))[0, :, 0, 0]
     assert desaturated.tolist() == [round(200 / 3)] * 3  # no saturation: the channels' mean
+
+
+def test_context_keeps_the_cell_and_puts_plain_plasma_around_it():
+    x = torch.full((2, 3, 40, 40), 60, dtype=torch.uint8)
+    draws = torch.tensor([[1.0, 0.4, 230, 220, 210], [0.0, 0.4, 230, 220, 210]])
+    out = context(x, draws)
+    assert out[0, :, 20, 20].tolist() == [60, 60, 60]  # the centre: the cell, untouched
+    assert out[0, :, 0, 0].tolist() == [230, 220, 210]  # a corner: plasma
+    assert out[0, :, 20, 10].tolist() == [60, 60, 60]  # inside the disc (radius 16 px)
+    assert torch.equal(out[1], x[1])  # a view not chosen is left alone
+    chosen = context_draws(1000, 0.3, torch.Generator().manual_seed(1))[:, 0]
+    assert 250 < chosen.sum() < 350  # the share asked for

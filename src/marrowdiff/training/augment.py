@@ -1,5 +1,6 @@
 """What another laboratory changes, simulated on training views: its stain, its light, its
-optics and camera (blur, JPEG compression) and its magnification (scale).
+optics and camera (blur, JPEG compression) and its magnification (scale); and, apart from
+those, what surrounds a cell (context: its surroundings replaced by plain plasma).
 
 Stain jitter works in the haematoxylin-eosin-DAB space of colour deconvolution (Ruifrok and
 Johnston 2001; scikit-image's `hed_from_rgb`), as the HED augmentation of Tellez et al. 2019
@@ -69,6 +70,40 @@ def scale_draws(n: int, amount: float, generator: torch.Generator) -> torch.Tens
     if amount <= 0:
         return None
     return 1 + uniform(n, 1, amount, generator)[:, 0]
+
+
+# The plasma a view's surroundings are replaced with: the synthetic fields' (synthetic.fields)
+# pale pink, +- a spread per channel.
+PLASMA = (232.0, 220.0, 215.0)
+PLASMA_SPREAD = 12.0
+
+
+def context_draws(n: int, share: float, generator: torch.Generator) -> torch.Tensor | None:
+    """(n, 5) per-view: whether its surroundings are replaced (1 for a `share` of views), the
+    disc kept about the centre (radius U[0.4, 0.55] of the view's side), and the plasma's RGB;
+    None for a share of 0."""
+    if share <= 0:
+        return None
+    chosen = (torch.rand(n, generator=generator) < share).float()
+    radius = 0.4 + 0.15 * torch.rand(n, generator=generator)
+    plasma = torch.tensor(PLASMA) + PLASMA_SPREAD * (2 * torch.rand(n, 3, generator=generator) - 1)
+    return torch.cat([chosen[:, None], radius[:, None], plasma], 1)
+
+
+def context(x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, H, W) uint8 views, the chosen ones kept inside a disc about their centre
+    (feathered over its outer 20%) and plain plasma outside it: a cell pasted on an empty
+    smear, as the synthetic fields make them."""
+    if draws is None or not bool(draws[:, 0].any()):
+        return x
+    h, w = x.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5 - h / 2, torch.arange(w) + 0.5 - w / 2,
+                            indexing="ij")  # fmt: skip
+    d = torch.hypot(yy, xx)[None] / (draws[:, 1, None, None] * min(h, w))  # (B, H, W)
+    alpha = ((1 - d) / 0.2).clamp(0, 1)
+    alpha = torch.where(draws[:, 0, None, None] > 0, alpha, torch.ones_like(alpha))[:, None]
+    f = x.float() * alpha + draws[:, 2:, None, None] * (1 - alpha)
+    return f.clamp(0, 255).round().to(torch.uint8)
 
 
 def blur(x: torch.Tensor, sigmas: torch.Tensor | None) -> torch.Tensor:

@@ -26,6 +26,8 @@ from marrowdiff.training import banks
 from marrowdiff.training.augment import (
     blur,
     blur_draws,
+    context,
+    context_draws,
     jpeg,
     jpeg_draws,
     light_draws,
@@ -115,11 +117,12 @@ class Jitter:
     blur: torch.Tensor | None = None  # (b,) Gaussian standard deviations, px
     jpeg: torch.Tensor | None = None  # (b,) JPEG qualities
     scale: torch.Tensor | None = None  # (b,) zoom factors
+    context: torch.Tensor | None = None  # (b, 5) surroundings replaced, disc radius, plasma
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(b, 3, H, W) uint8 views, jittered as a microscope and camera would change them:
         scale, blur, stain, light, channel gains, then JPEG compression."""
-        x = blur(zoom(x, self.scale), self.blur)
+        x = blur(zoom(context(x, self.context), self.scale), self.blur)
         x = apply_gains(light_jitter(stain_jitter(x, self.stain), self.light), self.gains)
         return jpeg(x, self.jpeg)
 
@@ -141,6 +144,7 @@ def epoch_plan(
             blur_draws(n, config.blur_jitter, generator),
             jpeg_draws(n, config.jpeg_jitter, generator),
             scale_draws(n, config.scale_jitter, generator),
+            context_draws(n, config.context_jitter, generator),
         )
         mine = shard(batch, runtime)
         plan.append((batch, mine, Jitter(*(None if d is None else d[mine] for d in draws))))
