@@ -43,8 +43,9 @@ def plot_class(row: dict, per_case: list[dict], k: int) -> bytes:
     right.plot([0, top], [0, top], color="0.6", lw=1, label="identity")
     d = row["deming"]
     if d["slope"] is not None:
-        right.plot([0, top], [d["intercept"], d["intercept"] + d["slope"] * top],
-                   label=f"Deming: {d['slope']:.2f} x + {d['intercept']:.2f}")  # fmt: skip
+        sign = "-" if d["intercept"] < 0 else "+"
+        line = f"Deming: {d['slope']:.2f} x {sign} {abs(d['intercept']):.2f}"
+        right.plot([0, top], [d["intercept"], d["intercept"] + d["slope"] * top], label=line)
     right.set_xlim(0, top)
     right.set_ylim(0, top)
     right.set_xlabel("reference (%)")
