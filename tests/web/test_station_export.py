@@ -88,6 +88,7 @@ def test_a_reviewer_restores_an_object_set_aside_and_marks_one_not_a_cell(marrow
     assert len(labels) == len(cells)  # the object marked not a cell trains the next model
 
 
+@pytest.mark.slow
 def test_train_takes_exports_with_cells_between_two_stages(tmp_path):
     """Several cases' exports as one manifest, as the station writes them: `A|B` labels train
     as the set of both stages, and each case stays whole in the splits."""
