@@ -32,6 +32,7 @@ def test_demo_trains_on_both_sets_tests_on_both_exports_and_counts(
     assert model.vocabulary.name == "marrow14"
     assert model.state["init"]["run"] == str(demo / "pbc" / "model")  # pre-trained on PBC
     assert model.state["also"][0]["weight"] == 0.5
+    assert model.config.train.context_jitter == 0.5  # the joint recipe's (docs/training.md)
     metrics = json.loads((demo / "model" / "metrics.json").read_text())
     assert metrics["tta"] and metrics["n"] == len(
         json.loads((demo / "splits.json").read_text())["test"]
