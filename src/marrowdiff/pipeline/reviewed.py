@@ -13,7 +13,7 @@ import numpy as np
 
 from marrowdiff.classes import Vocabulary
 from marrowdiff.inference.predict import Classifier
-from marrowdiff.web.station import ReviewStation
+from marrowdiff.web.station import ReviewStation, by_cell
 from marrowdiff.web.validate import reference_cases, validate
 
 
@@ -61,14 +61,12 @@ def demo_review(
             for name, slip in zip(("ana", "ben"), d.slip, strict=True):
                 said = neighbour(true, vocabulary, rng) if rng.random() < slip else true
                 store.review(cell["id"], name, "corrected", said)
+        verdicts = by_cell(store.verdicts(case))  # opened: every cell has both
         for cell, path in zip(store.cells(case), mine, strict=True):
             if cell["status"] != "pending":
                 continue
             true = truth[path]
-            said = {
-                v["user"]: v["verdict"] for v in store.verdicts(case) if v["cell_id"] == cell["id"]
-            }
-            a, b = said["ana"], said["ben"]
+            a, b = verdicts[cell["id"]]["ana"], verdicts[cell["id"]]["ben"]
             label = true
             if a != b and vocabulary.adjacent(a, b) and rng.random() < d.between:
                 label = vocabulary.between(a, b)

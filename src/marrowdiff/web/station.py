@@ -313,32 +313,36 @@ class ReviewStation:
         """Everything the review page shows of a case, as `user` may see it (`shown_cells`)."""
         case = self.store.case(case_id)
         rows = self.store.cells(case_id)
+        verdicts = self.store.verdicts(case_id) if case["reviewers"] > 1 else []
         return {
             "case": case,
-            "blind": self._blind_progress(case, rows, user),
+            "blind": self._blind_progress(case, rows, user, verdicts),
             "images": [
                 row | {"scale": self.slides.scale(row["stored_name"])}
                 if row["kind"] == "slide"
                 else row
                 for row in self.store.images(case_id)
             ],  # a slide's level-0 px per px of the model's scale: its cells' size on it
-            "cells": self.shown_cells(case, rows, user),
+            "cells": self.shown_cells(case, rows, user, verdicts),
             "differential": None if hides_model(case) else self.differential(case_id, rows),
         }
 
     # blind double review -----------------------------------------------------------------------
 
-    def shown_cells(self, case: dict, rows: list[dict], user: str | None) -> list[dict]:
+    def shown_cells(
+        self, case: dict, rows: list[dict], user: str | None, verdicts: list[dict] | None = None
+    ) -> list[dict]:
         """A case's cells as `user` may see them. While a blind review runs, each cell shows
         only this user's own verdict (`my_verdict`) and, if the case hides the model, nothing
         of the model's class or probabilities; once the verdicts are opened, every reviewer's
-        (`verdicts`: {reviewer: verdict})."""
+        (`verdicts`: {reviewer: verdict}). `verdicts`: the case's (`Store.verdicts`), if read."""
         if case["reviewers"] < 2:
             return rows
+        verdicts = self.store.verdicts(case["id"]) if verdicts is None else verdicts
         if not is_blind(case):
-            said = self._verdicts_by_cell(case["id"])
+            said = by_cell(verdicts)
             return [row | {"verdicts": said.get(row["id"], {})} for row in rows]
-        mine = {v["cell_id"]: v["verdict"] for v in self.store.verdicts(case["id"], user or "")}
+        mine = {v["cell_id"]: v["verdict"] for v in verdicts if v["user"] == user}
         hidden = dict.fromkeys(MODEL_KEYS) if case["hide_model"] else {}
         return [row | hidden | {"my_verdict": mine.get(row["id"])} for row in rows]
 
@@ -351,12 +355,13 @@ class ReviewStation:
         """The case's differential, or None while a blind review hides the model's classes."""
         return None if hides_model(self.store.case(case_id)) else self.differential(case_id)
 
-    def _blind_progress(self, case: dict, rows: list[dict], user: str | None) -> dict | None:
+    def _blind_progress(
+        self, case: dict, rows: list[dict], user: str | None, verdicts: list[dict]
+    ) -> dict | None:
         """A blind case's state: verdicts each cell needs, whether the model is hidden, and
         how far the review is (this user's verdicts, cells with all theirs), never whose."""
         if case["reviewers"] < 2:
             return None
-        verdicts = self.store.verdicts(case["id"])
         per_cell = Counter(v["cell_id"] for v in verdicts)
         return {
             "reviewers": case["reviewers"],
@@ -368,19 +373,17 @@ class ReviewStation:
             "disputed": sum(r["status"] == "pending" for r in rows) if not is_blind(case) else None,
         }
 
-    def _reviewed_by(self, case: dict, rows: list[dict]) -> list[str]:
+    def _reviewed_by(self, case: dict, rows: list[dict], said: dict) -> list[str]:
         """Everyone whose verdicts the case's classes rest on (reviewers and adjudicators)."""
         if case["reviewers"] < 2:
             return sorted({c["reviewed_by"] for c in rows if c["reviewed_by"]})
-        said = self._verdicts_by_cell(case["id"])
         people = {name for verdicts in said.values() for name in verdicts}
         return sorted(people | {c["reviewed_by"] for c in rows if _adjudicated(c, said)})
 
-    def _double_review(self, case: dict, rows: list[dict]) -> dict:
+    def _double_review(self, case: dict, rows: list[dict], said: dict) -> dict:
         """For the report: how a blind double review went (nothing for a single review)."""
         if case["reviewers"] < 2:
             return {}
-        said = self._verdicts_by_cell(case["id"])
         agreement = reviewer_agreement(said, self.classifier.vocabulary)
         decided = [c for c in rows if _adjudicated(c, said)]
         return {"blind": {
@@ -396,10 +399,7 @@ class ReviewStation:
         }}  # fmt: skip
 
     def _verdicts_by_cell(self, case_id: int) -> dict[int, dict[str, str]]:
-        said: dict[int, dict[str, str]] = {}
-        for v in self.store.verdicts(case_id):
-            said.setdefault(v["cell_id"], {})[v["user"]] = v["verdict"]
-        return said
+        return by_cell(self.store.verdicts(case_id))
 
     def log(self, case_id: int, user: str | None) -> list[dict]:
         """The case's log as `user` may read it: while a blind review runs, another
@@ -459,6 +459,7 @@ class ReviewStation:
         signed = self.store.sign(case_id, user)
         try:
             rows = self.store.cells(case_id)  # frozen: no review can change them now
+            said = self._verdicts_by_cell(case_id)  # {cell: {reviewer: verdict}}
             folder = self.data_dir / "cases" / str(case_id)
             cells = self._report_cells(rows, thumbnails=True)
             images = self.store.images(case_id)
@@ -473,8 +474,8 @@ class ReviewStation:
                 stain=signed["stain"] or None,
                 operator=signed["created_by"],
                 signed_by=user,
-                reviewed_by=self._reviewed_by(signed, rows),
-                review=review_summary(rows) | self._double_review(signed, rows),
+                reviewed_by=self._reviewed_by(signed, rows, said),
+                review=review_summary(rows) | self._double_review(signed, rows, said),
                 detection=self.store.detection_tally(case_id),  # by the reviewer's verdicts
             )
             vocabulary, classes = self.classifier.vocabulary, self.classifier.classes
@@ -490,13 +491,13 @@ class ReviewStation:
                 domain,
                 heading(domain),
             )
-            self._export(rows, signed, folder / "export")
+            self._export(rows, signed, folder / "export", said)
         except BaseException as error:
             self.store.reopen(case_id, user, f"{type(error).__name__}: {error}")
             raise
         return {"case": signed, "report": str(folder / "report"), "export": str(folder / "export")}
 
-    def _export(self, rows: list[dict], case: dict, out: Path) -> None:
+    def _export(self, rows: list[dict], case: dict, out: Path, said: dict) -> None:
         """Reviewed cells with their final labels: a CSV manifest `marrowdiff train` reads
         (`path,label,group`, the case as the group, so that splits keep a case together),
         with each reviewer's verdict beside the consensus (`reviewers`, JSON) in a blind
@@ -506,7 +507,6 @@ class ReviewStation:
         verdicts teach the next model what to set aside; a cell between two stages as "A|B"."""
         lines = ["path,label,group,model_class,status,reviewers"]
         vocabulary = self.classifier.vocabulary
-        said = self._verdicts_by_cell(case["id"])
         for c in rows:
             label = exported_label(c, vocabulary)
             if label is None:
@@ -565,6 +565,14 @@ def is_blind(case: dict) -> bool:
 
 def hides_model(case: dict) -> bool:
     return is_blind(case) and bool(case["hide_model"])
+
+
+def by_cell(verdicts: list[dict]) -> dict[int, dict[str, str]]:
+    """`Store.verdicts` rows as {cell: {reviewer: verdict}}."""
+    said: dict[int, dict[str, str]] = {}
+    for v in verdicts:
+        said.setdefault(v["cell_id"], {})[v["user"]] = v["verdict"]
+    return said
 
 
 def _adjudicated(cell: dict, said: dict[int, dict[str, str]]) -> bool:
