@@ -69,6 +69,16 @@ def test_validate_refuses_what_cannot_be_a_reference(signed, stage_run, tiny_run
     with pytest.raises(ValidationError, match="case 'first' was reviewed in vocabulary 'marrow14'"):
         validate(load_classifier([stage_run]), reference_cases(signed), out, "stage")
     assert not out.exists()  # nothing written half
+    # a damaged export: a sentence naming the case, not a traceback
+    about.write_text("{not json")
+    with pytest.raises(ValidationError, match="case 'first': its export .* is damaged"):
+        reference_cases(signed)
+    about.write_text(json.dumps({"vocabulary": "choi2017"}))
+    crop = next((signed / "cases" / "2" / "export" / "crops").iterdir())
+    crop.write_bytes(b"not a png")
+    with pytest.raises(ValidationError, match=f"case 'second': cannot read .*{crop.name}"):
+        validate(load_classifier([stage_run]), reference_cases(signed, ["second"]), out, "s")
+    assert not out.exists()
 
 
 def test_validate_from_the_command_line(signed, stage_run, tmp_path, capsys):

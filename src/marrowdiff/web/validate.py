@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from marrowdiff.counting.count import classify_images
 from marrowdiff.errors import UserError
+from marrowdiff.images import ImageReadError, decode_rgb
 from marrowdiff.inference.predict import Classifier
 from marrowdiff.validation.compare import ReferenceCase, ReferenceCell, compare
 from marrowdiff.validation.report import write_validation
@@ -68,15 +68,33 @@ def _read_case(folder: Path, name: str) -> ReferenceCase:
             f"case {name!r}: its export ({folder}) has no manifest.csv and case.json; it was "
             "signed by a version before validation: review it again in a new case"
         )
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    cells = tuple(
-        ReferenceCell(str(folder / r["path"]), r["label"], json.loads(r.get("reviewers") or "{}"))
-        for r in rows
-    )
+    try:
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        cells = tuple(
+            ReferenceCell(str(folder / r["path"]), r["label"], json.loads(r["reviewers"] or "{}"))
+            for r in rows
+        )
+        meta = json.loads(about.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError, KeyError, TypeError, csv.Error) as error:
+        raise ValidationError(
+            f"case {name!r}: its export in {folder} is damaged ({type(error).__name__}: "
+            f"{error}); sign-off writes it whole, so restore it from a backup"
+        ) from None
     if not cells:
         raise ValidationError(f"case {name!r} exported no cells: nothing to compare")
-    return ReferenceCase(name, json.loads(about.read_text(encoding="utf-8")), cells)
+    return ReferenceCase(name, meta, cells)
+
+
+def _crop(path: str, case: str) -> np.ndarray:
+    """An exported cell's crop, or a sentence naming it."""
+    try:
+        return decode_rgb(Path(path).read_bytes())
+    except (OSError, ImageReadError) as error:
+        raise ValidationError(
+            f"case {case!r}: cannot read {path} ({error}); sign-off writes every crop, so "
+            "restore the export from a backup"
+        ) from None
 
 
 def check(cases: list[ReferenceCase], classifier: Classifier) -> None:
@@ -135,7 +153,7 @@ def validate(
     check(cases, classifier)
     predicted = {}
     for case in cases:
-        images = [(c.path, np.asarray(Image.open(c.path).convert("RGB"))) for c in case.cells]
+        images = [(c.path, _crop(c.path, case.name)) for c in case.cells]
         found = classify_images(classifier, images, tta, False)
         predicted[case.name] = [cell.label for cell in found]
         log(f"{case.name}: {len(found)} cells classified")
