@@ -23,10 +23,10 @@ from scipy import ndimage as ndi
 from scipy.sparse.csgraph import connected_components
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
-from skimage.measure import regionprops
 from skimage.morphology import disk
 from skimage.segmentation import watershed
 
+from marrowdiff.counting.blobs import measure
 from marrowdiff.stain import haematoxylin
 
 
@@ -113,51 +113,22 @@ def detect(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[Det
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-distance, markers, mask=mask)
     sy, sx = height / small.shape[0], width / small.shape[1]
-    found = []
-    for region in regionprops(regions):
-        if region.area < config.min_area * cell_area:
-            continue
-        # The centroid of the region's convex hull: a kidney-shaped nucleus or a watershed cut
-        # leaves a concavity that would pull the plain centroid off the cell's centre.
-        cy, cx = hull_centre(region.coords)
-        top, left, bottom, right = region.bbox
-        border = min(top, left, mask.shape[0] - bottom, mask.shape[1] - right) <= 1
-        found.append(
-            Detection(
-                y=float((cy + 0.5) * sy - 0.5),
-                x=float((cx + 0.5) * sx - 0.5),
-                area=float(region.area * sy * sx),
-                border=bool(border),
-            )
+    # Each cell's centre is the centroid of its blob's convex hull: a kidney-shaped nucleus or
+    # a watershed cut leaves a concavity that would pull the plain centroid off the centre.
+    blobs = measure(regions, config.min_area * cell_area)
+    border = np.minimum.reduce(
+        [blobs.top, blobs.left, mask.shape[0] - blobs.bottom, mask.shape[1] - blobs.right]
+    )
+    found = [
+        Detection(
+            y=float((blobs.y[k] + 0.5) * sy - 0.5),
+            x=float((blobs.x[k] + 0.5) * sx - 0.5),
+            area=float(blobs.area[k] * sy * sx),
+            border=bool(border[k] <= 1),
         )
+        for k in range(len(blobs))
+    ]
     return sorted(merged(found, config.merge * config.cell_diameter), key=lambda c: (c.y, c.x))
-
-
-def hull_centre(coords: np.ndarray) -> tuple[float, float]:
-    """The centroid of the convex hull of a blob's pixels ((N, 2) row, column, in raster
-    order), in pixel coordinates: the hull of the corners of each row's outermost pixels, as
-    a polygon (its area centroid; what the mean of the filled hull's pixels approximates,
-    without filling it)."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    rows = coords[:, 0]
-    breaks = np.flatnonzero(rows[1:] != rows[:-1])
-    first = np.concatenate(([0], breaks + 1))
-    last = np.concatenate((breaks, [len(rows) - 1]))
-    ends = np.concatenate([coords[first], coords[last]]).astype(float)
-    corners = np.concatenate([ends + offset for offset in CORNERS])
-    try:
-        ring = corners[ConvexHull(corners).vertices]  # in order around the hull
-    except QhullError:  # too few pixels for an area
-        return float(rows.mean()), float(coords[:, 1].mean())
-    y, x = ring[:, 0], ring[:, 1]
-    y1, x1 = np.concatenate((y[1:], y[:1])), np.concatenate((x[1:], x[:1]))
-    cross = x * y1 - x1 * y
-    six_area = 3 * cross.sum()
-    return float(((y + y1) * cross).sum() / six_area), float(((x + x1) * cross).sum() / six_area)
-
-
-CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
 
 
 def merged(found: list[Detection], within: float) -> list[Detection]:
