@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 from scipy.stats import binom
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 K = 5  # neighbours: the k-th nearest training cell's distance
 QUANTILE = 0.99  # of the validation cells' distances: the per-cell threshold
@@ -74,7 +74,7 @@ class DomainReference:
         out = np.empty(len(features), np.float64)
         # One BLAS thread: its idle threads would spin against the network's (ONNX Runtime's)
         # between batches, which cost 40% of `classify`'s cells/s on 2 cores.
-        with threadpool_limits(1, user_api="blas"):
+        with _blas().limit(limits=1, user_api="blas"):
             for i in range(0, len(features), chunk):
                 similarity = unit_rows(features[i : i + chunk]) @ bank.T
                 kth = np.partition(similarity, len(bank) - k, axis=1)[:, len(bank) - k]
@@ -218,3 +218,10 @@ def check_cells(distances: np.ndarray, reference: DomainReference | None) -> Dom
     expected = max(reference.expected, 1 - QUANTILE)
     p_value = float(binom.sf(outside - 1, len(distances), expected)) if outside else 1.0
     return DomainCheck(len(distances), outside, expected, p_value)
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, found once: finding them reads every loaded library's
+    file (4 ms), which per batch of cells cost 3% of a slide's count."""
+    return ThreadpoolController()
