@@ -81,19 +81,13 @@ def main() -> None:
         )
         per_field.append((score["fp"] + score["fn"], k, score))
         if classifier is not None:
-            count = CountConfig(detect=config, tta=args.tta)
-            cells, _ = count_field(classifier, "field", field, count)
-            whole = [c for c in truth if not c.border]
-            true_counts.update(c.label for c in whole)
-            kept = [c for c in cells if c.flag != "border"]
-            counted = [c for c in kept if classifier.vocabulary.counted(c.label)]
-            found_counts.update(c.label for c in counted)
-            aside.update(c.label for c in kept if not classifier.vocabulary.counted(c.label))
-            pairs, _ = match(
-                np.array([[c.y, c.x] for c in counted]).reshape(-1, 2),
-                np.array([[c.y, c.x] for c in whole]).reshape(-1, 2),
+            cells, whole, counted, set_aside, hits = count_on_field(
+                classifier, field, truth, CountConfig(detect=config, tta=args.tta)
             )
-            recalled[0] += len(pairs)
+            true_counts.update(c.label for c in whole)
+            found_counts.update(c.label for c in counted)
+            aside.update(c.label for c in set_aside)
+            recalled[0] += hits
             recalled[1] += len(whole)
             if len(cases[-1]) == args.case_fields:
                 cases.append([])
@@ -122,6 +116,30 @@ def main() -> None:
         print_estimates(whole, classifier, population, args.tta)
 
 
+def count_on_field(classifier, field: np.ndarray, truth: list, count: CountConfig):
+    """`count`'s pipeline on one synthetic field: (its cells, the whole true cells, the cells
+    counted in the differential, those set aside as not nucleated cells, and how many of the
+    whole true cells were counted)."""
+    cells, _ = count_field(classifier, "field", field, count)
+    whole = [c for c in truth if not c.border]
+    kept = [c for c in cells if c.flag != "border"]
+    counted = [c for c in kept if classifier.vocabulary.counted(c.label)]
+    aside = [c for c in kept if not classifier.vocabulary.counted(c.label)]
+    pairs, _ = match(
+        np.array([[c.y, c.x] for c in counted]).reshape(-1, 2),
+        np.array([[c.y, c.x] for c in whole]).reshape(-1, 2),
+    )
+    return cells, whole, counted, aside, len(pairs)
+
+
+def count_error(truth: Counter, found: Counter, classes: list[str]) -> float:
+    """The sum over classes of |found % - true %|: the differential's error, in points."""
+    n_true, n_found = sum(truth.values()), sum(found.values())
+    return sum(
+        abs(100 * truth[c] / max(1, n_true) - 100 * found[c] / max(1, n_found)) for c in classes
+    )
+
+
 def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> None:
     """Per class: true cells, cells the pipeline counted as that class (every non-border
     detection by its top class, unsure ones included; objects set aside as not nucleated cells
@@ -129,12 +147,11 @@ def print_count_error(truth: Counter, found: Counter, classes: list[str]) -> Non
     n_true, n_found = sum(truth.values()), sum(found.values())
     print(f"count per class over all fields (true {n_true} cells, found {n_found}):")
     print(f"  {'class':28s} {'true':>5s} {'found':>6s} {'true %':>7s} {'found %':>8s}")
-    error = 0.0
     for c in classes:
         t, f = truth[c], found[c]
         tp, fp = 100 * t / max(1, n_true), 100 * f / max(1, n_found)
-        error += abs(tp - fp)
         print(f"  {c:28s} {t:5d} {f:6d} {tp:7.1f} {fp:8.1f}")
+    error = count_error(truth, found, classes)
     print(f"  sum of |found % - true %| over classes: {error:.1f} points (half of it moved)")
 
 
