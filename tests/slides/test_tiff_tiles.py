@@ -88,6 +88,24 @@ def test_a_tile_that_does_not_decode_is_a_sentence_and_the_others_still_read(tmp
         assert np.array_equal(slide.read(10, 600, 16, 16), gradient(600, 10, 16, 16))
 
 
+def test_a_tile_the_file_leaves_out_is_glass_as_openslide_paints_it(tmp_path):
+    import tifffile
+
+    path = write_pyramid(tmp_path / "s.tiff", 1024, 1024, gradient, mpp=0.25)
+    with tifffile.TiffFile(path) as tif:
+        counts = tif.pages[0].tags["TileByteCounts"]
+        width = {3: 2, 4: 4, 16: 8}[int(counts.dtype)]
+    with open(path, "r+b") as f:  # the second tile of level 0 has no bytes (a sparse TIFF)
+        f.seek(counts.valueoffset + width)
+        f.write(b"\x00" * width)
+    with Slide(path) as slide:
+        region = slide.read(500, 10, 24, 16)
+        assert np.array_equal(region, openslide_rgb(path, 500, 10, 0, 24, 16))
+        assert (region[:, 12:] == 255).all() and np.array_equal(
+            region[:, :12], gradient(10, 500, 16, 12)
+        )
+
+
 def test_other_tiffs_and_regions_between_pixels_are_left_to_openslide(tmp_path):
     import tifffile
 

@@ -110,6 +110,8 @@ class TiffTiles:
 
     def _decode(self, page, index: int) -> np.ndarray:
         offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        if count == 0:  # a tile the scanner left out: glass, as OpenSlide paints it
+            return np.full((page.tilelength, page.tilewidth, 3), 255, np.uint8)
         try:
             raw = os.pread(self._fd, count, offset)
             if len(raw) != count:
