@@ -52,6 +52,9 @@ class TiffTiles:
 
         try:
             tiff = tifffile.TiffFile(path)
+        except Exception:  # noqa: BLE001 - any file tifffile cannot parse stays OpenSlide's
+            return None
+        try:
             pages = {}
             for level, (width, height) in enumerate(level_dimensions):
                 page = next(
@@ -59,8 +62,8 @@ class TiffTiles:
                 )
                 if page is not None:
                     pages[level] = page
-        except Exception:  # noqa: BLE001 - any file tifffile cannot parse stays OpenSlide's
-            return None
+        except Exception:  # noqa: BLE001 - a page tifffile cannot read: OpenSlide's too
+            pages = {}
         if not pages:
             tiff.close()
             return None
