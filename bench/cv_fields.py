@@ -19,20 +19,17 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from detection import count_error, count_on_field
+from detection import count_error, count_on_field, split_records
 
 from marrowdiff.counting.count import CountConfig
-from marrowdiff.data.datasets import open_dataset
-from marrowdiff.data.splits import Splits
 from marrowdiff.inference.predict import load_classifier
 from marrowdiff.synthetic.fields import FieldConfig, make_field
 
 
-def fold_figures(dataset, cv: Path, k: int, fields: int, seed: int) -> tuple[float, float]:
+def fold_figures(data: str, cv: Path, k: int, fields: int, seed: int) -> tuple[float, float]:
     """(the differential's error in points, the share of whole true cells counted)."""
     fold = cv / f"test-fold-{k}"
-    test = set(Splits.read(fold / "splits.json").test)
-    records = [r for r in dataset.records if r.path in test]
+    dataset, records = split_records(data, str(fold / "splits.json"), "test")
     patches, labels = [dataset.load(r) for r in records], [r.label for r in records]
     classifier = load_classifier([str(fold / "global")])
     truth, found, hits, whole_cells = Counter(), Counter(), 0, 0
@@ -55,11 +52,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", default="0,1,2,3,4,5")
     args = parser.parse_args()
-    dataset = open_dataset(args.data)
     folds = [int(k) for k in args.folds.split(",")]
     rows = {}
     for cv in args.cv:
-        rows[cv] = [fold_figures(dataset, cv, k, args.fields, args.seed) for k in folds]
+        rows[cv] = [fold_figures(args.data, cv, k, args.fields, args.seed) for k in folds]
         errors, recalls = [e for e, _ in rows[cv]], [r for _, r in rows[cv]]
         print(
             f"{cv}: error per fold {' '.join(f'{e:.1f}' for e in errors)}; mean "

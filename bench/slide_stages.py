@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
-from marrowdiff.counting.detect import crop, detect
+from marrowdiff.counting.detect import detect
 from marrowdiff.inference.predict import load_classifier
-from marrowdiff.slides.count import Prepared, SlideCountConfig, classify_tile, read_tile
+from marrowdiff.slides.count import SlideCountConfig, classify_tile, held_cells, read_tile
 from marrowdiff.slides.plan import plan_slide
 from marrowdiff.slides.reader import Slide
 
@@ -31,11 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     classifier = load_classifier([args.model], spin=False)
     config = SlideCountConfig(cells=None)
+    # "crop": keep the cells the core holds, and crop them (`held_cells`)
     seconds = {"read": 0.0, "detect": 0.0, "crop": 0.0, "classify": 0.0}
     cells = detections = 0
     with Slide(args.slide) as slide:
         plan = plan_slide(slide, classifier.global_.size.mpp, config)
-        per_px = plan.working.level0_per_model_px
         for index in plan.order[: args.tiles]:
             tile = plan.tiles[index]
             began = time.process_time()
@@ -43,22 +41,14 @@ def main() -> None:
             read = time.process_time()
             found = detect(image, config.count.detect)
             detected = time.process_time()
-            mine = [
-                d
-                for d in found
-                if tile.core.holds(tile.read.x + d.x * per_px, tile.read.y + d.y * per_px)
-            ]
-            side = config.count.detect.patch_size
-            at = np.array([(d.x, d.y) for d in mine], float).reshape(-1, 2)
-            patches = [crop(image, d.y, d.x, side) for d in mine]
-            prepared = Prepared(tile, at[:, 0], at[:, 1], np.zeros(len(mine), bool), patches)
+            prepared = held_cells(tile, image, found, plan.working, config.count)
             cropped = time.process_time()
             classify_tile(classifier, prepared, config.count)
             done = time.process_time()
             for key, value in zip(seconds, (read - began, detected - read, cropped - detected,
                                             done - cropped), strict=True):  # fmt: skip
                 seconds[key] += value
-            cells, detections = cells + len(mine), detections + len(found)
+            cells, detections = cells + len(prepared.patches), detections + len(found)
     print(f"{args.tiles} tiles, {cells} cells kept, {detections} detections "
           f"({detections / max(1, cells):.2f} a cell); CPU ms per cell:")  # fmt: skip
     for key, value in seconds.items():

@@ -42,7 +42,7 @@ def measure(regions: np.ndarray, min_area: float = 0) -> Blobs:
     if not len(label):
         empty = np.zeros(0, int)
         return Blobs(empty, empty, np.zeros(0), np.zeros(0), empty, empty, empty, empty)
-    starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])  # each blob's first row
+    starts = _starts(label)  # each blob's first row
     blob = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(label)]))
     left_y, left_x, left_blob = _side(row, first - 0.5, blob, starts, np.minimum)
     right_y, right_x, right_blob = _side(row, last + 0.5, blob, starts, np.maximum)
@@ -78,7 +78,7 @@ def _row_ends(regions: np.ndarray, wanted: np.ndarray):
     order = np.lexsort((run_row, run_label))
     start, end, run_label, run_row = start[order], end[order], run_label[order], run_row[order]
     key = run_label.astype(np.int64) * height + run_row
-    group = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    group = _starts(key)
     first = np.minimum.reduceat(start - run_row * width, group)
     last = np.maximum.reduceat(end - run_row * width, group)
     return run_label[group], run_row[group], first, last
@@ -127,7 +127,7 @@ def _hull_chain(y: np.ndarray, x: np.ndarray, blob: np.ndarray, sign: int) -> np
 
 def _polygon_centroids(y, x, owner, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The area centroid of each polygon (vertices in order around it, grouped by owner)."""
-    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    first = _starts(owner)
     following = np.arange(1, len(y) + 1)
     last = np.r_[first[1:], len(y)] - 1
     following[last] = first
@@ -137,3 +137,8 @@ def _polygon_centroids(y, x, owner, count: int) -> tuple[np.ndarray, np.ndarray]
     cy = np.bincount(owner, (y + y1) * cross, count) / six_area
     cx = np.bincount(owner, (x + x1) * cross, count) / six_area
     return cy, cx
+
+
+def _starts(values: np.ndarray) -> np.ndarray:
+    """Indices where each run of equal neighbours in `values` begins (the first is 0)."""
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]])

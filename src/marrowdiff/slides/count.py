@@ -97,7 +97,14 @@ class Prepared:
 def prepare_tile(slide: Slide, tile: Tile, working: Working, config: CountConfig) -> Prepared:
     """Read a tile at the model's scale, find its cells, keep those its core holds, crop them."""
     image = read_tile(slide, tile, working)
-    found = detect(image, config.detect)
+    return held_cells(tile, image, detect(image, config.detect), working, config)
+
+
+def held_cells(
+    tile: Tile, image: np.ndarray, found: list, working: Working, config: CountConfig
+) -> Prepared:
+    """Of the cells `found` in the tile's read `image`, those whose centre its core holds,
+    cropped."""
     per_px = working.level0_per_model_px
     xs = np.array([tile.read.x + d.x * per_px for d in found], float)
     ys = np.array([tile.read.y + d.y * per_px for d in found], float)

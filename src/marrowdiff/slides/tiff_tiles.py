@@ -33,9 +33,9 @@ class TileDecodeError(Exception):
 class TiffTiles:
     """The levels of a tiled TIFF that are plain 8-bit RGB, by OpenSlide level index."""
 
-    def __init__(self, path: Path, pages: dict, cache_bytes: int):
+    def __init__(self, path: Path, tiff, pages: dict, cache_bytes: int):
         self.path = path
-        self._tiff = None  # the open TiffFile that owns `pages`
+        self._tiff = tiff  # the open TiffFile that owns `pages`
         self._pages = pages  # OpenSlide level -> tifffile page
         self._fd = os.open(path, os.O_RDONLY)
         self._cache: OrderedDict = OrderedDict()
@@ -67,9 +67,7 @@ class TiffTiles:
         if not pages:
             tiff.close()
             return None
-        tiles = cls(path, pages, cache_bytes)
-        tiles._tiff = tiff
-        return tiles
+        return cls(path, tiff, pages, cache_bytes)
 
     def reads(self, level: int) -> bool:
         return level in self._pages
@@ -117,13 +115,11 @@ class TiffTiles:
             return np.full((page.tilelength, page.tilewidth, 3), 255, np.uint8)
         try:
             raw = os.pread(self._fd, count, offset)
-            if len(raw) != count:
-                raise TileDecodeError(f"{count - len(raw)} of its {count} bytes are missing")
-            data = page.decode(raw, index)[0]
-        except TileDecodeError:
-            raise
+            data = page.decode(raw, index)[0] if len(raw) == count else None
         except Exception as exc:  # noqa: BLE001 - zlib, tifffile and OS errors alike
             raise TileDecodeError(str(exc) or type(exc).__name__) from exc
+        if len(raw) != count:
+            raise TileDecodeError(f"{count - len(raw)} of its {count} bytes are missing")
         if data is None or data.shape[-3:] != (page.tilelength, page.tilewidth, 3):
             raise TileDecodeError(f"tile {index} decodes to {getattr(data, 'shape', None)}")
         return data.reshape(page.tilelength, page.tilewidth, 3)
